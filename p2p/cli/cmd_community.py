@@ -1,0 +1,166 @@
+"""`p2p community create|list|show|invite|join|role|settings`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from p2p import community as cm
+from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, warn
+from p2p.docref import FEED
+from p2p.identity import fingerprint
+
+
+def summary(ctx: Context, c: cm.Community) -> dict:
+    home = ctx.home
+    settings = cm.settings(home, c)
+    posts = home.store.db.execute(
+        "SELECT count(*) FROM docs WHERE community = ? AND kind = ?", (c.id, FEED)
+    ).fetchone()[0]
+    return {
+        "id": c.hex,
+        "name": settings.get("name", c.name),
+        "private": c.private,
+        "owner": c.owner.hex(),
+        "owner_fingerprint": fingerprint(c.owner),
+        "role": cm.role(home, c, home.public_key),
+        "members": len(cm.members(home, c)),
+        "authors": posts,
+    }
+
+
+@click.group()
+def community() -> None:
+    """Create, join and manage communities."""
+
+
+@community.command()
+@click.argument("name")
+@click.option("--private", is_flag=True, help="Encrypt its bundles; only invited members can read.")
+@click.option("--description", default="", help="A short description.")
+@json_option
+@pass_ctx
+def create(ctx: Context, name: str, private: bool, description: str, as_json: bool) -> None:
+    """Create a community you own."""
+    c = cm.create(ctx.home, name, private, description)
+    if as_json:
+        emit_json(summary(ctx, c))
+        return
+    kind = "private" if private else "open"
+    console.print(f"Created {kind} community [bold]{name}[/] with id {c.hex}")
+
+
+@community.command("list")
+@json_option
+@pass_ctx
+def list_(ctx: Context, as_json: bool) -> None:
+    """List the communities you are in."""
+    rows = [summary(ctx, c) for c in cm.all_communities(ctx.home)]
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        console.print("You are in no community yet: 'p2p community create NAME' or 'join FILE'.")
+    for r in rows:
+        flag = "private" if r["private"] else "open"
+        console.print(f"{r['id'][:12]}  [bold]{r['name']}[/]  ({flag}, {r['role']}, "
+                      f"{r['members']} members)")
+
+
+@community.command()
+@click.argument("community_id")
+@json_option
+@pass_ctx
+def show(ctx: Context, community_id: str, as_json: bool) -> None:
+    """Show a community's settings, roles and members."""
+    home = ctx.home
+    c = cm.resolve(home, community_id)
+    st = cm.state(home, c)
+    info = summary(ctx, c)
+    info["description"] = st["settings"].get("description", "")
+    info["rules"] = st["settings"].get("rules", "")
+    info["member_list"] = [
+        {
+            "public_key": k.hex(),
+            "fingerprint": fingerprint(k),
+            "name": cm.display_name(home, c, k),
+            "role": cm.role(home, c, k),
+        }
+        for k in cm.members(home, c)
+    ]
+    info["hidden_posts"] = sorted(st["hidden"])
+    if as_json:
+        emit_json(info)
+        return
+    console.print(f"[bold]{info['name']}[/]  {info['id']}")
+    console.print(f"{'private' if c.private else 'open'} community, owner {info['owner_fingerprint']}")
+    if info["description"]:
+        console.print(info["description"])
+    if info["rules"]:
+        console.print(f"Rules: {info['rules']}")
+    for m in info["member_list"]:
+        console.print(f"  {m['fingerprint']}  {m['name'] or '(no name)':20} {m['role']}")
+
+
+@community.command()
+@click.argument("community_id")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@pass_ctx
+def invite(ctx: Context, community_id: str, out: Path) -> None:
+    """Write an invite file that lets someone join."""
+    c = cm.resolve(ctx.home, community_id)
+    out.write_bytes(cm.invite(ctx.home, c))
+    console.print(f"Wrote invite to {out}")
+    if c.private:
+        warn("this invite contains the community's SECRET KEY: anyone holding it can read "
+             "everything in the community. Hand it over in person and delete it after use.")
+
+
+@community.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@json_option
+@pass_ctx
+def join(ctx: Context, file: Path, as_json: bool) -> None:
+    """Join a community from an invite FILE."""
+    with file.open("rb") as fh:
+        data = fh.read(cm.MAX_INVITE + 1)
+    c = cm.join(ctx.home, data)
+    if as_json:
+        emit_json(summary(ctx, c))
+        return
+    console.print(f"Joined [bold]{cm.settings(ctx.home, c).get('name', c.name)}[/] ({c.hex})")
+
+
+@community.command()
+@click.argument("community_id")
+@click.argument("member")
+@click.argument("role", type=click.Choice(["moderator", "member"]))
+@pass_ctx
+def role(ctx: Context, community_id: str, member: str, role: str) -> None:
+    """Make MEMBER a moderator or a plain member."""
+    c = cm.resolve(ctx.home, community_id)
+    key = cm.resolve_member(ctx.home, c, member)
+    cm.set_role(ctx.home, c, key, role)
+    console.print(f"{fingerprint(key)} is now {role}")
+
+
+@community.command("settings")
+@click.argument("community_id")
+@click.option("--name")
+@click.option("--description")
+@click.option("--rules")
+@pass_ctx
+def settings_(
+    ctx: Context, community_id: str, name: str | None, description: str | None, rules: str | None
+) -> None:
+    """Change the community's name, description or rules (owner and moderators)."""
+    c = cm.resolve(ctx.home, community_id)
+    if name is None and description is None and rules is None:
+        raise click.UsageError("give at least one of --name, --description, --rules")
+    cm.update_settings(ctx.home, c, name=name, description=description, rules=rules)
+    console.print("Settings updated")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(community)

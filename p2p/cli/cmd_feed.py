@@ -1,0 +1,57 @@
+"""`p2p feed`: a community's posts, threaded."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import click
+from rich.markup import escape
+
+from p2p import community as cm
+from p2p import feed as feed_view
+from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx
+
+
+def _when(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M")
+
+
+def render(posts: list[dict], depth: int = 0) -> None:
+    for p in posts:
+        pad = "    " * depth
+        name = escape(p["author_name"] or "(no name)")
+        marks = []
+        if p["deleted"]:
+            marks.append("[red]deleted[/]")
+        elif p["edited"]:
+            marks.append("[yellow]edited[/]")
+        header = f"{pad}[bold]{name}[/] [dim]{p['fingerprint']}  {_when(p['ts'])}  {p['id']}[/]"
+        console.print(header + ("  " + " ".join(marks) if marks else ""))
+        text = "[dim](deleted)[/]" if p["deleted"] else escape(p["text"])
+        console.print(f"{pad}  {text}")
+        if p["reactions"]:
+            counts = "  ".join(f"{escape(e)} {len(who)}" for e, who in sorted(p["reactions"].items()))
+            console.print(f"{pad}  {counts}")
+        render(p["replies"], depth + 1)
+
+
+@click.command()
+@click.argument("community_id")
+@json_option
+@pass_ctx
+def feed(ctx: Context, community_id: str, as_json: bool) -> None:
+    """Show a community's feed: threads, reactions, edits."""
+    c = cm.resolve(ctx.home, community_id)
+    posts = feed_view.thread(ctx.home, c)
+    if as_json:
+        emit_json(posts)
+        return
+    title = cm.settings(ctx.home, c).get("name", c.name)
+    console.print(f"[bold underline]{escape(title)}[/]")
+    if not posts:
+        console.print("No posts yet.")
+    render(posts)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(feed)

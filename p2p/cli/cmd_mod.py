@@ -1,0 +1,43 @@
+"""`p2p mod hide|ban`: moderation; the signed data is kept, views change."""
+
+from __future__ import annotations
+
+import click
+
+from p2p import community as cm
+from p2p import content
+from p2p.cli.context import Context, console, pass_ctx
+from p2p.identity import fingerprint
+
+
+@click.group()
+def mod() -> None:
+    """Moderate a community (owner and moderators)."""
+
+
+@mod.command()
+@click.argument("community_id")
+@click.argument("post")
+@pass_ctx
+def hide(ctx: Context, community_id: str, post: str) -> None:
+    """Hide POST from everyone's view of the community."""
+    c = cm.resolve(ctx.home, community_id)
+    target = content.find_post(ctx.home, c, post)
+    cm.hide(ctx.home, c, target["id"])
+    console.print(f"Post {target['id']} is hidden")
+
+
+@mod.command()
+@click.argument("community_id")
+@click.argument("member")
+@pass_ctx
+def ban(ctx: Context, community_id: str, member: str) -> None:
+    """Ban MEMBER: their posts and reactions disappear from views."""
+    c = cm.resolve(ctx.home, community_id)
+    key = cm.resolve_member(ctx.home, c, member)
+    cm.ban(ctx.home, c, key)
+    console.print(f"{fingerprint(key)} is banned")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(mod)

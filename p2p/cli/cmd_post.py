@@ -1,0 +1,77 @@
+"""`p2p post|react|edit|delete`."""
+
+from __future__ import annotations
+
+import click
+
+from p2p import community as cm
+from p2p import content
+from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx
+
+
+@click.command()
+@click.argument("community_id")
+@click.argument("text")
+@click.option("--reply-to", metavar="POST", help="Reply to this post id (or unique prefix).")
+@json_option
+@pass_ctx
+def post(ctx: Context, community_id: str, text: str, reply_to: str | None, as_json: bool) -> None:
+    """Post TEXT to a community."""
+    c = cm.resolve(ctx.home, community_id)
+    created = content.post(ctx.home, c, text, reply_to)
+    if as_json:
+        emit_json(created)
+    else:
+        console.print(f"Posted {created['id']}")
+
+
+@click.command()
+@click.argument("community_id")
+@click.argument("post_id")
+@click.argument("emoji")
+@json_option
+@pass_ctx
+def react(ctx: Context, community_id: str, post_id: str, emoji: str, as_json: bool) -> None:
+    """React to a post with EMOJI."""
+    c = cm.resolve(ctx.home, community_id)
+    done = content.react(ctx.home, c, post_id, emoji)
+    if as_json:
+        emit_json(done)
+    else:
+        console.print(f"Reacted {emoji} to {done['id']}")
+
+
+@click.command()
+@click.argument("community_id")
+@click.argument("post_id")
+@click.argument("text")
+@json_option
+@pass_ctx
+def edit(ctx: Context, community_id: str, post_id: str, text: str, as_json: bool) -> None:
+    """Replace the text of one of your posts."""
+    c = cm.resolve(ctx.home, community_id)
+    done = content.edit(ctx.home, c, post_id, text)
+    if as_json:
+        emit_json(done)
+    else:
+        console.print(f"Edited {done['id']}")
+
+
+@click.command()
+@click.argument("community_id")
+@click.argument("post_id")
+@json_option
+@pass_ctx
+def delete(ctx: Context, community_id: str, post_id: str, as_json: bool) -> None:
+    """Delete one of your posts (its text is blanked; a marker stays)."""
+    c = cm.resolve(ctx.home, community_id)
+    done = content.delete(ctx.home, c, post_id)
+    if as_json:
+        emit_json(done)
+    else:
+        console.print(f"Deleted {done['id']}")
+
+
+def register(cli: click.Group) -> None:
+    for command in (post, react, edit, delete):
+        cli.add_command(command)

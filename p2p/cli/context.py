@@ -1,0 +1,75 @@
+"""What every command shares: the home, the passphrase prompt, output helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from p2p.errors import WrongPassphrase
+from p2p.home import Home, default_path
+
+err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False)
+
+
+def ask_passphrase(creating: bool) -> str | None:
+    """P2P_PASSPHRASE for scripts, else a prompt on a terminal."""
+    env = os.environ.get("P2P_PASSPHRASE")
+    if env is not None:
+        return env
+    if not sys.stdin.isatty():
+        raise WrongPassphrase(
+            "a passphrase is needed: set P2P_PASSPHRASE or run this from a terminal"
+        )
+    return click.prompt(
+        "Passphrase" if not creating else "New passphrase",
+        hide_input=True,
+        confirmation_prompt=creating,
+    )
+
+
+class Context:
+    def __init__(self, home_path: Path | None) -> None:
+        self.home_path = home_path or default_path()
+        self._home: Home | None = None
+
+    @property
+    def home(self) -> Home:
+        if self._home is None:
+            self._home = Home(self.home_path, ask_passphrase)
+        return self._home
+
+    def close(self) -> None:
+        if self._home is not None:
+            self._home.close()
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=_default))
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, set):
+        return sorted(value)
+    raise TypeError(type(value).__name__)
+
+
+def warn(message: str) -> None:
+    err_console.print(f"[bold yellow]warning:[/] {message}")
+
+
+def short(fp_or_hex: str, n: int = 12) -> str:
+    return fp_or_hex[:n]

@@ -1,0 +1,73 @@
+"""`p2p`: the click group and the one place errors become exit codes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from p2p.cli import (
+    cmd_community,
+    cmd_demo,
+    cmd_doc,
+    cmd_feed,
+    cmd_identity,
+    cmd_mod,
+    cmd_post,
+    cmd_profile,
+)
+from p2p.cli.context import Context, err_console
+from p2p.errors import P2PError
+
+
+@click.group()
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="P2P_HOME",
+    help="Data directory (default: the platform's user data dir; env P2P_HOME).",
+)
+@click.version_option(package_name="p2p")
+@click.pass_context
+def cli(ctx: click.Context, home: Path | None) -> None:
+    """Offline-first community sync: signed posts over USB bundles and local Wi-Fi."""
+    ctx.obj = Context(home)
+    ctx.call_on_close(ctx.obj.close)
+
+
+for module in (
+    cmd_identity,
+    cmd_community,
+    cmd_mod,
+    cmd_post,
+    cmd_feed,
+    cmd_profile,
+    cmd_doc,
+    cmd_demo,
+):
+    module.register(cli)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except P2PError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        sys.exit(1)
+    except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        sys.exit(1)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,351 @@
+"""Communities: creating and joining them, roles, settings and moderation.
+
+A community is named by a self-certifying id (a hash of its owner's key and a
+salt) and has one shared document holding its settings, roles, bans and
+hidden posts. Only the owner and moderators may sign changes to it; the
+acceptance path checks that against the roles as they stood when each change
+was made.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import msgpack
+from automerge.core import ROOT, Document, ObjType
+
+from p2p import signing
+from p2p.accept import from_record, role_of
+from p2p.docref import COMMUNITY, FEED, PROFILE, DocRef, community_id
+from p2p.documents import get_obj, put_int, put_str, to_py
+from p2p.errors import (
+    AmbiguousId,
+    InvalidInvite,
+    NotAllowed,
+    NotAMember,
+    UnknownCommunity,
+    UnknownPeer,
+)
+from p2p.home import Home
+from p2p.identity import fingerprint
+
+INVITE_KIND = "p2p-invite-v1"
+ROLES = ("owner", "moderator", "member")
+MAX_INVITE = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Community:
+    id: bytes
+    owner: bytes
+    salt: bytes
+    private: bool
+    secret: str | None  # age secret key of a private community
+    name: str
+
+    @property
+    def hex(self) -> str:
+        return self.id.hex()
+
+    @property
+    def ref(self) -> DocRef:
+        return DocRef(self.id, COMMUNITY, self.owner)
+
+    @property
+    def recipient(self) -> str | None:
+        if not self.secret:
+            return None
+        from pyrage import x25519
+
+        return str(x25519.Identity.from_str(self.secret).to_public())
+
+
+def _row(row: tuple) -> Community:
+    return Community(row[0], row[1], row[2], bool(row[3]), row[4], row[5])
+
+
+_COLUMNS = "id, owner, salt, private, secret, name"
+
+
+def all_communities(home: Home) -> list[Community]:
+    rows = home.store.db.execute(f"SELECT {_COLUMNS} FROM communities ORDER BY joined, id")
+    return [_row(r) for r in rows]
+
+
+def resolve(home: Home, text: str) -> Community:
+    """Find a joined community by id, id prefix or exact name."""
+    text = text.strip().lower()
+    found = [c for c in all_communities(home) if c.hex.startswith(text) and len(text) >= 4]
+    if not found:
+        found = [c for c in all_communities(home) if settings(home, c).get("name", "").lower() == text]
+    if not found:
+        raise UnknownCommunity(f"no joined community matches {text!r}: see 'p2p community list'")
+    if len(found) > 1:
+        raise AmbiguousId(f"{text!r} matches {len(found)} communities: give more of the id")
+    return found[0]
+
+
+def create(home: Home, name: str, private: bool = False, description: str = "") -> Community:
+    me = home.identity
+    salt = os.urandom(16)
+    cid = community_id(me.public_key, salt)
+    secret = None
+    if private:
+        from pyrage import x25519
+
+        secret = str(x25519.Identity.generate())
+    community = Community(cid, me.public_key, salt, private, secret, name)
+    with home.store.transaction() as db:
+        db.execute(
+            f"INSERT INTO communities ({_COLUMNS}, joined) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (cid, me.public_key, salt, int(private), secret, name, int(time.time())),
+        )
+
+        def genesis(doc: Document, tx) -> None:  # noqa: ANN001
+            s = tx.put_object(ROOT, "settings", ObjType.Map)
+            put_str(tx, s, "name", name)
+            put_str(tx, s, "description", description)
+            put_str(tx, s, "rules", "")
+            roles = tx.put_object(ROOT, "roles", ObjType.Map)
+            put_str(tx, roles, me.public_key.hex(), "owner")
+            tx.put_object(ROOT, "bans", ObjType.Map)
+            tx.put_object(ROOT, "hidden", ObjType.Map)
+            put_int(tx, ROOT, "created", int(time.time() * 1000))
+
+        home.docs.write(community.ref, me, genesis)
+        _publish_profile(home, community)
+    return community
+
+
+def community_doc(home: Home, community: Community) -> Document | None:
+    return home.docs.load(community.ref.id)
+
+
+def settings(home: Home, community: Community) -> dict:
+    doc = community_doc(home, community)
+    if doc is None:
+        return {"name": community.name, "description": "", "rules": ""}
+    data = to_py(doc)
+    return data.get("settings", {"name": community.name})
+
+
+def state(home: Home, community: Community) -> dict:
+    """Settings, roles, bans and hidden posts as plain data."""
+    doc = community_doc(home, community)
+    data = to_py(doc) if doc is not None else {}
+    return {
+        "settings": data.get("settings", {"name": community.name}),
+        "roles": data.get("roles", {}),
+        "bans": data.get("bans", {}),
+        "hidden": data.get("hidden", {}),
+    }
+
+
+def role(home: Home, community: Community, member: bytes) -> str:
+    if member == community.owner:
+        return "owner"
+    got, banned = role_of(community_doc(home, community), member)
+    if banned:
+        return "banned"
+    return got if got in ROLES else "member"
+
+
+def _require_moderator(home: Home, community: Community) -> None:
+    if role(home, community, home.public_key) not in ("owner", "moderator"):
+        raise NotAllowed("only the owner and moderators of this community may do that")
+
+
+def _edit_shared(home: Home, community: Community, edit) -> None:  # noqa: ANN001
+    _require_moderator(home, community)
+    home.docs.write(community.ref, home.identity, edit)
+
+
+def update_settings(home: Home, community: Community, **values: str | None) -> None:
+    def edit(doc: Document, tx) -> None:  # noqa: ANN001
+        obj = get_obj(doc, ROOT, "settings")
+        for key, value in values.items():
+            if value is not None:
+                put_str(tx, obj, key, value)
+
+    _edit_shared(home, community, edit)
+    if values.get("name"):
+        with home.store.transaction() as db:
+            db.execute("UPDATE communities SET name = ? WHERE id = ?", (values["name"], community.id))
+
+
+def set_role(home: Home, community: Community, member: bytes, new_role: str) -> None:
+    if new_role not in ("moderator", "member"):
+        raise ValueError("role must be moderator or member")
+    if member == community.owner:
+        raise NotAllowed("the owner's role is fixed by the community id and cannot change")
+
+    def edit(doc: Document, tx) -> None:  # noqa: ANN001
+        put_str(tx, get_obj(doc, ROOT, "roles"), member.hex(), new_role)
+
+    _edit_shared(home, community, edit)
+
+
+def ban(home: Home, community: Community, member: bytes) -> None:
+    if member == community.owner:
+        raise NotAllowed("the owner cannot be banned")
+
+    def edit(doc: Document, tx) -> None:  # noqa: ANN001
+        put_int(tx, get_obj(doc, ROOT, "bans"), member.hex(), int(time.time() * 1000))
+
+    _edit_shared(home, community, edit)
+
+
+def hide(home: Home, community: Community, post_id: str) -> None:
+    def edit(doc: Document, tx) -> None:  # noqa: ANN001
+        put_int(tx, get_obj(doc, ROOT, "hidden"), post_id, int(time.time() * 1000))
+
+    _edit_shared(home, community, edit)
+
+
+# --- members ------------------------------------------------------------------
+
+
+def members(home: Home, community: Community) -> list[bytes]:
+    """Everyone known to take part: owner, anyone with a role, any author."""
+    keys = {community.owner}
+    keys.update(bytes.fromhex(k) for k in state(home, community)["roles"])
+    keys.update(
+        r[0]
+        for r in home.store.db.execute(
+            "SELECT DISTINCT owner FROM docs WHERE community = ? AND kind IN (?, ?)",
+            (community.id, FEED, PROFILE),
+        )
+    )
+    return sorted(keys)
+
+
+def profile(home: Home, community: Community, member: bytes) -> dict:
+    doc = home.docs.load(DocRef(community.id, PROFILE, member).id)
+    return to_py(doc) if doc is not None else {}
+
+
+def display_name(home: Home, community: Community, member: bytes) -> str:
+    return str(profile(home, community, member).get("name") or "")
+
+
+def resolve_member(home: Home, community: Community, text: str) -> bytes:
+    """A member by fingerprint (prefix), public key hex (prefix) or display name."""
+    wanted = text.strip().upper().replace("-", "")
+    found = []
+    for key in members(home, community):
+        fp = fingerprint(key).replace("-", "")
+        if (len(wanted) >= 4 and (fp.startswith(wanted) or key.hex().upper().startswith(wanted))) or (
+            display_name(home, community, key).upper() == text.strip().upper()
+        ):
+            found.append(key)
+    if not found:
+        raise UnknownPeer(f"no member of this community matches {text!r}")
+    if len(found) > 1:
+        raise AmbiguousId(f"{text!r} matches {len(found)} members: give more of the fingerprint")
+    return found[0]
+
+
+# --- profiles -----------------------------------------------------------------
+
+
+def set_profile(home: Home, name: str | None, bio: str | None) -> None:
+    current = home.meta("profile") or {}
+    assert isinstance(current, dict)
+    if name is not None:
+        current["name"] = name
+    if bio is not None:
+        current["bio"] = bio
+    home.set_meta("profile", current)
+    for community in all_communities(home):
+        _publish_profile(home, community)
+
+
+def _publish_profile(home: Home, community: Community) -> None:
+    wanted = home.meta("profile") or {}
+    assert isinstance(wanted, dict)
+    if not wanted:
+        return
+    have = profile(home, community, home.public_key)
+    if all(have.get(k) == v for k, v in wanted.items()):
+        return
+
+    def edit(doc: Document, tx) -> None:  # noqa: ANN001
+        for key, value in wanted.items():
+            put_str(tx, ROOT, key, value)
+
+    home.docs.write(DocRef(community.id, PROFILE, home.public_key), home.identity, edit)
+
+
+# --- invites ------------------------------------------------------------------
+
+
+def doc_record(home: Home, ref: DocRef) -> dict:
+    """A whole document as a signed `doc` record (see docs/bundle-format.md)."""
+    from p2p.exchange import full_record
+
+    return full_record(home, ref)
+
+
+def invite(home: Home, community: Community) -> bytes:
+    """An invite file's bytes; for a private community it holds the community key."""
+    invite_obj = {
+        "kind": INVITE_KIND,
+        "id": community.id,
+        "owner": community.owner,
+        "salt": community.salt,
+        "private": community.private,
+        "name": settings(home, community).get("name", community.name),
+        "secret": community.secret,
+        "docs": [doc_record(home, community.ref)],
+    }
+    return msgpack.packb(invite_obj)
+
+
+def join(home: Home, data: bytes) -> Community:
+    if len(data) > MAX_INVITE:
+        raise InvalidInvite("this invite file is far too large to be an invite")
+    try:
+        obj = msgpack.unpackb(data, raw=False, strict_map_key=False, max_bin_len=MAX_INVITE)
+        if not isinstance(obj, dict) or obj.get("kind") != INVITE_KIND:
+            raise InvalidInvite()
+        cid, owner, salt = bytes(obj["id"]), bytes(obj["owner"]), bytes(obj["salt"])
+        private, name, secret = bool(obj["private"]), str(obj["name"]), obj.get("secret")
+        records = list(obj.get("docs", []))
+    except InvalidInvite:
+        raise
+    except Exception as exc:
+        raise InvalidInvite() from exc
+    if community_id(owner, salt) != cid:
+        raise InvalidInvite("this invite's community id does not match its owner; it was altered")
+    if private and not secret:
+        raise NotAMember("this invite is for a private community but carries no key")
+    if secret:
+        from pyrage import x25519
+
+        try:
+            x25519.Identity.from_str(secret)
+        except Exception as exc:
+            raise InvalidInvite("this invite's community key is damaged") from exc
+    existing = [c for c in all_communities(home) if c.id == cid]
+    community = Community(cid, owner, salt, private, secret, name)
+    if not existing:
+        with home.store.transaction() as db:
+            db.execute(
+                f"INSERT INTO communities ({_COLUMNS}, joined) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (cid, owner, salt, int(private), secret, name, int(time.time())),
+            )
+    incoming = []
+    for record in records:
+        try:
+            incoming.append(from_record(record))
+        except ValueError as exc:
+            raise InvalidInvite(f"this invite's community document is damaged ({exc})") from exc
+    home.acceptor().accept(incoming)
+    _publish_profile(home, community)
+    return existing[0] if existing else community
+
+
+def verify_sig_for(doc_id: bytes, sig: signing.Sig) -> bool:
+    return signing.check(doc_id, sig)

@@ -1,0 +1,148 @@
+"""Posts, replies, reactions, edits and deletions, all in the author's own feed.
+
+Each author writes only their own feed document, so no one can alter another's
+posts; a reaction to someone else's post is kept in the reactor's feed. A post
+id is the first four bytes of the author's key plus a random part, and views
+derive the prefix from the document's owner, so a post can never pass for
+another author's.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from automerge.core import ROOT, Document, ObjType
+
+from p2p.community import Community, role
+from p2p.docref import FEED, DocRef
+from p2p.documents import get_obj, put_int, put_str, to_py
+from p2p.errors import NotAllowed, UnknownPost
+from p2p.home import Home
+
+MAX_TEXT = 64 * 1024
+MAX_EMOJI = 32
+
+
+def post_id(owner: bytes, local: str) -> str:
+    return owner[:4].hex() + local
+
+
+def feed_ref(community: Community, author: bytes) -> DocRef:
+    return DocRef(community.id, FEED, author)
+
+
+def _ensure_roots(doc: Document, tx) -> tuple[bytes, bytes]:  # noqa: ANN001
+    posts = get_obj(doc, ROOT, "posts")
+    reactions = get_obj(doc, ROOT, "reactions")
+    if posts is None:
+        posts = tx.put_object(ROOT, "posts", ObjType.Map)
+    if reactions is None:
+        reactions = tx.put_object(ROOT, "reactions", ObjType.Map)
+    return posts, reactions
+
+
+def _may_write(home: Home, community: Community) -> None:
+    if role(home, community, home.public_key) == "banned":
+        raise NotAllowed("you are banned from this community; your posts would not be shown")
+
+
+def _check_text(text: str) -> None:
+    if not text.strip():
+        raise ValueError("a post needs some text")
+    if len(text.encode()) > MAX_TEXT:
+        raise ValueError(f"a post is limited to {MAX_TEXT // 1024} KiB of text")
+
+
+def find_post(home: Home, community: Community, wanted: str) -> dict:
+    """A post of this community by id or unique id prefix (at least 6 characters)."""
+    from p2p.feed import all_posts
+
+    wanted = wanted.strip().lower()
+    if len(wanted) < 6:
+        raise UnknownPost("give at least 6 characters of the post id")
+    found = [p for p in all_posts(home, community) if p["id"].startswith(wanted)]
+    if not found:
+        raise UnknownPost(f"no post {wanted!r} in this community")
+    exact = [p for p in found if p["id"] == wanted]
+    if len(found) > 1 and not exact:
+        raise UnknownPost(f"{wanted!r} matches several posts: give more of the id")
+    return exact[0] if exact else found[0]
+
+
+def post(home: Home, community: Community, text: str, reply_to: str | None = None) -> dict:
+    _check_text(text)
+    _may_write(home, community)
+    me = home.public_key
+    parent = find_post(home, community, reply_to)["id"] if reply_to else None
+    local = os.urandom(8).hex()
+    now = int(time.time() * 1000)
+
+    def edit(doc: Document, tx) -> None:  # noqa: ANN001
+        posts, _ = _ensure_roots(doc, tx)
+        p = tx.put_object(posts, local, ObjType.Map)
+        put_str(tx, p, "text", text)
+        put_int(tx, p, "ts", now)
+        if parent:
+            put_str(tx, p, "parent", parent)
+
+    home.docs.write(feed_ref(community, me), home.identity, edit)
+    return {"id": post_id(me, local), "text": text, "author": me.hex(), "parent": parent, "ts": now}
+
+
+def _own_post(home: Home, community: Community, wanted: str) -> tuple[dict, str]:
+    target = find_post(home, community, wanted)
+    if target["author"] != home.public_key.hex():
+        raise NotAllowed("you can only edit or delete your own posts")
+    return target, target["id"][8:]
+
+
+def edit(home: Home, community: Community, wanted: str, text: str) -> dict:
+    _check_text(text)
+    target, local = _own_post(home, community, wanted)
+    now = int(time.time() * 1000)
+
+    def change(doc: Document, tx) -> None:  # noqa: ANN001
+        p = get_obj(doc, get_obj(doc, ROOT, "posts"), local)
+        put_str(tx, p, "text", text)
+        put_int(tx, p, "edited", now)
+
+    home.docs.write(feed_ref(community, home.public_key), home.identity, change)
+    return {**target, "text": text, "edited": now}
+
+
+def delete(home: Home, community: Community, wanted: str) -> dict:
+    """Blank the text and mark the post deleted; the history still holds it."""
+    target, local = _own_post(home, community, wanted)
+    now = int(time.time() * 1000)
+
+    def change(doc: Document, tx) -> None:  # noqa: ANN001
+        p = get_obj(doc, get_obj(doc, ROOT, "posts"), local)
+        put_str(tx, p, "text", "")
+        put_int(tx, p, "deleted", now)
+
+    home.docs.write(feed_ref(community, home.public_key), home.identity, change)
+    return {**target, "text": "", "deleted": now}
+
+
+def react(home: Home, community: Community, wanted: str, emoji: str) -> dict:
+    if not emoji.strip() or len(emoji.encode()) > MAX_EMOJI:
+        raise ValueError("a reaction is one short emoji or word")
+    _may_write(home, community)
+    target = find_post(home, community, wanted)
+    now = int(time.time() * 1000)
+
+    def change(doc: Document, tx) -> None:  # noqa: ANN001
+        _, reactions = _ensure_roots(doc, tx)
+        mine = get_obj(doc, reactions, target["id"])
+        if mine is None:
+            mine = tx.put_object(reactions, target["id"], ObjType.Map)
+        put_int(tx, mine, emoji, now)
+
+    home.docs.write(feed_ref(community, home.public_key), home.identity, change)
+    return {"id": target["id"], "emoji": emoji, "author": home.public_key.hex()}
+
+
+def read_feed_doc(home: Home, community: Community, author: bytes) -> dict:
+    doc = home.docs.load(feed_ref(community, author).id)
+    return to_py(doc) if doc is not None else {}

@@ -1,0 +1,231 @@
+"""Automerge documents in the store: a snapshot plus a log of later changes.
+
+A local edit appends one signed change to the log instead of rewriting the
+whole document; the log is folded into the snapshot once it grows. Open
+documents are cached per process, and each is written under a lock because
+the binding allows one transaction at a time (and segfaults on a transaction
+left unfinished, so only `with doc.transaction()` is ever used).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import msgpack
+from automerge._automerge import Transaction
+from automerge.core import ROOT, Document, ObjType, ScalarType
+
+from p2p import signing
+from p2p.chunk import RawChange
+from p2p.docref import DocRef
+from p2p.identity import Identity
+from p2p.store import Store
+
+COMPACT_AFTER = 200  # log entries before the snapshot is rewritten
+CACHE_SIZE = 64
+
+
+def pack_heads(heads: list[bytes]) -> bytes:
+    return msgpack.packb(sorted(heads))
+
+
+def unpack_heads(blob: bytes) -> list[bytes]:
+    return list(msgpack.unpackb(blob))
+
+
+def as_raw(change: Any) -> RawChange:
+    """An Automerge `Change` as our parsed form."""
+    return RawChange(
+        change.hash, change.actor_id, change.seq, tuple(change.deps), change.raw_bytes
+    )
+
+
+def to_py(doc: Document, obj: bytes = ROOT, heads: list[bytes] | None = None) -> Any:
+    """Materialise a map or list of a document as plain Python values."""
+    kind = doc.object_type(obj)
+    if kind == ObjType.Map:
+        out: dict[str, Any] = {}
+        for key in doc.keys(obj, heads):
+            got = doc.get(obj, key, heads)
+            if got is not None:
+                out[key] = _value(doc, got[0], got[1], heads)
+        return out
+    if kind == ObjType.List:
+        return [_value(doc, v, oid, heads) for v, oid in doc.values(obj, heads)]
+    return doc.text(obj, heads)
+
+
+def _value(doc: Document, value: Any, obj_id: bytes, heads: list[bytes] | None) -> Any:
+    if isinstance(value, ObjType):
+        return to_py(doc, obj_id, heads)
+    _kind, scalar = value
+    return scalar
+
+
+def get_obj(doc: Document, parent: bytes, key: str) -> bytes | None:
+    got = doc.get(parent, key)
+    if got is None or not isinstance(got[0], ObjType):
+        return None
+    return got[1]
+
+
+def put_str(tx: Transaction, obj: bytes, key: str, value: str) -> None:
+    tx.put(obj, key, ScalarType.Str, value)
+
+
+def put_int(tx: Transaction, obj: bytes, key: str, value: int) -> None:
+    tx.put(obj, key, ScalarType.Int, value)
+
+
+class Documents:
+    """Load, cache, edit and replace the documents of one store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._cache: OrderedDict[bytes, Document] = OrderedDict()
+        self._locks: dict[bytes, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def lock(self, doc_id: bytes) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(doc_id, threading.Lock())
+
+    def ref(self, doc_id: bytes) -> DocRef | None:
+        row = self.store.db.execute(
+            "SELECT community, kind, owner FROM docs WHERE id = ?", (doc_id,)
+        ).fetchone()
+        return DocRef(row[0], row[1], row[2]) if row else None
+
+    def data(self, doc_id: bytes) -> bytes | None:
+        """The stored bytes of a document (snapshot + log), loadable by Automerge."""
+        row = self.store.db.execute("SELECT snapshot FROM docs WHERE id = ?", (doc_id,)).fetchone()
+        if row is None:
+            return None
+        log = self.store.db.execute(
+            "SELECT data FROM changes WHERE doc = ? ORDER BY n", (doc_id,)
+        ).fetchall()
+        return row[0] + b"".join(r[0] for r in log)
+
+    def load(self, doc_id: bytes) -> Document | None:
+        doc = self._cache.get(doc_id)
+        if doc is not None:
+            self._cache.move_to_end(doc_id)
+            return doc
+        data = self.data(doc_id)
+        if data is None:
+            return None
+        doc = Document.load(data)
+        self._remember(doc_id, doc)
+        return doc
+
+    def _remember(self, doc_id: bytes, doc: Document) -> None:
+        self._cache[doc_id] = doc
+        self._cache.move_to_end(doc_id)
+        while len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+
+    def forget(self, doc_id: bytes | None = None) -> None:
+        """Drop cached copies (after a rolled-back write, or another process's)."""
+        if doc_id is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(doc_id, None)
+
+    def ids(self, community: bytes | None = None, kind: str | None = None) -> list[bytes]:
+        sql, args = "SELECT id FROM docs WHERE 1=1", []
+        if community is not None:
+            sql += " AND community = ?"
+            args.append(community)
+        if kind is not None:
+            sql += " AND kind = ?"
+            args.append(kind)
+        return [r[0] for r in self.store.db.execute(sql + " ORDER BY id", args)]
+
+    def write(
+        self, ref: DocRef, identity: Identity, edit: Callable[[Document, Transaction], None]
+    ) -> RawChange:
+        """Make one local change, sign it and store both in one transaction."""
+        doc_id = ref.id
+        with self.lock(doc_id):
+            doc = self.load(doc_id)
+            fresh = doc is None
+            if doc is None:
+                doc = Document(actor_id=identity.public_key)
+            elif doc.get_actor() != identity.public_key:
+                doc.set_actor(identity.public_key)
+            before = doc.get_heads()
+            try:
+                with doc.transaction() as tx:
+                    edit(doc, tx)
+                if doc.get_heads() == before:
+                    raise ValueError("the edit changed nothing")
+                change = as_raw(doc.get_last_local_change())
+                sig = signing.sign(identity, doc_id, change.hash)
+                with self.store.transaction() as db:
+                    if fresh:
+                        db.execute(
+                            "INSERT INTO docs (id, community, kind, owner, snapshot, heads)"
+                            " VALUES (?, ?, ?, ?, ?, ?)",
+                            (doc_id, ref.community, ref.kind, ref.owner, b"", b""),
+                        )
+                    self._append(db, doc_id, doc, change)
+                    db.execute(
+                        "INSERT OR REPLACE INTO sigs (doc, hash, signer, sig) VALUES (?, ?, ?, ?)",
+                        (doc_id, *sig),
+                    )
+            except BaseException:
+                self.forget(doc_id)
+                raise
+            self._remember(doc_id, doc)
+            return change
+
+    def _append(self, db: Any, doc_id: bytes, doc: Document, change: RawChange) -> None:
+        count = db.execute("SELECT count(*) FROM changes WHERE doc = ?", (doc_id,)).fetchone()[0]
+        if count >= COMPACT_AFTER:
+            db.execute("DELETE FROM changes WHERE doc = ?", (doc_id,))
+            db.execute(
+                "UPDATE docs SET snapshot = ?, heads = ? WHERE id = ?",
+                (doc.save(), pack_heads(doc.get_heads()), doc_id),
+            )
+            return
+        db.execute(
+            "INSERT INTO changes (doc, n, data) VALUES (?, ?, ?)", (doc_id, count, change.data)
+        )
+        db.execute(
+            "UPDATE docs SET heads = ? WHERE id = ?", (pack_heads(doc.get_heads()), doc_id)
+        )
+
+    def replace(self, db: Any, ref: DocRef, doc: Document) -> None:
+        """Store a merged document wholesale (inside the caller's transaction)."""
+        doc_id = ref.id
+        db.execute("DELETE FROM changes WHERE doc = ?", (doc_id,))
+        db.execute(
+            "INSERT INTO docs (id, community, kind, owner, snapshot, heads)"
+            " VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET snapshot = excluded.snapshot, heads = excluded.heads",
+            (doc_id, ref.community, ref.kind, ref.owner, doc.save(), pack_heads(doc.get_heads())),
+        )
+
+    def heads(self, doc_id: bytes) -> list[bytes]:
+        row = self.store.db.execute("SELECT heads FROM docs WHERE id = ?", (doc_id,)).fetchone()
+        return unpack_heads(row[0]) if row and row[0] else []
+
+    def sig_lookup(self, doc_id: bytes) -> Callable[[bytes, bytes], bytes | None]:
+        def lookup(change_hash: bytes, signer: bytes) -> bytes | None:
+            row = self.store.db.execute(
+                "SELECT sig FROM sigs WHERE doc = ? AND hash = ? AND signer = ?",
+                (doc_id, change_hash, signer),
+            ).fetchone()
+            return row[0] if row else None
+
+        return lookup
+
+    def iter_changes(self, doc_id: bytes, since: list[bytes] | None = None) -> Iterator[RawChange]:
+        doc = self.load(doc_id)
+        if doc is None:
+            return
+        for change in doc.get_changes(since or []):
+            yield as_raw(change)

@@ -1,0 +1,146 @@
+"""The vocabulary of things that go wrong, each with the sentence a user reads.
+
+Every error the library raises on purpose is a `P2PError`; the CLI prints its
+message on one line and exits non-zero. Messages say what happened and what to
+do, never a key or a passphrase.
+"""
+
+from __future__ import annotations
+
+
+class P2PError(Exception):
+    """Base class: `str(err)` is one plain line a non-expert can act on."""
+
+    default = "something went wrong"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.default)
+
+
+# --- identity -----------------------------------------------------------------
+
+
+class NoIdentity(P2PError):
+    default = "no identity here yet: run 'p2p init' first"
+
+
+class IdentityExists(P2PError):
+    default = "an identity already exists in this home; use another --home to create a second one"
+
+
+class WrongPassphrase(P2PError):
+    default = "wrong passphrase: the private keys could not be unlocked"
+
+
+class KeyFormatError(P2PError):
+    default = "this file is not a p2p identity backup, or it is damaged"
+
+
+# --- communities, content, authorization -------------------------------------
+
+
+class UnknownCommunity(P2PError):
+    default = "no such community here: check the id with 'p2p community list'"
+
+
+class AmbiguousId(P2PError):
+    default = "that id prefix matches more than one thing: give more characters"
+
+
+class NotAMember(P2PError):
+    default = "you are not a member of this community (no invite or key for it)"
+
+
+class NotAllowed(P2PError):
+    default = "your role in this community does not allow that"
+
+
+class UnknownPost(P2PError):
+    default = "no such post in this community"
+
+
+class UnknownPeer(P2PError):
+    default = "no known peer matches that name or fingerprint"
+
+
+class InvalidInvite(P2PError):
+    default = "this file is not a valid p2p invite, or it is damaged"
+
+
+# --- signed changes -----------------------------------------------------------
+
+
+class ForgedChange(P2PError):
+    default = "a change carries no valid signature from its author"
+
+
+# --- bundles ------------------------------------------------------------------
+
+
+class BundleError(P2PError):
+    """Anything wrong with a bundle file; nothing from it was imported."""
+
+    default = "this bundle is damaged; nothing was imported"
+
+
+class NotABundle(BundleError):
+    default = "this file is not a p2p bundle"
+
+
+class BundleTruncated(BundleError):
+    default = "this bundle is cut short (an interrupted copy?); nothing was imported"
+
+
+class BundleCorrupt(BundleError):
+    default = "this bundle is damaged or was altered; nothing was imported"
+
+
+class BundleTooLarge(BundleError):
+    default = "this bundle declares a record larger than allowed; refusing to read it"
+
+
+class UnsupportedVersion(BundleError):
+    default = "this bundle was written by a newer version of p2p; please upgrade"
+
+
+class BadBundleSignature(BundleError):
+    default = "the bundle's signature does not match its exporter; it was altered or forged"
+
+
+class WrongKey(BundleError):
+    default = "this bundle is encrypted and none of your keys opens it (not a member / no key)"
+
+
+class PartMismatch(BundleError):
+    default = "these bundle parts do not belong together or one is missing"
+
+
+class StickFull(P2PError):
+    default = "not enough free space on the destination; nothing was written"
+
+
+class WriteVerifyFailed(P2PError):
+    default = "the file written to the destination did not read back correctly; it was removed"
+
+
+# --- LAN ----------------------------------------------------------------------
+
+
+class LanError(P2PError):
+    default = "the LAN sync failed"
+
+
+class HandshakeFailed(LanError):
+    default = "the peer failed the secure handshake (not a p2p peer, or a forged identity)"
+
+
+class PeerMisbehaved(LanError):
+    default = "the peer sent invalid data; the session was closed and nothing partial was kept"
+
+
+class PeerTimeout(LanError):
+    default = "the peer stopped responding; the session was closed"
+
+
+class PeerUnreachable(LanError):
+    default = "could not connect to the peer"

@@ -1,0 +1,135 @@
+"""Who you are: an Ed25519 signing key and an X25519 (age) encryption key.
+
+The secret half is kept as an age-encrypted blob (scrypt passphrase recipient),
+so a backup file can also be opened with the standard `age` tool. Keys are
+never logged and never part of an exception message.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+
+import msgpack
+import pyrage
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pyrage import x25519
+
+from p2p.errors import KeyFormatError, WrongPassphrase
+
+BACKUP_KIND = "p2p-identity-v1"
+
+
+def fingerprint(public_key: bytes) -> str:
+    """A short, speakable name for a key: 16 base32 characters in groups of 4."""
+    digest = hashlib.sha256(b"p2p/fingerprint/v1\x00" + public_key).digest()
+    text = base64.b32encode(digest[:10]).decode("ascii")
+    return "-".join(text[i : i + 4] for i in range(0, 16, 4))
+
+
+def verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
+    """Check an Ed25519 signature; False for any malformed input."""
+    if len(public_key) != 32 or len(signature) != 64:
+        return False
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class PublicIdentity:
+    public_key: bytes
+    age_recipient: str
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.public_key)
+
+
+class Identity:
+    """An unlocked identity: can sign and decrypt."""
+
+    def __init__(self, signing_seed: bytes, age_secret: str) -> None:
+        self._key = Ed25519PrivateKey.from_private_bytes(signing_seed)
+        self._age = x25519.Identity.from_str(age_secret)
+        self.public_key: bytes = self._key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        self.age_recipient: str = str(self._age.to_public())
+
+    def __repr__(self) -> str:  # never show secrets
+        return f"Identity({self.fingerprint})"
+
+    @classmethod
+    def generate(cls) -> Identity:
+        seed = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        return cls(seed, str(x25519.Identity.generate()))
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.public_key)
+
+    @property
+    def public(self) -> PublicIdentity:
+        return PublicIdentity(self.public_key, self.age_recipient)
+
+    @property
+    def age_identity(self) -> x25519.Identity:
+        return self._age
+
+    def sign(self, message: bytes) -> bytes:
+        return self._key.sign(message)
+
+    def secret_bytes(self) -> bytes:
+        """The secrets as msgpack, for sealing; callers must not keep or log it."""
+        seed = self._key.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        return msgpack.packb({"kind": BACKUP_KIND, "ed25519": seed, "age": str(self._age)})
+
+    @classmethod
+    def from_secret_bytes(cls, data: bytes) -> Identity:
+        try:
+            obj = msgpack.unpackb(data, max_bin_len=64, max_str_len=256, max_map_len=8)
+            if obj.get("kind") != BACKUP_KIND:
+                raise KeyFormatError()
+            return cls(obj["ed25519"], obj["age"])
+        except KeyFormatError:
+            raise
+        except Exception as exc:
+            raise KeyFormatError() from exc
+
+
+def seal(identity: Identity, passphrase: str | None) -> bytes:
+    """The at-rest form: age(scrypt) when a passphrase is given, else plain msgpack."""
+    secret = identity.secret_bytes()
+    if passphrase is None:
+        return secret
+    return pyrage.passphrase.encrypt(secret, passphrase)
+
+
+def is_sealed(blob: bytes) -> bool:
+    return blob.startswith(b"age-encryption.org/v1\n")
+
+
+def unseal(blob: bytes, passphrase: str | None) -> Identity:
+    if not is_sealed(blob):
+        return Identity.from_secret_bytes(blob)
+    if passphrase is None:
+        raise WrongPassphrase("this identity is protected by a passphrase; none was given")
+    try:
+        secret = pyrage.passphrase.decrypt(blob, passphrase)
+    except Exception as exc:
+        raise WrongPassphrase() from exc
+    return Identity.from_secret_bytes(secret)

@@ -1,0 +1,142 @@
+"""The one SQLite database that holds everything a home knows.
+
+WAL mode, and every write inside `transaction()`: a crash at any instant
+leaves the store as it was before or after a write, never between.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB);
+CREATE TABLE IF NOT EXISTS identity (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    public_key BLOB NOT NULL,
+    age_recipient TEXT NOT NULL,
+    sealed BLOB NOT NULL,
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS communities (
+    id BLOB PRIMARY KEY,
+    owner BLOB NOT NULL,
+    salt BLOB NOT NULL,
+    private INTEGER NOT NULL,
+    secret TEXT,
+    name TEXT NOT NULL,
+    joined INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS docs (
+    id BLOB PRIMARY KEY,
+    community BLOB NOT NULL,
+    kind TEXT NOT NULL,
+    owner BLOB NOT NULL,
+    snapshot BLOB NOT NULL,
+    heads BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS docs_by_community ON docs (community);
+CREATE TABLE IF NOT EXISTS changes (
+    doc BLOB NOT NULL,
+    n INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (doc, n)
+);
+CREATE TABLE IF NOT EXISTS sigs (
+    doc BLOB NOT NULL,
+    hash BLOB NOT NULL,
+    signer BLOB NOT NULL,
+    sig BLOB NOT NULL,
+    PRIMARY KEY (doc, hash, signer)
+);
+CREATE TABLE IF NOT EXISTS pending (
+    doc BLOB NOT NULL,
+    hash BLOB NOT NULL,
+    community BLOB NOT NULL,
+    kind TEXT NOT NULL,
+    owner BLOB NOT NULL,
+    data BLOB NOT NULL,
+    received INTEGER NOT NULL,
+    PRIMARY KEY (doc, hash)
+);
+CREATE TABLE IF NOT EXISTS pending_sigs (
+    doc BLOB NOT NULL,
+    hash BLOB NOT NULL,
+    signer BLOB NOT NULL,
+    sig BLOB NOT NULL,
+    PRIMARY KEY (doc, hash, signer)
+);
+CREATE TABLE IF NOT EXISTS peers (
+    public_key BLOB PRIMARY KEY,
+    last_seen INTEGER NOT NULL,
+    via TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS peer_heads (
+    peer BLOB NOT NULL,
+    doc BLOB NOT NULL,
+    heads BLOB NOT NULL,
+    PRIMARY KEY (peer, doc)
+);
+CREATE TABLE IF NOT EXISTS bundles_seen (
+    sha256 BLOB PRIMARY KEY,
+    exporter BLOB,
+    at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bundles_written (
+    name TEXT NOT NULL,
+    dir TEXT NOT NULL,
+    sha256 BLOB NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (dir, name)
+);
+"""
+
+
+class Store:
+    """A connection to a home's database."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.execute("PRAGMA busy_timeout=10000")
+        self._depth = 0
+        with self.transaction():
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    self.db.execute(statement)
+            self.db.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
+            )
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic unit of work; nested calls join the outer one."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self.db
+            finally:
+                self._depth -= 1
+            return
+        self._depth = 1
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        else:
+            self.db.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    def close(self) -> None:
+        self.db.close()
