@@ -107,6 +107,83 @@ def _role_at(doc: Document, heads: list[bytes], member: bytes) -> tuple[str | No
     return role, banned
 
 
+@dataclass
+class Verdict:
+    """What the rules say about a pool of changes for one document."""
+
+    valid: dict[tuple[bytes, bytes], bytes]  # (hash, signer) -> signature, checked
+    ready: list[bytes]  # acceptable now, in dependency order
+    rejected: dict[bytes, str]
+    waiting: list[bytes]  # dependencies missing: keep pending
+    bad_sigs: list[bytes]
+
+
+def evaluate(
+    ref: DocRef,
+    pool: dict[bytes, RawChange],
+    sigs: Iterable[signing.Sig],
+    known: set[bytes],
+    existing: bytes,
+    community_owner: bytes,
+) -> Verdict:
+    """Apply every acceptance rule to `pool`; touches no store.
+
+    `known` are change hashes already present (with `existing` their bytes,
+    needed to judge shared-document changes against the roles of the time).
+    """
+    doc_id = ref.id
+    valid: dict[tuple[bytes, bytes], bytes] = {}
+    bad: list[bytes] = []
+    for sig in sigs:
+        h, signer, _ = sig
+        if (h, signer) in valid or h not in pool:
+            continue
+        if pool[h].actor == signer and signing.check(doc_id, sig):
+            valid[(h, signer)] = sig[2]
+        else:
+            bad.append(h)
+
+    order = signing.topo_order(pool)
+    vouched = signing.covered(order, pool, valid.keys())
+    ready: list[bytes] = []
+    waiting: list[bytes] = []
+    present = set(known)
+    rejected: dict[bytes, str] = {}
+    for h in order:
+        c = pool[h]
+        if any(d in rejected for d in c.deps):
+            rejected[h] = "depends on a rejected change"
+        elif not all(d in present for d in c.deps):
+            waiting.append(h)
+            continue
+        elif h not in vouched:
+            rejected[h] = "not signed by its author"
+        elif ref.kind in OWNED_KINDS and c.actor != ref.owner:
+            rejected[h] = f"only its owner may write this {ref.kind}"
+        else:
+            ready.append(h)
+        present.add(h)
+    in_order = set(order)
+    waiting += [h for h in pool if h not in in_order]
+
+    if ref.kind == COMMUNITY and any(pool[h].actor != community_owner for h in ready):
+        candidates = Document.load(existing + b"".join(pool[h].data for h in ready))
+        kept: list[bytes] = []
+        for h in ready:
+            c = pool[h]
+            if any(d in rejected for d in c.deps):
+                rejected[h] = "depends on a rejected change"
+                continue
+            if c.actor != community_owner:
+                role, banned = _role_at(candidates, list(c.deps), c.actor)
+                if role != "moderator" or banned:
+                    rejected[h] = "only the owner and moderators may change community settings"
+                    continue
+            kept.append(h)
+        ready = kept
+    return Verdict(valid, ready, rejected, waiting, bad)
+
+
 class Acceptor:
     """Runs the acceptance path against one store."""
 
@@ -170,46 +247,30 @@ class Acceptor:
                 pool[h] = chunk.parse_one(data)[0]
         sigs += [
             tuple(r)
-            for r in db.execute("SELECT hash, signer, sig FROM pending_sigs WHERE doc = ?", (doc_id,))
+            for r in db.execute(
+                "SELECT hash, signer, sig FROM pending_sigs WHERE doc = ?", (doc_id,)
+            )
         ]
         if not pool:
             return report
 
-        valid: dict[tuple[bytes, bytes], bytes] = {}
-        for sig in sigs:
-            h, signer, _ = sig
-            if (h, signer) in valid or h not in pool:
-                continue
-            if pool[h].actor == signer and signing.check(doc_id, sig):
-                valid[(h, signer)] = sig[2]
-            elif h in incoming_hashes:
+        verdict = evaluate(
+            ref,
+            pool,
+            sigs,
+            known,
+            existing_data or b"",
+            self.communities[ref.community],
+        )
+        valid, ready, rejected, waiting = (
+            verdict.valid,
+            verdict.ready,
+            verdict.rejected,
+            verdict.waiting,
+        )
+        for h in verdict.bad_sigs:
+            if h in incoming_hashes:
                 report.rejected.append(Rejection(doc_id, h, "signature does not verify"))
-
-        order = signing.topo_order(pool)
-        vouched = signing.covered(order, pool, valid.keys())
-        ready: list[bytes] = []
-        waiting: list[bytes] = []
-        present = set(known)
-        rejected: dict[bytes, str] = {}
-        for h in order:
-            c = pool[h]
-            if any(d in rejected for d in c.deps):
-                rejected[h] = "depends on a rejected change"
-            elif not all(d in present for d in c.deps):
-                waiting.append(h)
-                continue
-            elif h not in vouched:
-                rejected[h] = "not signed by its author"
-            elif ref.kind in OWNED_KINDS and c.actor != ref.owner:
-                rejected[h] = f"only its owner may write this {ref.kind}"
-            else:
-                ready.append(h)
-            present.add(h)
-        waiting += [h for h in pool if h not in present and h not in waiting]
-
-        if ref.kind == COMMUNITY:
-            ready = self._authorize_shared(ref, existing_data or b"", pool, ready, rejected)
-
         for h, reason in rejected.items():
             if h in incoming_hashes:
                 report.rejected.append(Rejection(doc_id, h, reason))
@@ -261,33 +322,6 @@ class Acceptor:
         )
         report.pending += len([h for h in waiting if h in incoming_hashes])
         return report
-
-    def _authorize_shared(
-        self,
-        ref: DocRef,
-        existing: bytes,
-        pool: dict[bytes, RawChange],
-        ready: list[bytes],
-        rejected: dict[bytes, str],
-    ) -> list[bytes]:
-        """Shared documents: the owner, or a moderator as of the change's parents."""
-        owner = self.communities[ref.community]
-        if all(pool[h].actor == owner for h in ready):
-            return ready
-        candidates = Document.load(existing + b"".join(pool[h].data for h in ready))
-        kept: list[bytes] = []
-        for h in ready:
-            c = pool[h]
-            if any(d in rejected for d in c.deps):
-                rejected[h] = "depends on a rejected change"
-                continue
-            if c.actor != owner:
-                role, banned = _role_at(candidates, list(c.deps), c.actor)
-                if role != "moderator" or banned:
-                    rejected[h] = "only the owner and moderators may change community settings"
-                    continue
-            kept.append(h)
-        return kept
 
 
 def community_owner_map(rows: Iterable[tuple[bytes, bytes]]) -> dict[bytes, bytes]:

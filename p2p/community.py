@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import msgpack
 from automerge.core import ROOT, Document, ObjType
 
-from p2p import signing
 from p2p.accept import from_record, role_of
 from p2p.docref import COMMUNITY, FEED, PROFILE, DocRef, community_id
 from p2p.documents import get_obj, put_int, put_str, to_py
@@ -79,7 +78,9 @@ def resolve(home: Home, text: str) -> Community:
     text = text.strip().lower()
     found = [c for c in all_communities(home) if c.hex.startswith(text) and len(text) >= 4]
     if not found:
-        found = [c for c in all_communities(home) if settings(home, c).get("name", "").lower() == text]
+        found = [
+            c for c in all_communities(home) if settings(home, c).get("name", "").lower() == text
+        ]
     if not found:
         raise UnknownCommunity(f"no joined community matches {text!r}: see 'p2p community list'")
     if len(found) > 1:
@@ -172,7 +173,9 @@ def update_settings(home: Home, community: Community, **values: str | None) -> N
     _edit_shared(home, community, edit)
     if values.get("name"):
         with home.store.transaction() as db:
-            db.execute("UPDATE communities SET name = ? WHERE id = ?", (values["name"], community.id))
+            db.execute(
+                "UPDATE communities SET name = ? WHERE id = ?", (values["name"], community.id)
+            )
 
 
 def set_role(home: Home, community: Community, member: bytes, new_role: str) -> None:
@@ -236,9 +239,9 @@ def resolve_member(home: Home, community: Community, text: str) -> bytes:
     found = []
     for key in members(home, community):
         fp = fingerprint(key).replace("-", "")
-        if (len(wanted) >= 4 and (fp.startswith(wanted) or key.hex().upper().startswith(wanted))) or (
-            display_name(home, community, key).upper() == text.strip().upper()
-        ):
+        if (
+            len(wanted) >= 4 and (fp.startswith(wanted) or key.hex().upper().startswith(wanted))
+        ) or (display_name(home, community, key).upper() == text.strip().upper()):
             found.append(key)
     if not found:
         raise UnknownPeer(f"no member of this community matches {text!r}")
@@ -345,7 +348,3 @@ def join(home: Home, data: bytes) -> Community:
     home.acceptor().accept(incoming)
     _publish_profile(home, community)
     return existing[0] if existing else community
-
-
-def verify_sig_for(doc_id: bytes, sig: signing.Sig) -> bool:
-    return signing.check(doc_id, sig)

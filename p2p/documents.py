@@ -38,9 +38,7 @@ def unpack_heads(blob: bytes) -> list[bytes]:
 
 def as_raw(change: Any) -> RawChange:
     """An Automerge `Change` as our parsed form."""
-    return RawChange(
-        change.hash, change.actor_id, change.seq, tuple(change.deps), change.raw_bytes
-    )
+    return RawChange(change.hash, change.actor_id, change.seq, tuple(change.deps), change.raw_bytes)
 
 
 def to_py(doc: Document, obj: bytes = ROOT, heads: list[bytes] | None = None) -> Any:
@@ -194,9 +192,7 @@ class Documents:
         db.execute(
             "INSERT INTO changes (doc, n, data) VALUES (?, ?, ?)", (doc_id, count, change.data)
         )
-        db.execute(
-            "UPDATE docs SET heads = ? WHERE id = ?", (pack_heads(doc.get_heads()), doc_id)
-        )
+        db.execute("UPDATE docs SET heads = ? WHERE id = ?", (pack_heads(doc.get_heads()), doc_id))
 
     def replace(self, db: Any, ref: DocRef, doc: Document) -> None:
         """Store a merged document wholesale (inside the caller's transaction)."""

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 import msgpack
 
 from p2p import signing
+from p2p.chunk import RawChange
 from p2p.docref import DocRef
 from p2p.documents import as_raw
 from p2p.home import Home
@@ -57,21 +58,29 @@ def full_record(home: Home, ref: DocRef) -> dict:
 
 def delta_record(home: Home, ref: DocRef, peer_heads: list[bytes]) -> dict | None:
     """What a peer with `peer_heads` lacks of this document, or None."""
+    return lacking_record(home, ref, [peer_heads])
+
+
+def lacking_record(home: Home, ref: DocRef, peers: list[list[bytes]]) -> dict | None:
+    """What any of several peers (given by their heads) lacks, as one record."""
     doc = home.docs.load(ref.id)
     if doc is None:
         return None
     mine = set(doc.get_heads())
-    if peer_heads and set(peer_heads) >= mine:
+    peers = [h for h in peers if not set(h) >= mine]
+    if not peers:
         return None
-    all_changes = None
-    known_heads: list[bytes] = []
-    if peer_heads:
-        # get_changes() ignores unknown heads and then returns everything
-        all_changes = {c.hash for c in doc.get_changes([])}
-        known_heads = [h for h in peer_heads if h in all_changes]
-    if not known_heads:
+    if any(not h for h in peers):
         return full_record(home, ref)
-    missing = {c.hash: as_raw(c) for c in doc.get_changes(known_heads)}
+    # get_changes() ignores unknown heads and then returns everything
+    have = {c.hash for c in doc.get_changes([])}
+    missing: dict[bytes, RawChange] = {}
+    for heads in peers:
+        known = [h for h in heads if h in have]
+        if not known:
+            return full_record(home, ref)
+        for c in doc.get_changes(known):
+            missing.setdefault(c.hash, as_raw(c))
     if not missing:
         return None
     order = signing.topo_order(missing)
@@ -81,15 +90,30 @@ def delta_record(home: Home, ref: DocRef, peer_heads: list[bytes]) -> dict | Non
 
 
 def records_for(
-    home: Home, peer: Inventory | None, communities: Iterable[bytes] | None = None
+    home: Home,
+    peer: Inventory | list[Inventory] | None,
+    communities: Iterable[bytes] | None = None,
 ) -> Iterator[dict]:
-    """Doc records for everything in `communities` that `peer` lacks."""
-    peer = peer or {}
+    """Doc records for everything in `communities` that `peer` (or any of several) lacks."""
+    peers = peer if isinstance(peer, list) else [peer or {}]
+    if not peers:
+        peers = [{}]
     wanted = set(communities) if communities is not None else None
     rows = home.store.db.execute("SELECT id, community, kind, owner FROM docs ORDER BY id")
     for doc_id, community, kind, owner in list(rows):
         if wanted is not None and community not in wanted:
             continue
-        record = delta_record(home, DocRef(community, kind, owner), peer.get(doc_id, []))
+        ref = DocRef(community, kind, owner)
+        record = lacking_record(home, ref, [p.get(doc_id, []) for p in peers])
         if record is not None:
             yield record
+
+
+def known_by(home: Home, peer: bytes) -> Inventory:
+    """What a peer was known to hold, from its last bundle or sync."""
+    return {
+        doc: list(msgpack.unpackb(heads))
+        for doc, heads in home.store.db.execute(
+            "SELECT doc, heads FROM peer_heads WHERE peer = ?", (peer,)
+        )
+    }

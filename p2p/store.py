@@ -90,6 +90,9 @@ CREATE TABLE IF NOT EXISTS bundles_written (
     name TEXT NOT NULL,
     dir TEXT NOT NULL,
     sha256 BLOB NOT NULL,
+    domain TEXT NOT NULL,
+    complete INTEGER NOT NULL,
+    inventory BLOB NOT NULL,
     at INTEGER NOT NULL,
     PRIMARY KEY (dir, name)
 );

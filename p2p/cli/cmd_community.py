@@ -64,8 +64,9 @@ def list_(ctx: Context, as_json: bool) -> None:
         console.print("You are in no community yet: 'p2p community create NAME' or 'join FILE'.")
     for r in rows:
         flag = "private" if r["private"] else "open"
-        console.print(f"{r['id'][:12]}  [bold]{r['name']}[/]  ({flag}, {r['role']}, "
-                      f"{r['members']} members)")
+        console.print(
+            f"{r['id'][:12]}  [bold]{r['name']}[/]  ({flag}, {r['role']}, {r['members']} members)"
+        )
 
 
 @community.command()
@@ -94,7 +95,9 @@ def show(ctx: Context, community_id: str, as_json: bool) -> None:
         emit_json(info)
         return
     console.print(f"[bold]{info['name']}[/]  {info['id']}")
-    console.print(f"{'private' if c.private else 'open'} community, owner {info['owner_fingerprint']}")
+    console.print(
+        f"{'private' if c.private else 'open'} community, owner {info['owner_fingerprint']}"
+    )
     if info["description"]:
         console.print(info["description"])
     if info["rules"]:
@@ -113,8 +116,10 @@ def invite(ctx: Context, community_id: str, out: Path) -> None:
     out.write_bytes(cm.invite(ctx.home, c))
     console.print(f"Wrote invite to {out}")
     if c.private:
-        warn("this invite contains the community's SECRET KEY: anyone holding it can read "
-             "everything in the community. Hand it over in person and delete it after use.")
+        warn(
+            "this invite contains the community's SECRET KEY: anyone holding it can read "
+            "everything in the community. Hand it over in person and delete it after use."
+        )
 
 
 @community.command()

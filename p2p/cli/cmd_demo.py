@@ -1,28 +1,57 @@
-"""`p2p demo`: show the shipped demo community in a throwaway home."""
+"""`p2p demo`: import the shipped demo community and show it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from p2p.cli.context import Context, pass_ctx
+from p2p import community as cm
+from p2p import feed as feed_view
+from p2p.bundle.importer import import_bundle
+from p2p.bundle.verify import verify_bundle
+from p2p.cli.cmd_feed import render
+from p2p.cli.cmd_import import summary_line
+from p2p.cli.context import Context, console, pass_ctx, warn
+
+
+def shipped() -> Path:
+    """The repository's bundles/ folder (the demo ships with the source)."""
+    return Path(__file__).resolve().parents[2] / "bundles"
 
 
 @click.command()
+@click.option(
+    "--bundles",
+    "folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder holding demo.p2p and demo-invite.p2p.",
+)
 @pass_ctx
-def demo(ctx: Context) -> None:
-    """Build a sample community and show its feed (placeholder until bundles land)."""
-    from p2p import community as cm
-    from p2p import content
-    from p2p.cli.cmd_feed import render
-    from p2p import feed as feed_view
+def demo(ctx: Context, folder: Path | None) -> None:
+    """Verify and import the demo bundle into this home, then show its feed.
 
+    Use a throwaway home: p2p --home "$(mktemp -d)" demo
+    """
+    folder = folder or shipped()
+    bundle, invite = folder / "demo.p2p", folder / "demo-invite.p2p"
     home = ctx.home
     if not home.has_identity():
         home.create_identity(None)
-    cm.set_profile(home, "Demo", None)
-    c = cm.create(home, "Demo village")
-    p = content.post(home, c, "Welcome to the demo community")
-    content.post(home, c, "A reply", reply_to=p["id"])
+        cm.set_profile(home, "Visitor", None)
+        warn("created an unprotected demo identity in this home; use a throwaway --home")
+    checked = verify_bundle([bundle])
+    console.print(
+        f"verified {bundle.name}: {len(checked.docs)} documents, "
+        f"{checked.signatures_checked} signatures, signed by "
+        f"{checked.as_json()['exporter_fingerprint']}"
+    )
+    c = cm.join(home, invite.read_bytes())
+    result = import_bundle(home, [bundle])
+    console.print(f"imported {bundle.name}: {summary_line(result)}")
+    console.print()
+    console.print(f"[bold underline]{cm.settings(home, c).get('name', c.name)}[/]  [dim]{c.hex}[/]")
     render(feed_view.thread(home, c))
 
 

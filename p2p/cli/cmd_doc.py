@@ -24,14 +24,16 @@ def _rows(ctx: Context, community_id: str) -> list[dict]:
     for doc_id, kind, owner in home.store.db.execute(
         "SELECT id, kind, owner FROM docs WHERE community = ? ORDER BY kind, owner", (c.id,)
     ):
-        out.append({
-            "id": doc_id.hex(),
-            "kind": kind,
-            "owner": owner.hex(),
-            "owner_fingerprint": fingerprint(owner),
-            "owner_name": cm.display_name(home, c, owner),
-            "heads": [h.hex() for h in home.docs.heads(doc_id)],
-        })
+        out.append(
+            {
+                "id": doc_id.hex(),
+                "kind": kind,
+                "owner": owner.hex(),
+                "owner_fingerprint": fingerprint(owner),
+                "owner_name": cm.display_name(home, c, owner),
+                "heads": [h.hex() for h in home.docs.heads(doc_id)],
+            }
+        )
     return out
 
 

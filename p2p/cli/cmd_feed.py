@@ -30,7 +30,9 @@ def render(posts: list[dict], depth: int = 0) -> None:
         text = "[dim](deleted)[/]" if p["deleted"] else escape(p["text"])
         console.print(f"{pad}  {text}")
         if p["reactions"]:
-            counts = "  ".join(f"{escape(e)} {len(who)}" for e, who in sorted(p["reactions"].items()))
+            counts = "  ".join(
+                f"{escape(e)} {len(who)}" for e, who in sorted(p["reactions"].items())
+            )
             console.print(f"{pad}  {counts}")
         render(p["replies"], depth + 1)
 

@@ -11,11 +11,16 @@ from p2p.cli import (
     cmd_community,
     cmd_demo,
     cmd_doc,
+    cmd_export,
     cmd_feed,
     cmd_identity,
+    cmd_import,
+    cmd_lan,
     cmd_mod,
     cmd_post,
     cmd_profile,
+    cmd_usb,
+    cmd_verify,
 )
 from p2p.cli.context import Context, err_console
 from p2p.errors import P2PError
@@ -44,6 +49,11 @@ for module in (
     cmd_feed,
     cmd_profile,
     cmd_doc,
+    cmd_export,
+    cmd_import,
+    cmd_verify,
+    cmd_usb,
+    cmd_lan,
     cmd_demo,
 ):
     module.register(cli)

@@ -1,0 +1,1 @@
+"""Bundles: signed, optionally encrypted files that carry content on USB sticks."""

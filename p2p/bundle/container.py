@@ -1,0 +1,217 @@
+"""The bundle container: header, length-delimited msgpack records, signed trailer.
+
+    magic "P2PBNDL\\n" | version u16 | header length u32 | header (msgpack map)
+    { record length u32 (1..MAX_RECORD) | record (msgpack map with "t") } ...
+    end marker u32 = 0
+    trailer: record count u64 | SHA-256 of every byte before the trailer (32)
+             | Ed25519 signature (64) over TAG || that hash || count u64
+
+All integers big-endian. Written and read as a stream in constant memory; every
+length is checked against its limit before anything is allocated, and the
+trailer proves the bundle is complete and unaltered (docs/bundle-format.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import msgpack
+
+from p2p.errors import (
+    BadBundleSignature,
+    BundleCorrupt,
+    BundleTooLarge,
+    BundleTruncated,
+    NotABundle,
+    UnsupportedVersion,
+)
+from p2p.identity import Identity, verify
+
+MAGIC = b"P2PBNDL\n"
+VERSION = 1
+TAG = b"p2p/bundle/v1\x00"
+MAX_HEADER = 64 * 1024
+MAX_RECORD = 64 * 1024 * 1024
+TRAILER = 8 + 32 + 64
+
+
+@dataclass(frozen=True)
+class BundleHeader:
+    version: int
+    exporter: bytes
+    created: int
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class BundleStats:
+    count: int = 0
+    size: int = 0
+    sha256: bytes = b""
+
+
+def _unpack(data: bytes, limit: int) -> object:
+    try:
+        return msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=False,
+            max_bin_len=limit,
+            max_str_len=limit,
+            max_array_len=min(limit, 10_000_000),
+            max_map_len=min(limit, 10_000_000),
+            max_ext_len=0,
+        )
+    except (ValueError, TypeError, RecursionError, msgpack.ExtraData) as exc:
+        raise BundleCorrupt(f"a record of this bundle is not valid msgpack ({exc})") from exc
+    except Exception as exc:  # msgpack raises several types for hostile input
+        raise BundleCorrupt("a record of this bundle is not valid msgpack") from exc
+
+
+class _HashingWriter:
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.out.write(data)
+        self.hash.update(data)
+        self.size += len(data)
+
+
+def write_bundle(
+    out: BinaryIO,
+    exporter: Identity,
+    records: Iterable[dict],
+    created: int | None = None,
+    *,
+    signer: Identity | None = None,
+) -> BundleStats:
+    """Stream `records` into `out` as a signed bundle. `signer` exists for test
+    vectors only (a trailer signed by a key other than the header's)."""
+    w = _HashingWriter(out)
+    header = msgpack.packb(
+        {"exporter": exporter.public_key, "created": int(created or time.time())},
+        use_bin_type=True,
+    )
+    w.write(MAGIC + struct.pack(">HI", VERSION, len(header)) + header)
+    count = 0
+    for record in records:
+        if not isinstance(record.get("t"), str):
+            raise ValueError("every record needs a string 't'")
+        body = msgpack.packb(record, use_bin_type=True)
+        if len(body) > MAX_RECORD:
+            raise ValueError("record larger than MAX_RECORD")
+        w.write(struct.pack(">I", len(body)) + body)
+        count += 1
+    w.write(struct.pack(">I", 0))
+    digest = w.hash.digest()
+    sig = (signer or exporter).sign(TAG + digest + struct.pack(">Q", count))
+    out.write(struct.pack(">Q", count) + digest + sig)
+    return BundleStats(count, w.size + TRAILER, digest)
+
+
+class BundleReader:
+    """Reads a bundle from a stream; trust the records only once `records()` ends."""
+
+    def __init__(self, stream: BinaryIO, max_record: int = MAX_RECORD) -> None:
+        self.stream = stream
+        self.max_record = max_record
+        self.hash = hashlib.sha256()
+        self.offset = 0
+        self.stats = BundleStats()
+        self.header = self._read_header()
+
+    def _exact(self, n: int, what: str) -> bytes:
+        data = self.stream.read(n)
+        while data is not None and 0 < len(data) < n:
+            more = self.stream.read(n - len(data))
+            if not more:
+                break
+            data += more
+        if data is None or len(data) < n:
+            got = len(data or b"")
+            raise BundleTruncated(
+                f"this bundle is cut short at byte {self.offset + got} (in the {what}); "
+                "it was probably copied incompletely. Nothing was imported"
+            )
+        self.offset += n
+        return data
+
+    def _hashed(self, n: int, what: str) -> bytes:
+        data = self._exact(n, what)
+        self.hash.update(data)
+        return data
+
+    def _read_header(self) -> BundleHeader:
+        first = self.stream.read(len(MAGIC))
+        if not first:
+            raise NotABundle("this file is empty, not a bundle")
+        if not MAGIC.startswith(first[: len(MAGIC)]) or len(first) < len(MAGIC):
+            if MAGIC.startswith(first):
+                raise BundleTruncated("this bundle is cut short inside its header")
+            raise NotABundle("this file is not a p2p bundle (unknown format)")
+        self.offset = len(MAGIC)
+        self.hash.update(first)
+        version, hlen = struct.unpack(">HI", self._hashed(6, "header"))
+        if version != VERSION:
+            raise UnsupportedVersion(
+                f"this bundle uses format version {version}; this p2p reads version "
+                f"{VERSION}. Please upgrade p2p"
+            )
+        if hlen > MAX_HEADER:
+            raise BundleTooLarge(f"this bundle declares a {hlen}-byte header; refusing it")
+        obj = _unpack(self._hashed(hlen, "header"), MAX_HEADER)
+        if not isinstance(obj, dict):
+            raise BundleCorrupt("this bundle's header is damaged")
+        exporter, created = obj.get("exporter"), obj.get("created")
+        if not isinstance(exporter, bytes) or len(exporter) != 32 or not isinstance(created, int):
+            raise BundleCorrupt("this bundle's header is damaged (no exporter key)")
+        extra = {k: v for k, v in obj.items() if k not in ("exporter", "created")}
+        return BundleHeader(version, exporter, created, extra)
+
+    def records(self) -> Iterator[dict]:
+        seen: set[bytes] = set()
+        count = 0
+        while True:
+            (length,) = struct.unpack(">I", self._hashed(4, "record length"))
+            if length == 0:
+                break
+            if length > self.max_record:
+                raise BundleTooLarge(
+                    f"record {count + 1} of this bundle claims {length} bytes, over the "
+                    f"{self.max_record}-byte limit; refusing to read it"
+                )
+            body = self._hashed(length, f"record {count + 1}")
+            digest = hashlib.sha256(body).digest()
+            if digest in seen:
+                raise BundleCorrupt(f"record {count + 1} of this bundle is a duplicate")
+            seen.add(digest)
+            record = _unpack(body, self.max_record)
+            if not isinstance(record, dict) or not isinstance(record.get("t"), str):
+                raise BundleCorrupt(f"record {count + 1} of this bundle has no type")
+            count += 1
+            yield record
+        digest = self.hash.digest()
+        trailer = self._exact(TRAILER, "trailer")
+        (claimed,) = struct.unpack(">Q", trailer[:8])
+        if trailer[8:40] != digest or claimed != count:
+            raise BundleCorrupt(
+                "this bundle's contents do not match its trailer: it was altered or damaged"
+            )
+        if not verify(self.header.exporter, trailer[40:], TAG + digest + trailer[:8]):
+            raise BadBundleSignature()
+        if self.stream.read(1):
+            raise BundleCorrupt("this bundle has unexpected data after its end")
+        self.stats = BundleStats(count, self.offset, digest)
+
+
+def read_all(stream: BinaryIO, max_record: int = MAX_RECORD) -> tuple[BundleHeader, list[dict]]:
+    reader = BundleReader(stream, max_record)
+    return reader.header, list(reader.records())

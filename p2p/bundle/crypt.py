@@ -1,0 +1,63 @@
+"""The age envelope around bundles of private communities (pyrage).
+
+A private community's bundle is encrypted as a whole to that community's age
+X25519 recipient, so nothing in it (not even which community) is readable
+without the key; `age -d -i key.txt FILE` opens it too. age does not allow a
+passphrase stanza beside other recipients, so a passphrase bundle is a
+separate mode (and, through pyrage's API, is handled in memory).
+"""
+
+from __future__ import annotations
+
+from typing import BinaryIO
+
+import pyrage
+from pyrage import x25519
+
+from p2p.errors import BundleCorrupt, WrongKey
+
+AGE_MAGIC = b"age-encryption.org/v1\n"
+MAX_PASSPHRASE_BUNDLE = 1024**3
+
+
+def is_encrypted(head: bytes) -> bool:
+    return head.startswith(AGE_MAGIC)
+
+
+def encrypt(src: BinaryIO, dst: BinaryIO, recipients: list[str]) -> None:
+    pyrage.encrypt_io(src, dst, [x25519.Recipient.from_str(r) for r in recipients])
+
+
+def _decrypt_error(exc: Exception) -> Exception:
+    text = str(exc).lower()
+    if "no matching keys" in text or "no identity matched" in text:
+        return WrongKey()
+    if "passphrase" in text or "decryption failed" in text and "header" in text:
+        return WrongKey("the passphrase does not open this bundle")
+    return BundleCorrupt("this encrypted bundle is damaged or cut short; nothing was imported")
+
+
+def decrypt(src: BinaryIO, dst: BinaryIO, identities: list[x25519.Identity]) -> None:
+    if not identities:
+        raise WrongKey("this bundle is encrypted and you hold no key for it")
+    try:
+        pyrage.decrypt_io(src, dst, identities)
+    except pyrage.DecryptError as exc:
+        raise _decrypt_error(exc) from exc
+
+
+def encrypt_passphrase(src: BinaryIO, dst: BinaryIO, passphrase: str) -> None:
+    data = src.read(MAX_PASSPHRASE_BUNDLE + 1)
+    if len(data) > MAX_PASSPHRASE_BUNDLE:
+        raise ValueError("passphrase bundles are limited to 1 GiB; use a private community")
+    dst.write(pyrage.passphrase.encrypt(data, passphrase))
+
+
+def decrypt_passphrase(src: BinaryIO, dst: BinaryIO, passphrase: str) -> None:
+    data = src.read(MAX_PASSPHRASE_BUNDLE + 1)
+    if len(data) > MAX_PASSPHRASE_BUNDLE:
+        raise BundleCorrupt("this passphrase bundle is larger than any p2p writes")
+    try:
+        dst.write(pyrage.passphrase.decrypt(data, passphrase))
+    except pyrage.DecryptError as exc:
+        raise _decrypt_error(exc) from exc

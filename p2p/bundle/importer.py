@@ -1,0 +1,179 @@
+"""Importing bundles: verify, then apply through the acceptance path, atomically.
+
+The whole bundle is applied inside one store transaction that commits only
+after the container's trailer (hash and exporter signature over every byte)
+has verified. A bundle cut short, altered or forged therefore changes nothing,
+whatever records it carried before the fault.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgpack
+
+from p2p.accept import Incoming, Rejection, Report, from_record
+from p2p.bundle.records import parse_community, parse_inventory
+from p2p.bundle.source import Keys, open_bundle
+from p2p.community import all_communities
+from p2p.docref import FEED, PROFILE
+from p2p.errors import BundleCorrupt, NotABundle
+from p2p.exchange import Inventory
+from p2p.home import Home
+from p2p.identity import fingerprint
+
+BATCH_DOCS = 32  # documents handed to the acceptance path at once
+
+Progress = Callable[[int], None]  # records read so far
+
+
+@dataclass
+class ImportResult:
+    exporter: bytes
+    created: int
+    files: list[Path]
+    report: Report = field(default_factory=Report)
+    new_posts: int = 0
+    new_members: int = 0
+    skipped_communities: list[str] = field(default_factory=list)
+    already_imported: bool = False
+
+    @property
+    def exporter_fingerprint(self) -> str:
+        return fingerprint(self.exporter)
+
+
+def keys_for(home: Home) -> Keys:
+    """Every key this home holds that may open a bundle."""
+    from pyrage import x25519
+
+    ids = [x25519.Identity.from_str(c.secret) for c in all_communities(home) if c.secret]
+    if home.has_identity():
+        ids.append(home.identity.age_identity)
+    return Keys(ids)
+
+
+def file_digest(paths: list[Path]) -> bytes:
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        if not p.is_file():
+            raise NotABundle(f"{p} is not a file, so not a bundle")
+        with p.open("rb") as fh:
+            while block := fh.read(1 << 20):
+                h.update(block)
+    return h.digest()
+
+
+def _count_posts(home: Home, doc_id: bytes) -> int:
+    doc = home.docs.load(doc_id)
+    if doc is None:
+        return 0
+    from automerge.core import ROOT
+
+    got = doc.get(ROOT, "posts")
+    return doc.length(got[1]) if got else 0
+
+
+def import_bundle(
+    home: Home,
+    paths: list[Path],
+    *,
+    keys: Keys | None = None,
+    progress: Progress | None = None,
+    digest: bytes | None = None,
+) -> ImportResult:
+    keys = keys or keys_for(home)
+    digest = digest or file_digest(paths)
+    joined = home.joined()
+    me = home.public_key
+    with open_bundle(paths, keys) as opened:
+        reader = opened.reader
+        result = ImportResult(reader.header.exporter, reader.header.created, opened.files)
+        seen_before = home.store.db.execute(
+            "SELECT 1 FROM bundles_seen WHERE sha256 = ?", (digest,)
+        ).fetchone()
+        acceptor = home.acceptor()
+        inventories: Inventory = {}
+        skipped: set[bytes] = set()
+        batch: list[Incoming] = []
+        posts_before: dict[bytes, int] = {}
+        authors_before = {
+            (c, o)
+            for c, o in home.store.db.execute(
+                "SELECT community, owner FROM docs WHERE kind IN (?, ?)", (FEED, PROFILE)
+            )
+        }
+
+        def flush() -> None:
+            for inc in batch:
+                if inc.ref.kind == FEED and inc.ref.id not in posts_before:
+                    posts_before[inc.ref.id] = _count_posts(home, inc.ref.id)
+            result.report.merge(acceptor.accept(batch))
+            batch.clear()
+
+        with home.store.transaction() as db:
+            n = 0
+            for record in reader.records():
+                n += 1
+                if progress:
+                    progress(n)
+                kind = record.get("t")
+                try:
+                    if kind == "community":
+                        described = parse_community(record)
+                        if described.id not in joined:
+                            skipped.add(described.id)
+                    elif kind == "inventory":
+                        inventories.update(parse_inventory(record))
+                    elif kind == "doc":
+                        inc = from_record(record)
+                        if inc.ref.community in joined:
+                            batch.append(inc)
+                        else:
+                            skipped.add(inc.ref.community)
+                        if len(batch) >= BATCH_DOCS:
+                            flush()
+                    # unknown record types are skipped: newer writers may add some
+                except ValueError as exc:
+                    doc = record.get("doc")
+                    result.report.rejected.append(
+                        Rejection(bytes(doc) if isinstance(doc, bytes) else b"", None, str(exc))
+                    )
+            if batch:
+                flush()
+            # the trailer has verified here (records() raised otherwise)
+            for doc_id, before in posts_before.items():
+                result.new_posts += max(0, _count_posts(home, doc_id) - before)
+            for ref in result.report.new_docs:
+                if ref.kind in (FEED, PROFILE) and (ref.community, ref.owner) not in authors_before:
+                    authors_before.add((ref.community, ref.owner))
+                    result.new_members += 1
+            now = int(time.time())
+            if result.exporter != me:
+                db.execute(
+                    "INSERT INTO peers (public_key, last_seen, via) VALUES (?, ?, 'bundle')"
+                    " ON CONFLICT (public_key) DO UPDATE SET last_seen = excluded.last_seen",
+                    (result.exporter, now),
+                )
+                db.executemany(
+                    "INSERT OR REPLACE INTO peer_heads (peer, doc, heads) VALUES (?, ?, ?)",
+                    [
+                        (result.exporter, d, msgpack.packb(sorted(h)))
+                        for d, h in inventories.items()
+                    ],
+                )
+            db.execute(
+                "INSERT OR IGNORE INTO bundles_seen (sha256, exporter, at) VALUES (?, ?, ?)",
+                (digest, result.exporter, now),
+            )
+    result.already_imported = seen_before is not None
+    result.skipped_communities = sorted(c.hex() for c in skipped)
+    if not result.report.applied and result.report.rejected and not result.report.already:
+        first = result.report.rejected[0]
+        if first.change is None and "malformed" in first.reason:
+            raise BundleCorrupt(f"this bundle's records are damaged ({first.reason})")
+    return result

@@ -1,0 +1,143 @@
+"""Opening a bundle from disk, whatever layers it has: parts, age, container.
+
+`open_bundle` peels the layers in order: numbered parts are joined, an age
+envelope is decrypted as a stream (through a pipe, so the plaintext of a
+private community never lands on disk), and the container reader is returned.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from pyrage import x25519
+
+from p2p.bundle import crypt, parts
+from p2p.bundle.container import BundleReader
+from p2p.errors import NotABundle, P2PError, WrongKey
+
+HEAD = 64
+
+
+@dataclass
+class Keys:
+    """What may open an encrypted bundle."""
+
+    identities: list[x25519.Identity] = field(default_factory=list)
+    passphrase: str | None = None
+
+
+def _head(path: Path) -> bytes:
+    if path.is_dir():
+        raise NotABundle(f"{path} is a directory, not a bundle file")
+    if not path.exists():
+        raise NotABundle(f"{path} does not exist")
+    with path.open("rb") as fh:
+        return fh.read(HEAD)
+
+
+def part_set(path: Path) -> list[Path]:
+    """All parts in `path`'s folder that belong with it (by the set id they carry)."""
+    mine = parts.read_header(path)
+    found = []
+    for other in sorted(path.parent.iterdir()):
+        if other.is_file() and parts.is_part(_head(other)):
+            try:
+                if parts.read_header(other).set_id == mine.set_id:
+                    found.append(other)
+            except P2PError:
+                continue
+    return found
+
+
+class _PipeReader:
+    """The read end of a decrypting thread; re-raises the thread's error."""
+
+    def __init__(self, fd: int, thread: threading.Thread, errors: list[BaseException]) -> None:
+        self._fh = os.fdopen(fd, "rb")
+        self._thread = thread
+        self._errors = errors
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._fh.read(n)
+        if (not data or (n > 0 and len(data) < n)) and self._finish():
+            raise self._errors[0]
+        return data
+
+    def _finish(self) -> bool:
+        self._thread.join()
+        return bool(self._errors)
+
+    def close(self) -> None:
+        self._fh.close()
+        self._thread.join(timeout=5)
+
+
+def _decrypting(src: BinaryIO, keys: Keys) -> _PipeReader:
+    r, w = os.pipe()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        with os.fdopen(w, "wb") as out:
+            try:
+                if keys.passphrase is not None and not keys.identities:
+                    crypt.decrypt_passphrase(src, out, keys.passphrase)
+                else:
+                    crypt.decrypt(src, out, keys.identities)
+            except BrokenPipeError:
+                pass
+            except BaseException as exc:  # handed to the reading side
+                errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return _PipeReader(r, thread, errors)
+
+
+@dataclass
+class Opened:
+    reader: BundleReader
+    encrypted: bool
+    files: list[Path]
+
+
+@contextmanager
+def open_bundle(paths: list[Path], keys: Keys | None = None) -> Iterator[Opened]:
+    """Open one bundle (a file, or the parts of one) for reading."""
+    keys = keys or Keys()
+    first = paths[0]
+    head = _head(first)
+    if not head:
+        raise NotABundle(f"{first.name} is empty, not a bundle")
+    files = [first]
+    closers: list = []
+    try:
+        if parts.is_part(head):
+            files = paths if len(paths) > 1 else part_set(first)
+            with parts.open_parts(files) as joined:
+                encrypted = crypt.is_encrypted(joined.read(len(crypt.AGE_MAGIC)))
+            stream: BinaryIO = parts.open_parts(files)  # type: ignore[assignment]
+        else:
+            encrypted = crypt.is_encrypted(head)
+            stream = first.open("rb")
+        closers.append(stream)
+        if encrypted:
+            if not keys.identities and keys.passphrase is None:
+                raise WrongKey("this bundle is encrypted and you hold no key for it")
+            pipe = _decrypting(stream, keys)
+            closers.append(pipe)
+            reader = BundleReader(pipe)  # type: ignore[arg-type]
+        else:
+            reader = BundleReader(stream)
+        yield Opened(reader, encrypted, files)
+    finally:
+        for c in reversed(closers):
+            try:
+                c.close()
+            except Exception:  # noqa: BLE001 - closing after an error
+                pass

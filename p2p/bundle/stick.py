@@ -1,0 +1,143 @@
+"""Writing to removable media so that a pulled stick or a full card loses nothing.
+
+Free space is checked first; every file is written under a temporary name,
+flushed and fsynced, renamed into place, the folder fsynced, then read back
+and compared; on any failure everything this call wrote is removed.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from p2p.bundle import parts
+from p2p.errors import P2PError, StickFull, WriteVerifyFailed
+
+DEFAULT_MAX_FILE_SIZE = 4 * 1024**3 - 64 * 1024**2  # FAT32 holds files under 4 GiB
+MARGIN = 1024 * 1024
+BLOCK = 1 << 20
+
+
+def _hash_range(path: Path, start: int, length: int) -> bytes:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        fh.seek(start)
+        left = length
+        while left:
+            block = fh.read(min(BLOCK, left))
+            if not block:
+                break
+            digest.update(block)
+            left -= len(block)
+    return digest.digest()
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def write_to_stick(
+    src: Path,
+    dest_dir: Path,
+    *,
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+    verify: Callable[[list[Path]], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[Path]:
+    """Copy `src` into `dest_dir` under a random name (split into parts if needed)."""
+    size = src.stat().st_size
+    split = size > max_file_size
+    room = max_file_size - parts.HEADER.size
+    if split and room <= 0:
+        raise ValueError("--max-file-size is too small")
+    slices = [(i, min(room, size - i)) for i in range(0, size, room)] if split else [(0, size)]
+    if len(slices) > parts.MAX_PARTS:
+        raise ValueError("--max-file-size is too small for this bundle")
+    need = size + len(slices) * parts.HEADER.size + MARGIN
+    free = shutil.disk_usage(dest_dir).free
+    if free < need:
+        raise StickFull(
+            f"not enough free space in {dest_dir}: this bundle needs {_mb(need)}, only "
+            f"{_mb(free)} is free; nothing was written"
+        )
+    base = os.urandom(8).hex() + ".p2p"
+    set_id = os.urandom(16)
+    written: list[Path] = []
+    temps: list[Path] = []
+    expected: dict[Path, bytes] = {}
+    done = 0
+    try:
+        for index, (start, length) in enumerate(slices):
+            final = dest_dir / (parts.part_name(base, index) if split else base)
+            tmp = dest_dir / f".tmp-{os.urandom(6).hex()}"
+            temps.append(tmp)
+            whole = hashlib.sha256()
+            with src.open("rb") as fh, tmp.open("wb") as out:
+                if split:
+                    head = parts.PartHeader(
+                        set_id, index, len(slices), length, _hash_range(src, start, length)
+                    ).pack()
+                    out.write(head)
+                    whole.update(head)
+                fh.seek(start)
+                left = length
+                while left:
+                    block = fh.read(min(BLOCK, left))
+                    if not block:
+                        raise WriteVerifyFailed("the bundle changed while it was being copied")
+                    out.write(block)
+                    whole.update(block)
+                    left -= len(block)
+                    done += len(block)
+                    if progress:
+                        progress(done)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, final)
+            temps.remove(tmp)
+            written.append(final)
+            expected[final] = whole.digest()
+        _fsync_dir(dest_dir)
+        for path, digest in expected.items():
+            if _hash_range(path, 0, path.stat().st_size) != digest:
+                raise WriteVerifyFailed(
+                    f"{path.name} did not read back as written (a failing stick?); removed it"
+                )
+        if verify is not None:
+            verify(written)
+        return written
+    except OSError as exc:
+        _cleanup(temps + written)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StickFull(
+                "the destination ran out of space while writing; nothing was kept"
+            ) from exc
+        raise WriteVerifyFailed(
+            f"writing to {dest_dir} failed ({exc.strerror or exc}); was the stick removed? "
+            "Nothing was kept"
+        ) from exc
+    except BaseException as exc:
+        _cleanup(temps + written)
+        if isinstance(exc, P2PError) or not isinstance(exc, Exception):
+            raise
+        raise WriteVerifyFailed(f"the written bundle did not verify ({exc}); removed it") from exc
+
+
+def _cleanup(paths: list[Path]) -> None:
+    for p in paths:
+        try:
+            p.unlink(missing_ok=True)
+        except OSError:
+            pass

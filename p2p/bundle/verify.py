@@ -1,0 +1,162 @@
+"""Checking a bundle without touching any store.
+
+Structure, trailer hash and exporter signature (by the container reader),
+then every document record through the same rules the acceptance path uses:
+signatures, author coverage, document ownership, and roles for the shared
+community document as far as the bundle itself shows them. Works with no
+identity at all for open bundles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from automerge.core import ROOT
+
+from p2p.accept import evaluate, from_record
+from p2p.bundle.records import parse_community, parse_inventory
+from p2p.bundle.source import Keys, open_bundle
+from p2p.docref import COMMUNITY, FEED, PROFILE
+from p2p.errors import BundleCorrupt, ForgedChange
+from p2p.identity import fingerprint
+
+
+@dataclass
+class DocSummary:
+    doc: bytes
+    community: bytes
+    kind: str
+    owner: bytes
+    changes: int
+    sigs: int
+    posts: int = 0
+    name: str | None = None
+    unchecked: int = 0  # changes whose history is not in this bundle
+
+
+@dataclass
+class VerifyResult:
+    exporter: bytes
+    created: int
+    encrypted: bool
+    records: int = 0
+    communities: dict[bytes, dict] = field(default_factory=dict)
+    docs: list[DocSummary] = field(default_factory=list)
+    inventory_docs: int = 0
+    signatures_checked: int = 0
+    faults: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.faults
+
+    @property
+    def authors(self) -> dict[bytes, str]:
+        names: dict[bytes, str] = {}
+        for d in self.docs:
+            if d.kind in (FEED, PROFILE):
+                names.setdefault(d.owner, "")
+            if d.kind == PROFILE and d.name:
+                names[d.owner] = d.name
+        return names
+
+    def as_json(self) -> dict:
+        return {
+            "ok": self.ok,
+            "exporter": self.exporter.hex(),
+            "exporter_fingerprint": fingerprint(self.exporter),
+            "created": self.created,
+            "encrypted": self.encrypted,
+            "records": self.records,
+            "communities": [
+                {"id": cid.hex(), **info} for cid, info in sorted(self.communities.items())
+            ],
+            "authors": [
+                {"public_key": k.hex(), "fingerprint": fingerprint(k), "name": n}
+                for k, n in sorted(self.authors.items())
+            ],
+            "documents": len(self.docs),
+            "changes": sum(d.changes for d in self.docs),
+            "posts": sum(d.posts for d in self.docs),
+            "signatures_checked": self.signatures_checked,
+            "unchecked_changes": sum(d.unchecked for d in self.docs),
+            "faults": self.faults,
+        }
+
+
+def verify_bundle(paths: list[Path], keys: Keys | None = None) -> VerifyResult:
+    """Raises a BundleError for a structural fault; content faults are listed."""
+    with open_bundle(paths, keys) as opened:
+        reader = opened.reader
+        result = VerifyResult(reader.header.exporter, reader.header.created, opened.encrypted)
+        owners: dict[bytes, bytes] = {}
+        seen: dict[bytes, tuple[set[bytes], bytes]] = {}
+        for record in reader.records():
+            result.records += 1
+            kind = record.get("t")
+            try:
+                if kind == "community":
+                    d = parse_community(record)
+                    owners[d.id] = d.owner
+                    result.communities[d.id] = {
+                        "name": d.name,
+                        "private": d.private,
+                        "owner": fingerprint(d.owner),
+                    }
+                elif kind == "inventory":
+                    result.inventory_docs += len(parse_inventory(record))
+                elif kind == "doc":
+                    _check_doc(result, record, owners, seen)
+            except ValueError as exc:
+                result.faults.append(f"record {result.records}: {exc}")
+    return result
+
+
+def _check_doc(
+    result: VerifyResult,
+    record: dict,
+    owners: dict[bytes, bytes],
+    seen: dict[bytes, tuple[set[bytes], bytes]],
+) -> None:
+    """Check one record, given what earlier records of the same document held."""
+    inc = from_record(record)
+    ref = inc.ref
+    if ref.id != inc.claimed_id:
+        raise ValueError("document id does not match its community, kind and owner")
+    community_owner = owners.get(ref.community)
+    if community_owner is None:
+        raise ValueError("document of a community the bundle does not describe")
+    if ref.kind == COMMUNITY and ref.owner != community_owner:
+        raise ValueError("community document not owned by the community's owner")
+    known, earlier = seen.get(ref.id, (set(), b""))
+    pool = {c.hash: c for c in inc.changes if c.hash not in known}
+    verdict = evaluate(ref, pool, inc.sigs, known, earlier, community_owner)
+    known.update(verdict.ready)
+    if ref.kind == COMMUNITY:
+        earlier += b"".join(pool[h].data for h in verdict.ready)
+    seen[ref.id] = (known, earlier)
+    result.signatures_checked += len(inc.sigs)
+    summary = DocSummary(ref.id, ref.community, ref.kind, ref.owner, len(pool), len(inc.sigs))
+    summary.unchecked = len(verdict.waiting)
+    if inc.loaded is not None:
+        if ref.kind == FEED:
+            got = inc.loaded.get(ROOT, "posts")
+            summary.posts = inc.loaded.length(got[1]) if got else 0
+        if ref.kind == PROFILE:
+            got = inc.loaded.get(ROOT, "name")
+            summary.name = str(got[0][1]) if got else None
+    else:
+        summary.posts = 0
+    result.docs.append(summary)
+    what = f"{ref.kind} of {fingerprint(ref.owner)}"
+    for h in verdict.bad_sigs:
+        result.faults.append(f"{what}: a signature does not verify (change {h.hex()[:12]})")
+    for h, reason in verdict.rejected.items():
+        result.faults.append(f"{what}: change {h.hex()[:12]} {reason}")
+
+
+def first_fault(result: VerifyResult) -> ForgedChange | BundleCorrupt | None:
+    if not result.faults:
+        return None
+    return ForgedChange(f"forged or unauthorised content: {result.faults[0]}")

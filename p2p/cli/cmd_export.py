@@ -1,0 +1,102 @@
+"""`p2p export`: write bundles of what you have (or what a peer lacks)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from p2p import community as cm
+from p2p.bundle import export as ex
+from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, warn
+from p2p.cli.progress import bar
+from p2p.errors import P2PError
+from p2p.exchange import known_by
+from p2p.peers import resolve_peer
+
+
+@click.command("export")
+@click.argument("communities", nargs=-1)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Bundle file, or a folder to write one file per encryption domain.",
+)
+@click.option(
+    "--for",
+    "for_peer",
+    metavar="PEER",
+    help="Only what this peer (fingerprint or name) is known to lack.",
+)
+@click.option(
+    "--passphrase",
+    "use_passphrase",
+    is_flag=True,
+    help="Encrypt with a passphrase (P2P_BUNDLE_PASSPHRASE or a prompt) instead.",
+)
+@json_option
+@pass_ctx
+def export(
+    ctx: Context,
+    communities: tuple[str, ...],
+    out: Path,
+    for_peer: str | None,
+    use_passphrase: bool,
+    as_json: bool,
+) -> None:
+    """Write COMMUNITIES (default: all) to a bundle file for a USB stick."""
+    home = ctx.home
+    chosen = ex.select(home, [cm.resolve(home, c) for c in communities])
+    if not chosen:
+        raise P2PError("you are in no community yet: nothing to export")
+    peer = None
+    if for_peer:
+        peer_key = resolve_peer(home, for_peer)
+        peer = known_by(home, peer_key)
+    passphrase = None
+    if use_passphrase:
+        passphrase = os.environ.get("P2P_BUNDLE_PASSPHRASE") or click.prompt(
+            "Bundle passphrase", hide_input=True, confirmation_prompt=True
+        )
+    plan = ex.domains(chosen)
+    if len(plan) > 1 and not out.is_dir():
+        raise P2PError(
+            f"these communities need {len(plan)} separate files (each private community is "
+            "encrypted on its own): give a folder as --out, or fewer communities"
+        )
+    written = []
+    with ex.scratch_dir(home) as tmp:
+        for domain in plan:
+            with bar(f"exporting {domain.label}") as update:
+                built = ex.build(
+                    home, domain, Path(tmp), peer=peer, passphrase=passphrase, progress=update
+                )
+            if built is None:
+                continue
+            dest = out / f"{os.urandom(8).hex()}.p2p" if out.is_dir() else out
+            ex.place(built, dest)
+            written.append(
+                {
+                    "file": str(dest),
+                    "bytes": built.size,
+                    "documents": built.docs,
+                    "encrypted": built.encrypted,
+                    "communities": [c.hex for c in domain.communities],
+                }
+            )
+    if as_json:
+        emit_json(written)
+        return
+    if not written:
+        console.print("Nothing to export: the peer already has everything you have.")
+    for w in written:
+        lock = "encrypted" if w["encrypted"] else "signed, not encrypted"
+        console.print(f"Wrote {w['file']}: {w['documents']} documents, {w['bytes']} bytes ({lock})")
+    if passphrase:
+        warn("anyone who knows the passphrase can read this bundle")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(export)

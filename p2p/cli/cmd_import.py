@@ -1,0 +1,82 @@
+"""`p2p import`: verify bundles, then apply what is new."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from p2p.bundle.importer import ImportResult, import_bundle, keys_for
+from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx
+from p2p.cli.progress import bar
+
+
+def describe(r: ImportResult) -> dict:
+    return {
+        "files": [str(p) for p in r.files],
+        "exporter": r.exporter.hex(),
+        "exporter_fingerprint": r.exporter_fingerprint,
+        "created": r.created,
+        "applied_changes": r.report.applied,
+        "already_known": r.report.already,
+        "pending": r.report.pending,
+        "new_posts": r.new_posts,
+        "new_members": r.new_members,
+        "rejected": [
+            {"doc": x.doc.hex(), "change": x.change.hex() if x.change else None, "reason": x.reason}
+            for x in r.report.rejected
+        ],
+        "skipped_communities": r.skipped_communities,
+        "imported_before": r.already_imported,
+    }
+
+
+def summary_line(r: ImportResult) -> str:
+    parts = [
+        f"{r.new_posts} new posts",
+        f"{r.new_members} new members",
+        f"{r.report.applied} changes applied",
+        f"{r.report.already} already known",
+    ]
+    if r.report.pending:
+        parts.append(f"{r.report.pending} waiting for earlier bundles")
+    if r.report.rejected:
+        parts.append(f"{len(r.report.rejected)} REJECTED")
+    return ", ".join(parts)
+
+
+@click.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@json_option
+@pass_ctx
+def import_(ctx: Context, files: tuple[Path, ...], as_json: bool) -> None:
+    """Verify and import bundle FILES (parts of one bundle are found automatically)."""
+    home = ctx.home
+    keys = keys_for(home)
+    passphrase = os.environ.get("P2P_BUNDLE_PASSPHRASE")
+    if passphrase:
+        keys.passphrase = passphrase
+    results = []
+    done: set[Path] = set()
+    for f in files:
+        if f in done:
+            continue
+        with bar(f"importing {f.name}") as update:
+            r = import_bundle(home, [f], keys=keys, progress=lambda n: update(n))
+        done.update(r.files)
+        results.append(r)
+    if as_json:
+        emit_json([describe(r) for r in results])
+        return
+    for r in results:
+        console.print(f"{r.files[0].name} from {r.exporter_fingerprint}: {summary_line(r)}")
+        for x in r.report.rejected[:20]:
+            what = x.change.hex()[:12] if x.change else "record"
+            console.print(f"  rejected {what}: {x.reason}")
+        if r.skipped_communities:
+            console.print(f"  skipped {len(r.skipped_communities)} communities you have not joined")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(import_)

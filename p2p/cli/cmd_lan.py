@@ -1,0 +1,162 @@
+"""`p2p serve`, `p2p sync`, `p2p peers`: LAN sync."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import signal
+
+import click
+
+from p2p.cli.context import Context, console, emit_json, err_console, json_option, pass_ctx
+from p2p.errors import P2PError
+from p2p.identity import fingerprint
+from p2p.lan import discovery
+from p2p.lan.server import Server, default_address, summary, sync_with
+from p2p.peers import known, name_of
+
+
+def _hostport(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter(f"{text!r} is not HOST:PORT")
+    return host, int(port)
+
+
+@click.command()
+@click.option(
+    "--host", help="Address to listen and announce on (default: this machine's LAN address)."
+)
+@click.option("--port", default=0, type=int, help="TCP port (default: any free port).")
+@click.option("--no-mdns", is_flag=True, help="Listen without announcing (peers use --peer).")
+@click.option("--duration", type=float, default=None, hidden=True)
+@pass_ctx
+def serve(ctx: Context, host: str | None, port: int, no_mdns: bool, duration: float | None) -> None:
+    """Announce yourself on the local network and accept sync sessions until Ctrl-C."""
+    home = ctx.home
+    home.identity  # unlock before serving  # noqa: B018
+    address = host or default_address()
+
+    async def main() -> None:
+        server = Server(home, address, port, log=lambda m: console.print(m))
+        bound = await server.start()
+        announcer = None
+        if not no_mdns:
+            announcer = discovery.Announcer(address, bound)
+            await announcer.start()
+        how = "without announcing" if no_mdns else "announced by mDNS"
+        console.print(f"Serving on {address}:{bound} ({how}); Ctrl-C to stop", highlight=False)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        try:
+            if duration is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), duration)
+            else:
+                await stop.wait()
+        finally:
+            if announcer is not None:
+                await announcer.close()
+            await server.close()
+            console.print("Stopped; announcement withdrawn")
+
+    asyncio.run(main())
+
+
+@click.command()
+@click.option(
+    "--peer",
+    "peers",
+    multiple=True,
+    metavar="HOST:PORT",
+    help="Sync with this address (no mDNS needed); may repeat.",
+)
+@click.option("--timeout", default=5.0, show_default=True, help="Seconds to look for peers.")
+@click.option("--interface", help="Address whose network to browse (default: the LAN address).")
+@json_option
+@pass_ctx
+def sync(
+    ctx: Context, peers: tuple[str, ...], timeout: float, interface: str | None, as_json: bool
+) -> None:
+    """Find peers on the local network (or use --peer), sync with each, and exit."""
+    home = ctx.home
+    home.identity  # noqa: B018
+
+    async def main() -> list[dict]:
+        targets = [_hostport(p) for p in peers]
+        if not targets:
+            found = await discovery.browse(interface or default_address(), timeout)
+            targets = [(p.host, p.port) for p in found]
+        out = []
+        for host, port in targets:
+            try:
+                r = await sync_with(home, host, port)
+            except P2PError as exc:
+                out.append({"peer": f"{host}:{port}", "ok": False, "error": str(exc)})
+                continue
+            out.append(
+                {
+                    "peer": f"{host}:{port}",
+                    "ok": True,
+                    "fingerprint": fingerprint(r.peer),
+                    "shared_communities": len(r.shared),
+                    "sent": r.sent_records,
+                    "received": r.received_records,
+                    "applied": r.report.applied,
+                    "rejected": len(r.report.rejected),
+                    "bytes_sent": r.bytes_sent,
+                    "bytes_received": r.bytes_received,
+                    "seconds": round(r.seconds, 3),
+                    "summary": summary(r),
+                }
+            )
+        return out
+
+    results = asyncio.run(main())
+    if as_json:
+        emit_json(results)
+    else:
+        if not results:
+            console.print("No peers found (is anyone running 'p2p serve' on this network?)")
+        for r in results:
+            if r["ok"]:
+                console.print(f"{r['peer']}: {r['summary']}")
+            else:
+                err_console.print(f"[red]{r['peer']}:[/] {r['error']}")
+    if any(not r["ok"] for r in results):
+        raise SystemExit(1)
+
+
+@click.command()
+@click.option("--timeout", default=3.0, show_default=True)
+@click.option("--interface", help="Address whose network to browse.")
+@json_option
+@pass_ctx
+def peers(ctx: Context, timeout: float, interface: str | None, as_json: bool) -> None:
+    """List peers visible on the network now, and peers you synced with before."""
+    home = ctx.home
+    visible = asyncio.run(discovery.browse(interface or default_address(), timeout))
+    past = [
+        {"fingerprint": fingerprint(k), "name": name_of(home, k), "last_seen": seen, "via": via}
+        for k, seen, via in known(home)
+    ]
+    if as_json:
+        emit_json({"visible": [{"host": p.host, "port": p.port} for p in visible], "known": past})
+        return
+    console.print(f"{len(visible)} peers visible now:")
+    for p in visible:
+        console.print(f"  {p.host}:{p.port}")
+    console.print(f"{len(past)} known peers:")
+    for k in past:
+        when = dt.datetime.fromtimestamp(k["last_seen"]).strftime("%Y-%m-%d %H:%M")
+        console.print(f"  {k['fingerprint']}  {k['name'] or '(no name)':20} {k['via']:6} {when}")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(serve)
+    cli.add_command(sync)
+    cli.add_command(peers)

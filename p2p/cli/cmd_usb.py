@@ -1,0 +1,88 @@
+"""`p2p usb sync DIR`: the shared drop box on a stick."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from p2p.bundle import usb
+from p2p.bundle.stick import DEFAULT_MAX_FILE_SIZE
+from p2p.cli.cmd_import import describe, summary_line
+from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx
+
+
+def _size(text: str) -> int:
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    text = text.strip().lower().rstrip("b").rstrip("i")
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
+
+
+@click.group("usb")
+def usb_group() -> None:
+    """Work with a USB stick or SD card."""
+
+
+@usb_group.command("sync")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--prune", is_flag=True, help="Replace your older bundles on the stick with one.")
+@click.option(
+    "--max-file-size",
+    default=str(DEFAULT_MAX_FILE_SIZE),
+    show_default=True,
+    help="Split bundles larger than this (e.g. 100M); FAT32 allows under 4 GiB.",
+)
+@json_option
+@pass_ctx
+def sync(ctx: Context, folder: Path, prune: bool, max_file_size: str, as_json: bool) -> None:
+    """Import new bundles from FOLDER, then write what the others there lack."""
+    result = usb.sync(ctx.home, folder, prune=prune, max_file_size=_size(max_file_size))
+    if as_json:
+        emit_json(
+            {
+                "imported": [describe(r) for r in result.imported],
+                "own": result.own,
+                "already_imported": result.already,
+                "unreadable": result.unreadable,
+                "damaged": [{"file": f, "error": e} for f, e in result.damaged],
+                "written": [
+                    {
+                        "files": [str(p) for p in paths],
+                        "bytes": b.size,
+                        "documents": b.docs,
+                        "encrypted": b.encrypted,
+                    }
+                    for paths, b in result.written
+                ],
+                "pruned": [str(p) for p in result.pruned],
+            }
+        )
+        return
+    for r in result.imported:
+        console.print(
+            f"imported {r.files[0].name} from {r.exporter_fingerprint}: {summary_line(r)}"
+        )
+    for f, e in result.damaged:
+        console.print(f"[red]skipped {f}:[/] {e}")
+    skipped = []
+    if result.own:
+        skipped.append(f"{result.own} of yours")
+    if result.already:
+        skipped.append(f"{result.already} already imported")
+    if result.unreadable:
+        skipped.append(f"{result.unreadable} for communities you are not in")
+    if skipped:
+        console.print("skipped " + ", ".join(skipped))
+    for paths, b in result.written:
+        names = ", ".join(p.name for p in paths)
+        console.print(f"wrote {names} ({b.docs} documents, {b.size} bytes)")
+    if not result.written:
+        console.print("nothing new to write: the others on this stick have all you have")
+    if result.pruned:
+        console.print(f"removed {len(result.pruned)} of your older bundles")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(usb_group)

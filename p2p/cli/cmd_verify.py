@@ -1,0 +1,111 @@
+"""`p2p verify` and `p2p inspect`: check a bundle without importing it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from p2p.bundle.importer import keys_for
+from p2p.bundle.source import Keys
+from p2p.bundle.verify import VerifyResult, verify_bundle
+from p2p.cli.context import Context, console, emit_json, err_console
+from p2p.errors import BundleError
+from p2p.identity import fingerprint
+
+
+def _keys(ctx: Context) -> Keys:
+    """Our keys if this home has an identity; verification works without any."""
+    keys = Keys()
+    db = ctx.home_path / "p2p.db"
+    if db.exists() and ctx.home.has_identity():
+        try:
+            keys = keys_for(ctx.home)
+        except Exception:  # noqa: BLE001 - a locked identity still verifies open bundles
+            keys = Keys()
+    passphrase = os.environ.get("P2P_BUNDLE_PASSPHRASE")
+    if passphrase:
+        keys.passphrase = passphrase
+    return keys
+
+
+def _when(ts: int) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@click.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def verify(ctx: Context, file: Path, as_json: bool) -> None:
+    """Check a bundle's structure, trailer and every signature, without importing."""
+    try:
+        result = verify_bundle([file], _keys(ctx))
+    except BundleError as exc:
+        if as_json:
+            emit_json({"ok": False, "faults": [str(exc)], "error": type(exc).__name__})
+            sys.exit(1)
+        raise
+    data = result.as_json()
+    if as_json:
+        emit_json(data)
+    else:
+        _print(result, data)
+    if not result.ok:
+        if not as_json:
+            err_console.print(f"[bold red]error:[/] {result.faults[0]}")
+        sys.exit(1)
+
+
+def _print(result: VerifyResult, data: dict) -> None:
+    status = "[bold green]OK[/]" if result.ok else "[bold red]FAILED[/]"
+    console.print(
+        f"{status}  signed by {data['exporter_fingerprint']} on {_when(result.created)}"
+        f"{'  (encrypted)' if result.encrypted else ''}"
+    )
+    for c in data["communities"]:
+        console.print(
+            f"  community {c['id'][:12]} {c['name']!r} "
+            f"({'private' if c['private'] else 'open'}, owner {c['owner']})"
+        )
+    names = ", ".join(f"{a['name'] or '?'} {a['fingerprint']}" for a in data["authors"])
+    console.print(f"  authors: {names or 'none'}")
+    console.print(
+        f"  {data['documents']} documents, {data['changes']} changes, "
+        f"{data['posts']} posts, {data['signatures_checked']} signatures checked"
+    )
+    if data["unchecked_changes"]:
+        console.print(
+            f"  {data['unchecked_changes']} changes build on history not in this "
+            "bundle; they are checked on import"
+        )
+
+
+@click.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.pass_obj
+def inspect(ctx: Context, file: Path) -> None:
+    """List what a bundle contains, document by document."""
+    result = verify_bundle([file], _keys(ctx))
+    data = result.as_json()
+    _print(result, data)
+    for d in result.docs:
+        who = fingerprint(d.owner)
+        extra = f", {d.posts} posts" if d.posts else ""
+        extra += f", name {d.name!r}" if d.name else ""
+        console.print(
+            f"  {d.kind:9} {d.doc.hex()[:12]} by {who}: {d.changes} changes, "
+            f"{d.sigs} signatures{extra}"
+        )
+    for fault in result.faults:
+        console.print(f"  [red]fault:[/] {fault}")
+    if not result.ok:
+        sys.exit(1)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(verify)
+    cli.add_command(inspect)

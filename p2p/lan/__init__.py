@@ -1,0 +1,1 @@
+"""LAN sync: mDNS discovery, authenticated channels, sync sessions."""

@@ -1,0 +1,137 @@
+"""Finding peers on the local network with DNS-SD (python-zeroconf, asyncio API).
+
+An announcement says only: a p2p peer listens at this address and port. Its
+instance name, host name and TXT token are random and change on every
+rotation, so a passive listener cannot tell who is there or follow a device
+from one rotation to the next by what it announces. Zeroconf is always bound
+to one explicit IPv4 address, never to every interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from dataclasses import dataclass
+
+from zeroconf import IPVersion, ServiceStateChange, Zeroconf
+from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+
+SERVICE_TYPE = "_p2psync._tcp.local."
+FORMAT = "1"
+ROTATE_EVERY = 15 * 60.0
+
+
+@dataclass(frozen=True)
+class Peer:
+    host: str
+    port: int
+    token: str
+    name: str
+
+
+def _zeroconf(address: str) -> AsyncZeroconf:
+    return AsyncZeroconf(interfaces=[address], ip_version=IPVersion.V4Only)
+
+
+class Announcer:
+    """Announces this peer; rotates its random name and token periodically."""
+
+    def __init__(self, address: str, port: int, rotate_every: float | None = ROTATE_EVERY):
+        self.address = address
+        self.port = port
+        self.rotate_every = rotate_every
+        self.token = ""
+        self.name = ""
+        self._zc: AsyncZeroconf | None = None
+        self._info: AsyncServiceInfo | None = None
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self._zc = _zeroconf(self.address)
+        await self._register()
+        if self.rotate_every:
+            self._task = asyncio.create_task(self._rotating())
+
+    async def _register(self) -> None:
+        assert self._zc is not None
+        self.token = os.urandom(8).hex()
+        label = os.urandom(6).hex()
+        self.name = f"{label}.{SERVICE_TYPE}"
+        self._info = AsyncServiceInfo(
+            SERVICE_TYPE,
+            self.name,
+            parsed_addresses=[self.address],
+            port=self.port,
+            properties={"v": FORMAT, "t": self.token},
+            server=f"{label}.local.",
+        )
+        await (await self._zc.async_register_service(self._info))
+
+    async def _unregister(self) -> None:
+        if self._zc is not None and self._info is not None:
+            await (await self._zc.async_unregister_service(self._info))
+            self._info = None
+
+    async def rotate(self) -> None:
+        await self._unregister()
+        await self._register()
+
+    async def _rotating(self) -> None:
+        assert self.rotate_every
+        while True:
+            await asyncio.sleep(self.rotate_every)
+            await self.rotate()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(Exception):
+            await self._unregister()
+        if self._zc is not None:
+            await self._zc.async_close()
+            self._zc = None
+
+
+async def browse(
+    interface: str, timeout: float = 5.0, skip_tokens: frozenset[str] = frozenset()
+) -> list[Peer]:
+    """Peers announced on `interface`'s network within `timeout` seconds."""
+    azc = _zeroconf(interface)
+    names: set[str] = set()
+
+    def on_change(
+        zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
+    ) -> None:
+        if state_change is ServiceStateChange.Added:
+            names.add(name)
+        elif state_change is ServiceStateChange.Removed:
+            names.discard(name)
+
+    browser = AsyncServiceBrowser(azc.zeroconf, [SERVICE_TYPE], handlers=[on_change])
+    peers: dict[str, Peer] = {}
+    try:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while loop.time() < end:
+            for name in list(names - set(peers)):
+                info = AsyncServiceInfo(SERVICE_TYPE, name)
+                if not await info.async_request(azc.zeroconf, 1500):
+                    continue
+                props = {
+                    k.decode(): (v or b"").decode(errors="replace")
+                    for k, v in info.properties.items()
+                }
+                addresses = info.parsed_addresses(IPVersion.V4Only)
+                if props.get("v") != FORMAT or not addresses or not info.port:
+                    continue
+                if props.get("t") in skip_tokens:
+                    continue
+                peers[name] = Peer(addresses[0], info.port, props.get("t", ""), name)
+            await asyncio.sleep(0.1)
+    finally:
+        await browser.async_cancel()
+        await azc.async_close()
+    return [p for n, p in peers.items() if n in names]

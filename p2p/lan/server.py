@@ -1,0 +1,124 @@
+"""Serving and initiating sync sessions over TCP.
+
+The server accepts several sessions at once; each has a deadline, so a peer
+that stalls or sends nonsense is cut off without harming the others. Writes
+to the store are serialised by one lock (SQLite has one writer anyway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from p2p.errors import LanError, P2PError, PeerTimeout
+from p2p.home import Home
+from p2p.lan import channel as ch
+from p2p.lan import session
+
+SESSION_DEADLINE = 300.0
+MAX_SESSIONS = 16
+
+Log = Callable[[str], None]
+
+
+def default_address() -> str:
+    """This machine's address on the local network (no packet is sent)."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("10.255.255.255", 1))
+        return str(probe.getsockname()[0])
+    except OSError:
+        return "127.0.0.1"
+    finally:
+        probe.close()
+
+
+@dataclass
+class Server:
+    home: Home
+    host: str
+    port: int = 0
+    io_timeout: float = 30.0
+    deadline: float = SESSION_DEADLINE
+    log: Log = field(default=lambda _m: None)
+    results: list[session.SessionResult] = field(default_factory=list)
+    _server: asyncio.AbstractServer | None = None
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_SESSIONS))
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        if self._slots.locked():
+            writer.close()
+            return
+        async with self._slots:
+            chan = None
+            try:
+                async with asyncio.timeout(self.deadline):
+                    chan = await ch.accept_channel(
+                        reader, writer, self.home.identity, io_timeout=self.io_timeout
+                    )
+                    result = await session.run(self.home, chan, lock=self._lock)
+                    self.results.append(result)
+                    self.log(_summary(result))
+            except TimeoutError:
+                self.log(f"session from {peer[0]} took too long; cut off")
+            except P2PError as exc:
+                self.log(f"session from {peer[0]} ended: {exc}")
+            except (ConnectionError, OSError) as exc:
+                self.log(f"session from {peer[0]} dropped: {exc.__class__.__name__}")
+            finally:
+                if chan is not None:
+                    await chan.close()
+                else:
+                    writer.close()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+def _summary(r: session.SessionResult) -> str:
+    from p2p.identity import fingerprint
+
+    return (
+        f"synced with {fingerprint(r.peer)}: {len(r.shared)} shared communities, "
+        f"sent {r.sent_records} documents, received {r.received_records}, "
+        f"applied {r.report.applied} changes"
+        + (f", rejected {len(r.report.rejected)}" if r.report.rejected else "")
+    )
+
+
+async def sync_with(
+    home: Home,
+    host: str,
+    port: int,
+    *,
+    io_timeout: float = 30.0,
+    deadline: float = SESSION_DEADLINE,
+) -> session.SessionResult:
+    """Connect to a peer and run one session."""
+    try:
+        async with asyncio.timeout(deadline):
+            chan = await ch.open_channel(host, port, home.identity, io_timeout=io_timeout)
+            try:
+                return await session.run(home, chan)
+            finally:
+                await chan.close()
+    except TimeoutError as exc:
+        raise PeerTimeout(f"the session with {host}:{port} took too long") from exc
+    except (ConnectionError, OSError) as exc:
+        raise LanError(
+            f"the connection to {host}:{port} failed ({exc.__class__.__name__})"
+        ) from exc
+
+
+summary = _summary
