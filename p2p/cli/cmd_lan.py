@@ -6,15 +6,22 @@ import asyncio
 import contextlib
 import datetime as dt
 import signal
+from pathlib import Path
 
 import click
 
 from p2p.cli.context import Context, console, emit_json, err_console, json_option, pass_ctx
 from p2p.errors import P2PError
+from p2p.home import Home
 from p2p.identity import fingerprint
 from p2p.lan import discovery
 from p2p.lan.server import Server, default_address, summary, sync_with
 from p2p.peers import known, name_of
+
+
+def _token_file(home: Home) -> Path:
+    """Where `serve` notes its current announcement token (in the home, never on a stick)."""
+    return home.path / "serve.token"
 
 
 def _hostport(text: str) -> tuple[str, int]:
@@ -43,7 +50,7 @@ def serve(ctx: Context, host: str | None, port: int, no_mdns: bool, duration: fl
         bound = await server.start()
         announcer = None
         if not no_mdns:
-            announcer = discovery.Announcer(address, bound)
+            announcer = discovery.Announcer(address, bound, token_file=_token_file(home))
             await announcer.start()
         how = "without announcing" if no_mdns else "announced by mDNS"
         console.print(f"Serving on {address}:{bound} ({how}); Ctrl-C to stop", highlight=False)
@@ -89,7 +96,9 @@ def sync(
     async def main() -> list[dict]:
         targets = [_hostport(p) for p in peers]
         if not targets:
-            found = await discovery.browse(interface or default_address(), timeout)
+            found = await discovery.browse(
+                interface or default_address(), timeout, discovery.own_tokens(_token_file(home))
+            )
             targets = [(p.host, p.port) for p in found]
         out = []
         for host, port in targets:

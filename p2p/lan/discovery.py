@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from zeroconf import IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
@@ -37,7 +38,14 @@ def _zeroconf(address: str) -> AsyncZeroconf:
 class Announcer:
     """Announces this peer; rotates its random name and token periodically."""
 
-    def __init__(self, address: str, port: int, rotate_every: float | None = ROTATE_EVERY):
+    def __init__(
+        self,
+        address: str,
+        port: int,
+        rotate_every: float | None = ROTATE_EVERY,
+        token_file: Path | None = None,
+    ):
+        self.token_file = token_file
         self.address = address
         self.port = port
         self.rotate_every = rotate_every
@@ -67,6 +75,8 @@ class Announcer:
             server=f"{label}.local.",
         )
         await (await self._zc.async_register_service(self._info))
+        if self.token_file is not None:
+            self.token_file.write_text(self.token)
 
     async def _unregister(self) -> None:
         if self._zc is not None and self._info is not None:
@@ -93,6 +103,16 @@ class Announcer:
         if self._zc is not None:
             await self._zc.async_close()
             self._zc = None
+        if self.token_file is not None:
+            self.token_file.unlink(missing_ok=True)
+
+
+def own_tokens(token_file: Path) -> frozenset[str]:
+    """The token a `serve` of this same home announces, so `sync` skips itself."""
+    try:
+        return frozenset([token_file.read_text().strip()])
+    except OSError:
+        return frozenset()
 
 
 async def browse(

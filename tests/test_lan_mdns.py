@@ -1,0 +1,171 @@
+"""mDNS discovery and sync between homes in separate network namespaces.
+
+Each home runs the real `p2p serve` inside its own namespace (10.77.0.x on a
+private bridge); nothing binds to the machine's interfaces and no multicast
+leaves the lab. Skips with the reason where namespaces are not allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests import nslab
+
+pytestmark = [pytest.mark.timeout(120), pytest.mark.netns]
+
+P2P = [sys.executable, "-m", "p2p.cli.main"]
+
+
+@pytest.fixture
+def lab():
+    reason = nslab.skip_reason()
+    if reason:
+        pytest.skip(reason)
+    nslab.sweep()
+    lab = nslab.Lab()
+    try:
+        yield lab
+    finally:
+        lab.close()
+
+
+def p2p(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "P2P_HOME": str(home)}
+    res = subprocess.run([*P2P, *args], capture_output=True, text=True, env=env, timeout=60)
+    if check and res.returncode != 0:
+        raise AssertionError(f"p2p {' '.join(args)} failed: {res.stderr}")
+    return res
+
+
+def in_ns(lab: nslab.Lab, ns: str, home: Path, *args: str, timeout: float = 60):
+    env = {**os.environ, "P2P_HOME": str(home)}
+    return lab.run(ns, [*P2P, *args], timeout=timeout, capture_output=True, text=True, env=env)
+
+
+def serve(lab: nslab.Lab, ns: str, addr: str, home: Path) -> subprocess.Popen:
+    env = {**os.environ, "P2P_HOME": str(home)}
+    proc = lab.popen(
+        ns,
+        [*P2P, "serve", "--host", addr, "--port", "7420"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    line = proc.stdout.readline()
+    assert "Serving on" in line, line + proc.stderr.read()
+    return proc
+
+
+def test_announcement_reveals_nothing_and_rotates(lab, tmp_path: Path) -> None:
+    (ns_a, addr_a), (ns_b, addr_b) = lab.host(), lab.host()
+    code = r"""
+import asyncio, json, sys
+from p2p.lan import discovery
+async def wait_line():
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+async def main():
+    mode, addr = sys.argv[1], sys.argv[2]
+    if mode == "announce":
+        a = discovery.Announcer(addr, 7420, rotate_every=None)
+        await a.start()
+        print(json.dumps({"token": a.token, "name": a.name}), flush=True)
+        await wait_line()
+        await a.rotate()
+        print(json.dumps({"token": a.token, "name": a.name}), flush=True)
+        await wait_line()
+        await a.close()
+        print("{}", flush=True)
+        await wait_line()
+    else:
+        peers = await discovery.browse(addr, float(sys.argv[3]))
+        print(json.dumps([p.__dict__ for p in peers]))
+asyncio.run(main())
+"""
+    home = tmp_path / "a"
+    p2p(home, "init", "--no-passphrase", "--name", "Alice")
+    me = json.loads(p2p(home, "whoami", "--json").stdout)
+    ann = lab.popen(
+        ns_a,
+        [sys.executable, "-c", code, "announce", addr_a],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    first = json.loads(ann.stdout.readline())
+
+    def browse() -> list[dict]:
+        out = lab.run(
+            ns_b,
+            [sys.executable, "-c", code, "browse", addr_b, "6"],
+            timeout=30,
+            capture_output=True,
+            text=True,
+        )
+        return json.loads(out.stdout)
+
+    t = time.monotonic()
+    seen = browse()
+    assert [(p["host"], p["port"], p["token"]) for p in seen] == [(addr_a, 7420, first["token"])]
+    text = json.dumps(seen)
+    for secret in (me["public_key"], me["fingerprint"], "Alice", os.uname().nodename):
+        assert secret not in text
+    ann.stdin.write("\n")
+    ann.stdin.flush()
+    second = json.loads(ann.stdout.readline())
+    assert second["token"] != first["token"] and second["name"] != first["name"]
+    assert [p["token"] for p in browse()] == [second["token"]]
+    ann.stdin.write("\n")
+    ann.stdin.flush()
+    ann.stdout.readline()
+    assert browse() == []  # withdrawn
+    ann.stdin.write("\n")
+    ann.stdin.flush()
+    assert time.monotonic() - t < 60
+
+
+def test_three_homes_find_each_other_and_converge(lab, tmp_path: Path) -> None:
+    homes = [tmp_path / n for n in ("alice", "bob", "carol")]
+    for home, name in zip(homes, ("Alice", "Bob", "Carol"), strict=True):
+        p2p(home, "init", "--no-passphrase", "--name", name)
+    alice, bob, carol = homes
+    village = json.loads(p2p(alice, "community", "create", "Village", "--json").stdout)["id"]
+    secret = json.loads(p2p(alice, "community", "create", "Secret", "--private", "--json").stdout)[
+        "id"
+    ]
+    p2p(alice, "community", "invite", village, "--out", str(tmp_path / "v.inv"))
+    p2p(alice, "community", "invite", secret, "--out", str(tmp_path / "s.inv"))
+    for h in (bob, carol):
+        p2p(h, "community", "join", str(tmp_path / "v.inv"))
+    p2p(bob, "community", "join", str(tmp_path / "s.inv"))  # carol is not a member
+    for h, text in ((alice, "from alice"), (bob, "from bob"), (carol, "from carol")):
+        p2p(h, "post", village, text)
+    p2p(alice, "post", secret, "private words")
+
+    hosts = [lab.host() for _ in homes]
+    for (ns, addr), home in zip(hosts, homes, strict=True):
+        serve(lab, ns, addr, home)
+    # each home in turn browses its network, syncs with whoever it finds, and exits;
+    # one round converges because every session relays what earlier ones brought
+    for (ns, addr), home in zip(hosts, homes, strict=True):
+        res = in_ns(lab, ns, home, "sync", "--interface", addr, "--timeout", "4", "--json")
+        assert res.returncode == 0, res.stderr
+        found = json.loads(res.stdout)
+        assert sorted(f["ok"] for f in found) == [True, True], found  # both others, not itself
+    feeds = [json.loads(p2p(h, "feed", village, "--json").stdout) for h in homes]
+    texts = [sorted(p["text"] for p in f) for f in feeds]
+    assert texts[0] == ["from alice", "from bob", "from carol"]
+    assert texts[0] == texts[1] == texts[2]
+    assert feeds[0] == feeds[1] == feeds[2]
+    assert "private words" in p2p(bob, "feed", secret).stdout
+    # carol never received anything of the private community
+    assert p2p(carol, "feed", secret, check=False).returncode == 1
+    listed = json.loads(p2p(carol, "community", "list", "--json").stdout)
+    assert [c["id"] for c in listed] == [village]

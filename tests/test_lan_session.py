@@ -1,0 +1,295 @@
+"""LAN sync sessions on 127.0.0.1: real homes, real TCP, real Noise, real signatures."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from pathlib import Path
+
+import pytest
+
+from p2p import community as cm
+from p2p import content, feed
+from p2p.errors import HandshakeFailed, LanError, PeerMisbehaved, PeerTimeout
+from p2p.home import Home
+from p2p.lan import channel as ch
+from p2p.lan import session
+from p2p.lan.server import Server, sync_with
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def make_home(path: Path, name: str) -> Home:
+    h = Home(path)
+    h.create_identity(None)
+    cm.set_profile(h, name, None)
+    return h
+
+
+def dump(home: Home) -> list[str]:
+    return [r for r in home.store.db.iterdump() if 'INSERT INTO "peer' not in r]
+
+
+@pytest.fixture
+def trio(tmp_path: Path):
+    alice = make_home(tmp_path / "alice", "Alice")
+    bob = make_home(tmp_path / "bob", "Bob")
+    eve = make_home(tmp_path / "eve", "Eve")
+    village = cm.create(alice, "Village")
+    secret = cm.create(alice, "Secret", private=True)
+    for h in (bob, eve):
+        cm.join(h, cm.invite(alice, village))
+    cm.join(bob, cm.invite(alice, secret))
+    content.post(alice, village, "open post")
+    content.post(alice, secret, "private post")
+    yield alice, bob, eve, village, secret
+    for h in (alice, bob, eve):
+        h.close()
+
+
+async def serve(home: Home, **kw) -> Server:
+    server = Server(home, "127.0.0.1", 0, **kw)
+    await server.start()
+    return server
+
+
+def test_sync_both_ways_and_only_delta(trio) -> None:
+    alice, bob, _eve, village, secret = trio
+    bv = cm.resolve(bob, village.hex)
+    content.post(bob, bv, "bob post")
+
+    async def go():
+        server = await serve(alice)
+        try:
+            first = await sync_with(bob, "127.0.0.1", server.port)
+            second = await sync_with(bob, "127.0.0.1", server.port)
+            content.post(alice, village, "one more")
+            third = await sync_with(bob, "127.0.0.1", server.port)
+            return first, second, third
+        finally:
+            await server.close()
+
+    first, second, third = asyncio.run(go())
+    assert set(first.shared) == {village.id, secret.id}
+    assert feed.thread(alice, village) == feed.thread(bob, bv)
+    bs = cm.resolve(bob, secret.hex)
+    assert [p["text"] for p in feed.all_posts(bob, bs)] == ["private post"]
+    assert second.sent_records == 0 and second.received_records == 0
+    assert third.received_records == 1 and third.report.applied == 1
+    assert third.bytes_received < first.bytes_received
+
+
+def test_non_member_learns_nothing_of_private(trio) -> None:
+    alice, _bob, eve, village, secret = trio
+
+    async def go():
+        server = await serve(alice)
+        try:
+            return await sync_with(eve, "127.0.0.1", server.port), server.results
+        finally:
+            await server.close()
+
+    result, server_side = asyncio.run(go())
+    assert result.shared == [village.id]
+    assert server_side[0].shared == [village.id]
+    assert (
+        eve.store.db.execute(
+            "SELECT count(*) FROM docs WHERE community = ?", (secret.id,)
+        ).fetchone()[0]
+        == 0
+    )
+
+
+def test_membership_proofs_are_session_bound(trio) -> None:
+    alice, _bob, _eve, village, _secret = trio
+    p1 = session.proof(village, b"h" * 32, alice.public_key)
+    p2 = session.proof(village, b"g" * 32, alice.public_key)
+    p3 = session.proof(village, b"h" * 32, b"x" * 32)
+    assert len({p1, p2, p3}) == 3
+
+
+def test_forged_change_inside_valid_session_is_rejected(trio) -> None:
+    """A peer with a valid identity sends a change written into someone else's feed."""
+    alice, bob, _eve, village, _secret = trio
+    from automerge.core import ROOT, Document, ScalarType
+
+    from p2p import signing
+    from p2p.docref import FEED, DocRef
+    from p2p.documents import as_raw
+
+
+    # bob has alice's feed, then forges a change into it, signed with his own key
+    async def first_sync():
+        server = await serve(alice)
+        try:
+            await sync_with(bob, "127.0.0.1", server.port)
+        finally:
+            await server.close()
+
+    asyncio.run(first_sync())
+    ref = DocRef(village.id, FEED, alice.public_key)
+    doc = Document.load(bob.docs.data(ref.id))
+    doc.set_actor(bob.public_key)
+    with doc.transaction() as tx:
+        tx.put(ROOT, "note", ScalarType.Str, "forged")
+    change = as_raw(doc.get_last_local_change())
+    sig = signing.sign(bob.identity, ref.id, change.hash)
+    with bob.store.transaction() as db:  # bob's store is tampered with by bob himself
+        bob.docs.replace(db, ref, doc)
+        db.execute("INSERT INTO sigs VALUES (?, ?, ?, ?)", (ref.id, *sig))
+    bob.docs.forget()
+    before = dump(alice)
+
+    async def second_sync():
+        server = await serve(alice)
+        try:
+            await sync_with(bob, "127.0.0.1", server.port)
+            return server.results[-1]
+        finally:
+            await server.close()
+
+    result = asyncio.run(second_sync())
+    assert [r.reason for r in result.report.rejected] == ["only its owner may write this feed"]
+    assert dump(alice) == before
+    assert "forged" not in str(feed.author_doc(alice, ref.id))
+
+
+def test_wrong_identity_proof_fails_handshake(trio) -> None:
+    alice, bob, eve, *_ = trio
+    outcome: list[BaseException | bytes] = []
+
+    async def handler(reader, writer):
+        try:
+            chan = await ch.accept_channel(reader, writer, alice.identity, io_timeout=5)
+            outcome.append(chan.peer_key)
+        except Exception as exc:  # noqa: BLE001 - recorded for the assertion
+            outcome.append(exc)
+        writer.close()
+
+    async def go(claim: bytes, signer: Home):
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            noise = ch._noise(True)
+            ch._raw_write(writer, noise.write_message())
+            noise.read_message(await ch._raw_read(reader, 5))
+            ch._raw_write(writer, noise.write_message())
+            chan = ch.Channel(reader, writer, noise, 5, ch.MAX_MESSAGE)
+            import msgpack
+
+            sig = signer.identity.sign(ch.BIND_TAG + chan.handshake_hash + b"I")
+            await chan.send(msgpack.packb({"key": claim, "sig": sig}))
+            await asyncio.sleep(0.3)
+            writer.close()
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(go(eve.public_key, bob))  # claims eve, signs as bob
+    asyncio.run(go(bob.public_key, bob))  # honest
+    assert isinstance(outcome[0], HandshakeFailed)
+    assert outcome[1] == bob.public_key
+
+
+def test_garbage_and_huge_frames(trio) -> None:
+    alice, bob, *_ = trio
+
+    async def go():
+        server = await serve(alice, io_timeout=1.0)
+        try:
+            r, w = await asyncio.open_connection("127.0.0.1", server.port)
+            w.write(b"GET / HTTP/1.1\r\n\r\n" * 10)
+            await w.drain()
+            assert await asyncio.wait_for(r.read(), 5) == b""  # server hung up
+            w.close()
+            # a good handshake, then a message announcing 4 GiB
+            chan = await ch.open_channel("127.0.0.1", server.port, bob.identity, io_timeout=2)
+            await chan.recv()  # alice's hello
+            chan._writer.write(chan._frame(struct.pack(">I", 0xFFFFFFFF)))
+            await chan._writer.drain()
+            assert await asyncio.wait_for(chan._reader.read(), 5) == b""
+            # a client, then silence: cut off after io_timeout, others unaffected
+            stalled = await ch.open_channel("127.0.0.1", server.port, bob.identity, io_timeout=5)
+            result = await sync_with(bob, "127.0.0.1", server.port)
+            await asyncio.sleep(1.5)
+            await stalled.close()
+            return result
+        finally:
+            await server.close()
+
+    result = asyncio.run(go())
+    assert result.report.rejected == []
+    assert result.received_records > 0
+
+
+def test_peer_vanishing_mid_stream_keeps_nothing(trio, monkeypatch) -> None:
+    alice, bob, _eve, village, _secret = trio
+    before = dump(bob)
+    real_send = ch.Channel.send
+    sent = {"n": 0}
+
+    async def flaky_send(self, data: bytes) -> None:  # alice's side drops mid-stream
+        sent["n"] += 1
+        if sent["n"] == 4 and self.peer_key == bob.public_key:
+            self._writer.transport.abort()
+            raise ConnectionResetError("simulated drop")
+        await real_send(self, data)
+
+    async def go():
+        server = await serve(alice)
+        try:
+            monkeypatch.setattr(ch.Channel, "send", flaky_send)
+            with pytest.raises(LanError):
+                await sync_with(bob, "127.0.0.1", server.port, io_timeout=3)
+        finally:
+            await server.close()
+
+    asyncio.run(go())
+    assert dump(bob) == before
+
+
+def test_replayed_session_is_refused(trio) -> None:
+    """Bytes recorded from one session, replayed to the server, fail the handshake."""
+    alice, bob, *_ = trio
+    recorded: list[bytes] = []
+
+    async def go():
+        server = await serve(alice, io_timeout=2.0)
+        try:
+            # record what bob's client sends in a real session through a relay
+            async def relay(r, w):
+                ur, uw = await asyncio.open_connection("127.0.0.1", server.port)
+
+                async def pump(src, dst, keep):
+                    while data := await src.read(65536):
+                        if keep:
+                            recorded.append(data)
+                        dst.write(data)
+                        await dst.drain()
+                    dst.close()
+
+                await asyncio.gather(pump(r, uw, True), pump(ur, w, False))
+
+            proxy = await asyncio.start_server(relay, "127.0.0.1", 0)
+            port = proxy.sockets[0].getsockname()[1]
+            await sync_with(bob, "127.0.0.1", port)
+            proxy.close()
+            before = len(server.results)
+            r, w = await asyncio.open_connection("127.0.0.1", server.port)
+            w.write(b"".join(recorded))
+            await w.drain()
+            await asyncio.wait_for(r.read(), 10)
+            w.close()
+            return before, len(server.results)
+        finally:
+            await server.close()
+
+    before, after = asyncio.run(go())
+    assert before == 1 and after == 1
+
+
+def test_channel_errors_are_typed() -> None:
+    assert issubclass(HandshakeFailed, LanError)
+    assert issubclass(PeerMisbehaved, LanError)
+    assert issubclass(PeerTimeout, LanError)
