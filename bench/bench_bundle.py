@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import resource
 import shutil
 import subprocess
@@ -39,7 +40,16 @@ from p2p.documents import as_raw
 from p2p.home import Home
 from p2p.identity import Identity
 
-TEXT = "Market news: the road to the northern villages is open again after the rain. #{}"
+WORDS = (
+    "market road village river seed rain school radio stick news water bridge north south "
+    "meeting tomorrow bring children teacher bicycle battery harvest rice beans clinic open "
+    "closed again after before please thanks everyone welcome repaired broken carry week"
+).split()
+
+
+def text(rng: random.Random) -> str:
+    """A post of 8-30 words: realistic size and entropy (repeated text compresses unfairly)."""
+    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 30)))
 
 
 def build_store(path: Path, posts: int, authors: int) -> tuple[Home, cm.Community, int]:
@@ -49,7 +59,8 @@ def build_store(path: Path, posts: int, authors: int) -> tuple[Home, cm.Communit
     c = cm.create(owner, "Bench")
     per = posts // authors
     save_total = 0
-    for a in range(authors):
+    rng = random.Random(7)
+    for _ in range(authors):
         me = Identity.generate()
         ref = DocRef(c.id, FEED, me.public_key)
         doc = Document(actor_id=me.public_key)
@@ -61,7 +72,7 @@ def build_store(path: Path, posts: int, authors: int) -> tuple[Home, cm.Communit
         for i in range(per):
             with doc.transaction() as tx:
                 p = tx.put_object(posts_obj, os.urandom(8).hex(), ObjType.Map)
-                tx.put(p, "text", ScalarType.Str, TEXT.format(a * per + i))
+                tx.put(p, "text", ScalarType.Str, text(rng))
                 tx.put(p, "ts", ScalarType.Int, t0 + i)
         last = as_raw(doc.get_last_local_change())
         sig = signing.sign(me, ref.id, last.hash)
@@ -97,29 +108,31 @@ def run_child(code: str, *args: str) -> tuple[float, int, str]:
 
 
 EXPORT = """
-import sys, resource
+import sys, resource, time
 from pathlib import Path
 from p2p.home import Home
 from p2p.bundle import export as ex
 from p2p.community import all_communities
+t = time.perf_counter()
 h = Home(Path(sys.argv[1]))
 with ex.scratch_dir(h) as tmp:
     b = ex.build(h, ex.domains(all_communities(h))[0], Path(tmp))
     ex.place(b, Path(sys.argv[2]))
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 VERIFY = """
-import sys, resource
+import sys, resource, time
 from pathlib import Path
 from p2p.bundle.verify import verify_bundle
+t = time.perf_counter()
 r = verify_bundle([Path(sys.argv[1])])
 assert r.ok, r.faults[:3]
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 IMPORT = """
-import sys, resource
+import sys, resource, time
 from pathlib import Path
 from p2p.home import Home
 from p2p import community as cm
@@ -127,9 +140,10 @@ from p2p.bundle.importer import import_bundle
 h = Home(Path(sys.argv[1]))
 h.create_identity(None)
 cm.join(h, Path(sys.argv[3]).read_bytes())
+t = time.perf_counter()
 r = import_bundle(h, [Path(sys.argv[2])])
 assert not r.report.rejected, r.report.rejected[:3]
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, r.report.applied)
+print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, r.report.applied)
 """
 
 
@@ -138,15 +152,16 @@ def git_bench(tmp: Path, posts: int) -> dict[str, float]:
     repo = tmp / "git-src"
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     stream = []
+    rng = random.Random(7)
     for i in range(posts):
-        body = TEXT.format(i).encode()
+        body = text(rng).encode()
         msg = f"post {i}".encode()
         stream.append(b"commit refs/heads/main\n")
         stream.append(b"committer Bench <b@x> %d +0000\n" % (1_700_000_000 + i))
         stream.append(b"data %d\n%s\n" % (len(msg), msg))
-        if i:
-            stream.append(b"from refs/heads/main^0\n")
-        stream.append(b"M 100644 inline posts/%d.txt\ndata %d\n%s\n" % (i, len(body), body))
+        stream.append(
+            b"M 100644 inline posts/%02x/%d.txt\ndata %d\n%s\n" % (i % 256, i, len(body), body)
+        )
     subprocess.run(
         ["git", "-C", str(repo), "fast-import", "--quiet"], input=b"".join(stream), check=True
     )
