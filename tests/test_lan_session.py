@@ -117,7 +117,6 @@ def test_forged_change_inside_valid_session_is_rejected(trio) -> None:
     from p2p.docref import FEED, DocRef
     from p2p.documents import as_raw
 
-
     # bob has alice's feed, then forges a change into it, signed with his own key
     async def first_sync():
         server = await serve(alice)

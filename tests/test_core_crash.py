@@ -1,0 +1,116 @@
+"""Killing the process at any instant leaves a store that opens, holding before or after.
+
+A child process imports a large batch through the acceptance path (one
+transaction) and is SIGKILLed at random moments; after each kill the store
+must pass SQLite's integrity check and hold exactly the state before the
+import or exactly the state after it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from p2p import community as cm
+from p2p import content, exchange
+from p2p.bundle import export as ex
+from p2p.home import Home
+
+CHILD = r"""
+import sys
+from pathlib import Path
+from p2p.home import Home
+from p2p.bundle.importer import import_bundle
+h = Home(Path(sys.argv[1]))
+print("ready", flush=True)
+import_bundle(h, [Path(sys.argv[2])])
+print("done", flush=True)
+"""
+
+
+def state(db_path: Path) -> tuple[int, int]:
+    con = sqlite3.connect(db_path)
+    try:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        docs = con.execute("SELECT count(*) FROM docs").fetchone()[0]
+        sigs = con.execute("SELECT count(*) FROM sigs").fetchone()[0]
+        return docs, sigs
+    finally:
+        con.close()
+
+
+@pytest.mark.timeout(300)
+def test_kill_mid_import_leaves_before_or_after(tmp_path: Path) -> None:
+    src = Home(tmp_path / "src")
+    src.create_identity(None)
+    c = cm.create(src, "Village")
+    invite = cm.invite(src, c)
+    authors = []
+    for i in range(12):
+        a = Home(tmp_path / f"a{i}")
+        a.create_identity(None)
+        cm.join(a, invite)
+        ac = cm.resolve(a, c.hex)
+        for j in range(60):
+            content.post(a, ac, f"author {i} post {j} " + "words " * 10)
+        authors.append(a)
+    from p2p.accept import from_record
+
+    for a in authors:
+        src.acceptor().accept([from_record(r) for r in exchange.records_for(a, None)])
+    bundle = tmp_path / "big.p2p"
+    with ex.scratch_dir(src) as s:
+        ex.place(ex.build(src, ex.domains([c])[0], Path(s)), bundle)
+
+    dst = Home(tmp_path / "dst")
+    dst.create_identity(None)
+    cm.join(dst, invite)
+    dst.close()
+    pristine = tmp_path / "pristine"
+    import shutil
+
+    shutil.copytree(tmp_path / "dst", pristine)
+    db = tmp_path / "dst" / "p2p.db"
+    before = state(db)
+
+    # how long a full import takes, to spread the kills over it
+    t = time.monotonic()
+    subprocess.run(
+        [sys.executable, "-c", CHILD, str(tmp_path / "dst"), str(bundle)],
+        check=True,
+        capture_output=True,
+    )
+    full = time.monotonic() - t
+    after = state(db)
+    assert after != before
+
+    rng = random.Random(1)
+    outcomes = set()
+    for _ in range(8):
+        shutil.rmtree(tmp_path / "dst")
+        shutil.copytree(pristine, tmp_path / "dst")
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(tmp_path / "dst"), str(bundle)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0, full * 0.8))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        got = state(db)
+        assert got in (before, after), got
+        outcomes.add(got)
+        # and the store opens and works through the library
+        h = Home(tmp_path / "dst")
+        assert h.has_identity()
+        h.close()
+    assert before in outcomes  # at least one kill landed inside the import
