@@ -222,6 +222,33 @@ def test_garbage_and_huge_frames(trio) -> None:
     assert result.received_records > 0
 
 
+def test_half_a_record_then_silence_is_cut_off(trio) -> None:
+    alice, bob, *_ = trio
+    before = dump(alice)
+
+    async def go():
+        server = await serve(alice, io_timeout=1.0)
+        try:
+            chan = await ch.open_channel("127.0.0.1", server.port, bob.identity, io_timeout=5)
+            await chan.recv()  # alice's hello
+            frame = chan._frame(struct.pack(">I", 5000)) + chan._frame(b"x" * 3000)
+            chan._writer.write(frame + chan._frame(b"y" * 100)[:40])  # half a frame, then silence
+            await chan._writer.drain()
+            t = asyncio.get_running_loop().time()
+            assert await asyncio.wait_for(chan._reader.read(), 10) == b""  # server hung up
+            waited = asyncio.get_running_loop().time() - t
+            assert dump(alice) == before  # nothing of the half session was kept
+            # afterwards the server serves others normally
+            result = await sync_with(bob, "127.0.0.1", server.port)
+            return waited, result
+        finally:
+            await server.close()
+
+    waited, result = asyncio.run(go())
+    assert 0.5 < waited < 5
+    assert result.report.rejected == [] and result.received_records > 0
+
+
 def test_peer_vanishing_mid_stream_keeps_nothing(trio, monkeypatch) -> None:
     alice, bob, _eve, village, _secret = trio
     before = dump(bob)
