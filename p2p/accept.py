@@ -21,7 +21,7 @@ from automerge.core import ROOT, Document, ObjType
 from p2p import chunk, signing
 from p2p.chunk import RawChange
 from p2p.docref import COMMUNITY, KINDS, OWNED_KINDS, DocRef
-from p2p.documents import Documents, as_raw, get_obj
+from p2p.documents import Documents, as_raw
 
 MAX_PENDING_PER_DOC = 100_000
 
@@ -324,16 +324,9 @@ class Acceptor:
         return report
 
 
-def community_owner_map(rows: Iterable[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
-    return {cid: owner for cid, owner in rows}
-
-
 def role_of(doc: Document | None, member: bytes) -> tuple[str | None, bool]:
     """Current role and ban state of a member in a community document."""
     if doc is None:
         return None, False
     heads = doc.get_heads()
     return _role_at(doc, heads, member)
-
-
-__all__ = ["Acceptor", "Incoming", "Rejection", "Report", "from_record", "role_of", "get_obj"]

@@ -27,6 +27,7 @@ from p2p.errors import (
     UnknownCommunity,
     UnknownPeer,
 )
+from p2p.exchange import full_record
 from p2p.home import Home
 from p2p.identity import fingerprint
 
@@ -284,13 +285,6 @@ def _publish_profile(home: Home, community: Community) -> None:
 # --- invites ------------------------------------------------------------------
 
 
-def doc_record(home: Home, ref: DocRef) -> dict:
-    """A whole document as a signed `doc` record (see docs/bundle-format.md)."""
-    from p2p.exchange import full_record
-
-    return full_record(home, ref)
-
-
 def invite(home: Home, community: Community) -> bytes:
     """An invite file's bytes; for a private community it holds the community key."""
     invite_obj = {
@@ -301,7 +295,7 @@ def invite(home: Home, community: Community) -> bytes:
         "private": community.private,
         "name": settings(home, community).get("name", community.name),
         "secret": community.secret,
-        "docs": [doc_record(home, community.ref)],
+        "docs": [full_record(home, community.ref)],
     }
     return msgpack.packb(invite_obj)
 

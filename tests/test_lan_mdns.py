@@ -150,8 +150,7 @@ def test_three_homes_find_each_other_and_converge(lab, tmp_path: Path) -> None:
     p2p(alice, "post", secret, "private words")
 
     hosts = [lab.host() for _ in homes]
-    for (ns, addr), home in zip(hosts, homes, strict=True):
-        serve(lab, ns, addr, home)
+    servers = [serve(lab, ns, addr, home) for (ns, addr), home in zip(hosts, homes, strict=True)]
     # each home in turn browses its network, syncs with whoever it finds, and exits;
     # one round converges because every session relays what earlier ones brought
     for (ns, addr), home in zip(hosts, homes, strict=True):
@@ -169,3 +168,11 @@ def test_three_homes_find_each_other_and_converge(lab, tmp_path: Path) -> None:
     assert p2p(carol, "feed", secret, check=False).returncode == 1
     listed = json.loads(p2p(carol, "community", "list", "--json").stdout)
     assert [c["id"] for c in listed] == [village]
+    # Ctrl-C ends a server cleanly and withdraws its announcement
+    servers[0].send_signal(2)
+    out, _err = servers[0].communicate(timeout=15)
+    assert servers[0].returncode == 0 and "announcement withdrawn" in out
+    ns, addr = hosts[1]
+    res = in_ns(lab, ns, bob, "peers", "--interface", addr, "--timeout", "3", "--json")
+    visible = json.loads(res.stdout)["visible"]
+    assert [v["host"] for v in visible] == [hosts[2][1]]  # carol only: alice left, bob is self

@@ -100,6 +100,27 @@ def test_non_member_learns_nothing_of_private(trio) -> None:
     )
 
 
+def test_store_and_forward_through_a_member(trio) -> None:
+    """Alice and Eve never meet; Bob carries Alice's posts to Eve."""
+    alice, bob, eve, village, _secret = trio
+
+    async def go():
+        a = await serve(alice)
+        b = await serve(bob)
+        try:
+            await sync_with(bob, "127.0.0.1", a.port)  # bob meets alice
+            return await sync_with(eve, "127.0.0.1", b.port)  # later, eve meets bob
+        finally:
+            await a.close()
+            await b.close()
+
+    result = asyncio.run(go())
+    ev = cm.resolve(eve, village.hex)
+    assert [p["text"] for p in feed.all_posts(eve, ev)] == ["open post"]
+    assert result.report.rejected == []
+    assert alice.public_key.hex() in {p["author"] for p in feed.all_posts(eve, ev)}
+
+
 def test_membership_proofs_are_session_bound(trio) -> None:
     alice, _bob, _eve, village, _secret = trio
     p1 = session.proof(village, b"h" * 32, alice.public_key)

@@ -62,13 +62,16 @@ class Built:
 
 
 def _records(
-    home: Home, domain: Domain, peer: Inventory | None, progress: Progress | None
+    home: Home,
+    domain: Domain,
+    peer: Inventory | list[Inventory] | None,
+    progress: Progress | None,
 ) -> Iterator[dict]:
     ids = [c.id for c in domain.communities]
     for c in domain.communities:
         yield community_record(home, c)
     yield from inventory_records(exchange.inventory(home, ids))
-    total = len(home.docs.ids()) if progress else 0
+    total = sum(len(home.docs.ids(i)) for i in ids) if progress else 0
     done = 0
     for record in exchange.records_for(home, peer, ids):
         done += 1
@@ -82,7 +85,7 @@ def build(
     domain: Domain,
     scratch: Path,
     *,
-    peer: Inventory | None = None,
+    peer: Inventory | list[Inventory] | None = None,
     passphrase: str | None = None,
     progress: Progress | None = None,
 ) -> Built | None:

@@ -108,7 +108,8 @@ def sync(
     keys = keys_for(home)
     exporters: set[bytes] = set()
 
-    for found in scan(folder):
+    on_stick = scan(folder)
+    for found in on_stick:
         label = found.files[0].name
         if found.digest in mine:
             result.own += 1
@@ -137,9 +138,8 @@ def sync(
         result.imported.append(imported)
 
     # what the others lack, given what our own bundles on the stick already carry
-    written = _written(home, folder)
-    present = {d for f in scan(folder) for d in [f.digest]}
-    ours_on_stick = [w for w in written if w[1] in present]
+    present = {f.digest for f in on_stick}
+    ours_on_stick = [w for w in _written(home, folder) if w[1] in present]
     with scratch_dir(home) as tmp:
         scratch = Path(tmp)
         for domain in domains(select(home, communities)):
@@ -149,15 +149,11 @@ def sync(
                 if dom == key:
                     for doc, heads in inv.items():
                         carried[doc] = sorted(set(carried.get(doc, [])) | set(heads))
-            if prune:
-                peers: list[Inventory] | None = None
-            else:
+            peers: list[Inventory] | None = None  # --prune: one complete bundle per domain
+            if not prune:
                 peers = [_union(exchange.known_by(home, x), carried) for x in sorted(exporters)]
-                if not peers:
-                    peers = [carried]
-            built = build(home, domain, scratch, peer=peers if peers is not None else None)
-            if built is None and not prune:
-                continue
+                peers = peers or [carried]
+            built = build(home, domain, scratch, peer=peers)
             if built is None:
                 continue
 

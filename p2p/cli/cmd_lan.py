@@ -148,7 +148,11 @@ def sync(
 def peers(ctx: Context, timeout: float, interface: str | None, as_json: bool) -> None:
     """List peers visible on the network now, and peers you synced with before."""
     home = ctx.home
-    visible = asyncio.run(discovery.browse(interface or default_address(), timeout))
+    visible = asyncio.run(
+        discovery.browse(
+            interface or default_address(), timeout, discovery.own_tokens(_token_file(home))
+        )
+    )
     past = [
         {"fingerprint": fingerprint(k), "name": name_of(home, k), "last_seen": seen, "via": via}
         for k, seen, via in known(home)

@@ -69,7 +69,3 @@ def _default(value: Any) -> Any:
 
 def warn(message: str) -> None:
     err_console.print(f"[bold yellow]warning:[/] {message}")
-
-
-def short(fp_or_hex: str, n: int = 12) -> str:
-    return fp_or_hex[:n]
