@@ -233,3 +233,81 @@ def test_container_round_trip(maps) -> None:
     header, got = container.read_all(io.BytesIO(out.getvalue()))
     assert got == unique and header.exporter == me.public_key and header.created == 1234
     assert stats.count == len(unique) and stats.size == len(out.getvalue())
+
+
+# --- faults while writing to a stick (simulated: the only mocks in these tests) ---
+
+
+def _stick_write(setup, tmp_path: Path, monkeypatch, fail_with: OSError, after: int):
+    from p2p.bundle import stick
+
+    _alice, _bob, _c, path = setup
+    dest = tmp_path / "stick"
+    dest.mkdir()
+    real_open = Path.open
+    written = {"n": 0}
+
+    class Failing:
+        def __init__(self, fh) -> None:
+            self.fh = fh
+
+        def write(self, data: bytes) -> int:
+            written["n"] += len(data)
+            if written["n"] > after:
+                raise fail_with
+            return self.fh.write(data)
+
+        def __getattr__(self, name: str):
+            return getattr(self.fh, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            self.fh.close()
+
+    def fake_open(self, mode="r", *args, **kwargs):
+        fh = real_open(self, mode, *args, **kwargs)
+        return Failing(fh) if self.parent == dest and "w" in mode else fh
+
+    monkeypatch.setattr(Path, "open", fake_open)
+    return stick.write_to_stick, path, dest
+
+
+def test_disk_full_mid_write_leaves_nothing(setup, tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    from p2p.errors import StickFull
+
+    write, path, dest = _stick_write(
+        setup, tmp_path, monkeypatch, OSError(errno.ENOSPC, "No space left on device"), 500
+    )
+    with pytest.raises(StickFull, match="ran out of space"):
+        write(path, dest)
+    assert list(dest.iterdir()) == []
+
+
+def test_stick_pulled_mid_write_leaves_nothing(setup, tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    from p2p.errors import WriteVerifyFailed
+
+    write, path, dest = _stick_write(
+        setup, tmp_path, monkeypatch, OSError(errno.EIO, "Input/output error"), 300
+    )
+    with pytest.raises(WriteVerifyFailed, match="stick removed"):
+        write(path, dest, max_file_size=600)  # even in the middle of a part set
+    assert list(dest.iterdir()) == []
+
+
+def test_bad_read_back_removes_the_file(setup, tmp_path: Path, monkeypatch) -> None:
+    from p2p.bundle import stick
+    from p2p.errors import WriteVerifyFailed
+
+    _alice, _bob, _c, path = setup
+    dest = tmp_path / "stick"
+    dest.mkdir()
+    monkeypatch.setattr(stick, "_hash_range", lambda *_a: b"\x00" * 32)  # a lying stick
+    with pytest.raises(WriteVerifyFailed, match="did not read back"):
+        stick.write_to_stick(path, dest)
+    assert list(dest.iterdir()) == []
