@@ -20,23 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
+from bench.bench_bundle import raw_verify_rate
 from p2p import community as cm
-from p2p import content, exchange, feed, signing
+from p2p import content, exchange, feed
 from p2p.accept import from_record
 from p2p.home import Home
-
-
-def raw_verify_rate(n: int) -> float:
-    key = Ed25519PrivateKey.generate()
-    pub = key.public_key()
-    msgs = [signing.TAG + os.urandom(16) + os.urandom(32) for _ in range(n)]
-    sigs = [key.sign(m) for m in msgs]
-    t = time.perf_counter()
-    for m, s in zip(msgs, sigs, strict=True):
-        pub.verify(s, m)
-    return n / (time.perf_counter() - t)
 
 
 def main() -> None:

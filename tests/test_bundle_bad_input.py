@@ -30,17 +30,7 @@ from p2p.errors import (
 )
 from p2p.home import Home
 from p2p.identity import Identity
-
-
-def make_home(path: Path, name: str) -> Home:
-    h = Home(path)
-    h.create_identity(None)
-    cm.set_profile(h, name, None)
-    return h
-
-
-def dump(home: Home) -> list[str]:
-    return list(home.store.db.iterdump())
+from tests.helpers import dump, make_home
 
 
 @pytest.fixture

@@ -28,20 +28,9 @@ from p2p.errors import (
     WrongKey,
 )
 from p2p.home import Home
+from tests.helpers import dump, make_home
 
 VECTORS = Path(__file__).resolve().parents[1] / "bundles" / "vectors"
-
-
-def make_home(path: Path, name: str) -> Home:
-    h = Home(path)
-    h.create_identity(None)
-    cm.set_profile(h, name, None)
-    return h
-
-
-def dump(home: Home) -> list[str]:
-    """Everything in the store, for before/after comparisons."""
-    return list(home.store.db.iterdump())
 
 
 def export_file(home: Home, communities: list[cm.Community], out: Path, peer=None) -> Path | None:

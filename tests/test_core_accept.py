@@ -21,17 +21,7 @@ from p2p.docref import COMMUNITY, FEED, DocRef
 from p2p.documents import as_raw
 from p2p.errors import NotAllowed
 from p2p.home import Home
-
-
-def make_home(path: Path, name: str) -> Home:
-    h = Home(path)
-    h.create_identity(None)
-    cm.set_profile(h, name, None)
-    return h
-
-
-def dump(home: Home) -> list[str]:
-    return list(home.store.db.iterdump())
+from tests.helpers import dump, make_home
 
 
 def share(src: Home, dst: Home) -> None:

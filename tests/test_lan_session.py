@@ -15,15 +15,9 @@ from p2p.home import Home
 from p2p.lan import channel as ch
 from p2p.lan import session
 from p2p.lan.server import Server, sync_with
+from tests.helpers import make_home
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def make_home(path: Path, name: str) -> Home:
-    h = Home(path)
-    h.create_identity(None)
-    cm.set_profile(h, name, None)
-    return h
 
 
 def dump(home: Home) -> list[str]:
