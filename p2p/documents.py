@@ -108,10 +108,14 @@ class Documents:
         return row[0] + b"".join(r[0] for r in log)
 
     def load(self, doc_id: bytes) -> Document | None:
+        """The document as stored now; a cached copy is used only while it is current
+        (another process, e.g. `p2p post` beside a running `p2p serve`, may have written)."""
         doc = self._cache.get(doc_id)
         if doc is not None:
-            self._cache.move_to_end(doc_id)
-            return doc
+            if sorted(doc.get_heads()) == self.heads(doc_id):
+                self._cache.move_to_end(doc_id)
+                return doc
+            self.forget(doc_id)
         data = self.data(doc_id)
         if data is None:
             return None
@@ -148,21 +152,22 @@ class Documents:
         """Make one local change, sign it and store both in one transaction."""
         doc_id = ref.id
         with self.lock(doc_id):
-            doc = self.load(doc_id)
-            fresh = doc is None
-            if doc is None:
-                doc = Document(actor_id=identity.public_key)
-            elif doc.get_actor() != identity.public_key:
-                doc.set_actor(identity.public_key)
-            before = doc.get_heads()
             try:
-                with doc.transaction() as tx:
-                    edit(doc, tx)
-                if doc.get_heads() == before:
-                    raise ValueError("the edit changed nothing")
-                change = as_raw(doc.get_last_local_change())
-                sig = signing.sign(identity, doc_id, change.hash)
+                # load inside the write transaction: no other writer can slip in between
                 with self.store.transaction() as db:
+                    doc = self.load(doc_id)
+                    fresh = doc is None
+                    if doc is None:
+                        doc = Document(actor_id=identity.public_key)
+                    elif doc.get_actor() != identity.public_key:
+                        doc.set_actor(identity.public_key)
+                    before = doc.get_heads()
+                    with doc.transaction() as tx:
+                        edit(doc, tx)
+                    if doc.get_heads() == before:
+                        raise ValueError("the edit changed nothing")
+                    change = as_raw(doc.get_last_local_change())
+                    sig = signing.sign(identity, doc_id, change.hash)
                     if fresh:
                         db.execute(
                             "INSERT INTO docs (id, community, kind, owner, snapshot, heads)"

@@ -115,6 +115,27 @@ def test_store_and_forward_through_a_member(trio) -> None:
     assert alice.public_key.hex() in {p["author"] for p in feed.all_posts(eve, ev)}
 
 
+def test_serve_sees_posts_made_by_another_process(trio) -> None:
+    """`p2p serve` runs for hours while the user posts with `p2p post` beside it."""
+    alice, bob, _eve, village, _secret = trio
+
+    async def go():
+        server = await serve(alice)
+        try:
+            await sync_with(bob, "127.0.0.1", server.port)  # warms the server's cache
+            other_process = Home(alice.path)  # a second connection, as `p2p post` has
+            content.post(other_process, village, "posted while serving")
+            other_process.close()
+            return await sync_with(bob, "127.0.0.1", server.port)
+        finally:
+            await server.close()
+
+    result = asyncio.run(go())
+    assert result.report.applied == 1
+    texts = [p["text"] for p in feed.all_posts(bob, cm.resolve(bob, village.hex))]
+    assert "posted while serving" in texts
+
+
 def test_membership_proofs_are_session_bound(trio) -> None:
     alice, _bob, _eve, village, _secret = trio
     p1 = session.proof(village, b"h" * 32, alice.public_key)
