@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from p2p.bundle.importer import ImportResult, import_bundle, keys_for
-from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx
+from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural
 from p2p.cli.progress import bar
 
 
@@ -34,9 +34,9 @@ def describe(r: ImportResult) -> dict:
 
 def summary_line(r: ImportResult) -> str:
     parts = [
-        f"{r.new_posts} new posts",
-        f"{r.new_members} new members",
-        f"{r.report.applied} changes applied",
+        plural(r.new_posts, "new post"),
+        plural(r.new_members, "new member"),
+        f"{plural(r.report.applied, 'change')} applied",
         f"{r.report.already} already known",
     ]
     if r.report.pending:

@@ -14,8 +14,8 @@ from rich.console import Console
 from p2p.errors import WrongPassphrase
 from p2p.home import Home, default_path
 
-err_console = Console(stderr=True, highlight=False)
-console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+console = Console(highlight=False, soft_wrap=True)
 
 
 def ask_passphrase(creating: bool) -> str | None:
@@ -65,6 +65,10 @@ def _default(value: Any) -> Any:
     if isinstance(value, set):
         return sorted(value)
     raise TypeError(type(value).__name__)
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def warn(message: str) -> None:
