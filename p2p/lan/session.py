@@ -192,7 +192,7 @@ async def run(
                 spool.write(len(data).to_bytes(4, "big") + data)
             result.received_records = count
 
-        await asyncio.gather(send_all(), receive_all())
+        await _both(send_all(), receive_all())
         spool.seek(0)
         if lock is not None:
             async with lock:
@@ -207,6 +207,20 @@ async def run(
             f"received {result.received_records}, applied {result.report.applied}"
         )
     return result
+
+
+async def _both(*coros) -> None:  # noqa: ANN002
+    """Run concurrently; the first failure cancels the other and is raised as is."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _spool_dir(home: Home) -> str:
