@@ -370,3 +370,21 @@ def test_cli_export_verify_import(tmp_path: Path) -> None:
     assert bad.stderr.strip().count("\n") == 0 and "cut short" in bad.stderr
     bad_verify = cli(b, "verify", str(cut))
     assert bad_verify.returncode == 1
+
+
+def test_cli_import_of_forged_change_reports_and_fails(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    assert cli(home, "init", "--no-passphrase").returncode == 0
+    assert cli(home, "community", "join", str(VECTORS / "valid-invite.p2p")).returncode == 0
+    res = cli(home, "import", str(VECTORS / "forged-change.p2p"))
+    assert res.returncode == 1
+    assert "only its owner may write this feed" in res.stdout
+    assert res.stderr.startswith("error: 1 change was rejected")
+    honest = json.loads(cli(home, "feed", _community_of_vectors(), "--json").stdout)
+    assert len(honest) == 4 and "forged" not in json.dumps(honest)
+
+
+def _community_of_vectors() -> str:
+    from p2p.bundle.verify import verify_bundle
+
+    return next(iter(verify_bundle([VECTORS / "valid.p2p"]).communities)).hex()

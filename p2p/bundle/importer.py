@@ -21,7 +21,7 @@ from p2p.bundle.records import parse_community, parse_inventory
 from p2p.bundle.source import Keys, open_bundle
 from p2p.community import all_communities
 from p2p.docref import FEED, PROFILE
-from p2p.errors import BundleCorrupt, NotABundle
+from p2p.errors import NotABundle
 from p2p.exchange import Inventory
 from p2p.home import Home
 from p2p.identity import fingerprint
@@ -172,8 +172,4 @@ def import_bundle(
             )
     result.already_imported = seen_before is not None
     result.skipped_communities = sorted(c.hex() for c in skipped)
-    if not result.report.applied and result.report.rejected and not result.report.already:
-        first = result.report.rejected[0]
-        if first.change is None and "malformed" in first.reason:
-            raise BundleCorrupt(f"this bundle's records are damaged ({first.reason})")
     return result

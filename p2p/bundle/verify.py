@@ -18,7 +18,6 @@ from p2p.accept import evaluate, from_record
 from p2p.bundle.records import parse_community, parse_inventory
 from p2p.bundle.source import Keys, open_bundle
 from p2p.docref import COMMUNITY, FEED, PROFILE
-from p2p.errors import BundleCorrupt, ForgedChange
 from p2p.identity import fingerprint
 
 
@@ -154,9 +153,3 @@ def _check_doc(
         result.faults.append(f"{what}: a signature does not verify (change {h.hex()[:12]})")
     for h, reason in verdict.rejected.items():
         result.faults.append(f"{what}: change {h.hex()[:12]} {reason}")
-
-
-def first_fault(result: VerifyResult) -> ForgedChange | BundleCorrupt | None:
-    if not result.faults:
-        return None
-    return ForgedChange(f"forged or unauthorised content: {result.faults[0]}")

@@ -10,6 +10,7 @@ import click
 from p2p.bundle.importer import ImportResult, import_bundle, keys_for
 from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural
 from p2p.cli.progress import bar
+from p2p.errors import P2PError
 
 
 def describe(r: ImportResult) -> dict:
@@ -66,9 +67,19 @@ def import_(ctx: Context, files: tuple[Path, ...], as_json: bool) -> None:
             r = import_bundle(home, [f], keys=keys, progress=lambda n: update(n))
         done.update(r.files)
         results.append(r)
+    rejected = sum(len(r.report.rejected) for r in results)
     if as_json:
         emit_json([describe(r) for r in results])
-        return
+    else:
+        _print(results)
+    if rejected:
+        raise P2PError(
+            f"{plural(rejected, 'change')} {'was' if rejected == 1 else 'were'} rejected "
+            "(forged or not allowed) and left out; everything else was imported"
+        )
+
+
+def _print(results: list[ImportResult]) -> None:
     for r in results:
         console.print(f"{r.files[0].name} from {r.exporter_fingerprint}: {summary_line(r)}")
         for x in r.report.rejected[:20]:

@@ -67,7 +67,7 @@ class Server:
                     )
                     result = await session.run(self.home, chan, lock=self._lock)
                     self.results.append(result)
-                    self.log(_summary(result))
+                    self.log(summary(result))
             except TimeoutError:
                 self.log(f"session from {peer[0]} took too long; cut off")
             except P2PError as exc:
@@ -86,7 +86,7 @@ class Server:
             await self._server.wait_closed()
 
 
-def _summary(r: session.SessionResult) -> str:
+def summary(r: session.SessionResult) -> str:
     from p2p.identity import fingerprint
 
     return (
@@ -119,6 +119,3 @@ async def sync_with(
         raise LanError(
             f"the connection to {host}:{port} failed ({exc.__class__.__name__})"
         ) from exc
-
-
-summary = _summary
