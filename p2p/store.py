@@ -109,7 +109,7 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.execute("PRAGMA busy_timeout=10000")
+        self.db.execute("PRAGMA busy_timeout=60000")  # another process may be importing
         self._depth = 0
         with self.transaction():
             for statement in SCHEMA.split(";"):

@@ -74,6 +74,11 @@ class Server:
                 self.log(f"session from {peer[0]} ended: {exc}")
             except (ConnectionError, OSError) as exc:
                 self.log(f"session from {peer[0]} dropped: {exc.__class__.__name__}")
+            except Exception as exc:  # noqa: BLE001 - one session must never stop the server
+                self.log(
+                    f"session from {peer[0]} failed ({exc.__class__.__name__}); "
+                    "nothing from it was kept"
+                )
             finally:
                 if chan is not None:
                     await chan.close()
