@@ -86,7 +86,9 @@ def _print(results: list[ImportResult]) -> None:
             what = x.change.hex()[:12] if x.change else "record"
             console.print(f"  rejected {what}: {x.reason}")
         if r.skipped_communities:
-            console.print(f"  skipped {len(r.skipped_communities)} communities you have not joined")
+            console.print(
+                f"  skipped {plural(len(r.skipped_communities), 'community')} you have not joined"
+            )
 
 
 def register(cli: click.Group) -> None:

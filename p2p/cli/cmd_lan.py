@@ -35,7 +35,9 @@ def _hostport(text: str) -> tuple[str, int]:
 @click.option(
     "--host", help="Address to listen and announce on (default: this machine's LAN address)."
 )
-@click.option("--port", default=0, type=int, help="TCP port (default: any free port).")
+@click.option(
+    "--port", default=7420, show_default=True, type=int, help="TCP port (0: any free port)."
+)
 @click.option("--no-mdns", is_flag=True, help="Listen without announcing (peers use --peer).")
 @click.option("--duration", type=float, default=None, hidden=True)
 @pass_ctx
