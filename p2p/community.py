@@ -24,8 +24,10 @@ from p2p.errors import (
     InvalidInvite,
     NotAllowed,
     NotAMember,
+    P2PError,
     UnknownCommunity,
     UnknownPeer,
+    UnknownPost,
 )
 from p2p.exchange import full_record
 from p2p.home import Home
@@ -206,6 +208,28 @@ def hide(home: Home, community: Community, post_id: str) -> None:
         put_int(tx, get_obj(doc, ROOT, "hidden"), post_id, int(time.time() * 1000))
 
     _edit_shared(home, community, edit)
+
+
+def _unset(home: Home, community: Community, table: str, key: str, missing: P2PError) -> None:
+    _require_moderator(home, community)
+    doc = community_doc(home, community)
+    obj = get_obj(doc, ROOT, table) if doc is not None else None
+    if obj is None or doc.get(obj, key) is None:
+        raise missing
+
+    def edit(doc: Document, tx) -> None:  # noqa: ANN001
+        tx.delete(get_obj(doc, ROOT, table), key)
+
+    _edit_shared(home, community, edit)
+
+
+def unban(home: Home, community: Community, member: bytes) -> None:
+    """Lift a ban: the member's posts, kept all along, show again."""
+    _unset(home, community, "bans", member.hex(), UnknownPeer("that member is not banned"))
+
+
+def unhide(home: Home, community: Community, post_id: str) -> None:
+    _unset(home, community, "hidden", post_id, UnknownPost("that post is not hidden"))
 
 
 # --- members ------------------------------------------------------------------

@@ -125,22 +125,29 @@ def delete(home: Home, community: Community, wanted: str) -> dict:
     return {**target, "text": "", "deleted": now}
 
 
-def react(home: Home, community: Community, wanted: str, emoji: str) -> dict:
+def react(home: Home, community: Community, wanted: str, emoji: str, remove: bool = False) -> dict:
     if not emoji.strip() or len(emoji.encode()) > MAX_EMOJI:
         raise ValueError("a reaction is one short emoji or word")
     _may_write(home, community)
     target = find_post(home, community, wanted)
     now = int(time.time() * 1000)
+    if remove:
+        mine = read_feed_doc(home, community, home.public_key).get("reactions", {})
+        if emoji not in (mine.get(target["id"]) or {}):
+            raise UnknownPost(f"you have not reacted {emoji} to that post")
 
     def change(doc: Document, tx) -> None:  # noqa: ANN001
         _, reactions = _ensure_roots(doc, tx)
         mine = get_obj(doc, reactions, target["id"])
+        if remove:
+            tx.delete(mine, emoji)
+            return
         if mine is None:
             mine = tx.put_object(reactions, target["id"], ObjType.Map)
         put_int(tx, mine, emoji, now)
 
     home.docs.write(feed_ref(community, home.public_key), home.identity, change)
-    return {"id": target["id"], "emoji": emoji, "author": home.public_key.hex()}
+    return {"id": target["id"], "emoji": emoji, "author": home.public_key.hex(), "removed": remove}
 
 
 def read_feed_doc(home: Home, community: Community, author: bytes) -> dict:

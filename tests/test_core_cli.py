@@ -120,6 +120,10 @@ def test_posting_and_threaded_feed(two) -> None:
     assert posts[1]["deleted"] is True
     text = ok(p2p(a, "feed", cid)).stdout
     assert "Bob" in text and "edited" in text and "deleted" in text
+    ok(p2p(b, "react", cid, first["id"], "👍", "--remove"))
+    one_line_error(p2p(b, "react", cid, first["id"], "👍", "--remove"), "not reacted")
+    carry(b, a, tmp)
+    assert js(p2p(a, "feed", cid, "--json"))[0]["reactions"] == {}
 
 
 def test_doc_export_is_standard_automerge(two) -> None:
@@ -159,6 +163,11 @@ def test_roles_and_moderation(two) -> None:
     assert any(d["owner"] == bob_key and d["kind"] == "feed" for d in docs)
     everything = js(p2p(a, "feed", cid, "--json"))
     assert keep["id"] not in json.dumps(everything)  # banned author's post is out of the view
+    ok(p2p(a, "mod", "unban", cid, "Bob"))
+    ok(p2p(a, "mod", "unhide", cid, spam["id"]))
+    one_line_error(p2p(a, "mod", "unhide", cid, spam["id"]), "not hidden")
+    carry(a, b, tmp)
+    assert sorted(p["text"] for p in js(p2p(b, "feed", cid, "--json"))) == ["spam spam", "useful"]
     one_line_error(p2p(a, "community", "role", cid, "Nobody", "moderator"), "no member")
 
 

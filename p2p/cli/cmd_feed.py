@@ -19,6 +19,11 @@ def _when(ms: int) -> str:
 def render(posts: list[dict], depth: int = 0) -> None:
     for p in posts:
         pad = "    " * depth
+        if p["removed"]:
+            why = "hidden by a moderator" if p["removed"] == "hidden" else "author banned"
+            console.print(f"{pad}[dim]({why})  {p['id']}[/]")
+            render(p["replies"], depth + 1)
+            continue
         name = escape(p["author_name"] or "(no name)")
         marks = []
         if p["deleted"]:

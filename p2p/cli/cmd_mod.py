@@ -1,4 +1,4 @@
-"""`p2p mod hide|ban`: moderation; the signed data is kept, views change."""
+"""`p2p mod hide|unhide|ban|unban`: moderation; the signed data is kept, views change."""
 
 from __future__ import annotations
 
@@ -37,6 +37,30 @@ def ban(ctx: Context, community_id: str, member: str) -> None:
     key = cm.resolve_member(ctx.home, c, member)
     cm.ban(ctx.home, c, key)
     console.print(f"{fingerprint(key)} is banned")
+
+
+@mod.command()
+@click.argument("community_id")
+@click.argument("post")
+@pass_ctx
+def unhide(ctx: Context, community_id: str, post: str) -> None:
+    """Show a hidden POST again."""
+    c = cm.resolve(ctx.home, community_id)
+    target = content.find_post(ctx.home, c, post)
+    cm.unhide(ctx.home, c, target["id"])
+    console.print(f"Post {target['id']} is shown again")
+
+
+@mod.command()
+@click.argument("community_id")
+@click.argument("member")
+@pass_ctx
+def unban(ctx: Context, community_id: str, member: str) -> None:
+    """Lift a ban: MEMBER's posts and reactions show again."""
+    c = cm.resolve(ctx.home, community_id)
+    key = cm.resolve_member(ctx.home, c, member)
+    cm.unban(ctx.home, c, key)
+    console.print(f"{fingerprint(key)} is no longer banned")
 
 
 def register(cli: click.Group) -> None:

@@ -29,16 +29,20 @@ def post(ctx: Context, community_id: str, text: str, reply_to: str | None, as_js
 @click.argument("community_id")
 @click.argument("post_id")
 @click.argument("emoji")
+@click.option("--remove", is_flag=True, help="Take back your EMOJI reaction.")
 @json_option
 @pass_ctx
-def react(ctx: Context, community_id: str, post_id: str, emoji: str, as_json: bool) -> None:
-    """React to a post with EMOJI."""
+def react(
+    ctx: Context, community_id: str, post_id: str, emoji: str, remove: bool, as_json: bool
+) -> None:
+    """React to a post with EMOJI (--remove takes it back)."""
     c = cm.resolve(ctx.home, community_id)
-    done = content.react(ctx.home, c, post_id, emoji)
+    done = content.react(ctx.home, c, post_id, emoji, remove=remove)
     if as_json:
         emit_json(done)
     else:
-        console.print(f"Reacted {emoji} to {done['id']}")
+        verb = "Took back" if remove else "Reacted"
+        console.print(f"{verb} {emoji} {'on' if remove else 'to'} {done['id']}")
 
 
 @click.command()
