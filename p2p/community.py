@@ -309,8 +309,12 @@ def _publish_profile(home: Home, community: Community) -> None:
 # --- invites ------------------------------------------------------------------
 
 
-def invite(home: Home, community: Community) -> bytes:
-    """An invite file's bytes; for a private community it holds the community key."""
+AGE_MAGIC = b"age-encryption.org/v1\n"
+
+
+def invite(home: Home, community: Community, passphrase: str | None = None) -> bytes:
+    """An invite file's bytes; for a private community it holds the community key,
+    which is why it can be sealed with a passphrase (age, scrypt) for the trip."""
     invite_obj = {
         "kind": INVITE_KIND,
         "id": community.id,
@@ -321,12 +325,30 @@ def invite(home: Home, community: Community) -> bytes:
         "secret": community.secret,
         "docs": [full_record(home, community.ref)],
     }
-    return msgpack.packb(invite_obj)
+    data = msgpack.packb(invite_obj)
+    if passphrase is None:
+        return data
+    from pyrage import passphrase as age_passphrase
+
+    return age_passphrase.encrypt(data, passphrase)
 
 
-def join(home: Home, data: bytes) -> Community:
+def invite_is_sealed(data: bytes) -> bool:
+    return data.startswith(AGE_MAGIC)
+
+
+def join(home: Home, data: bytes, passphrase: str | None = None) -> Community:
     if len(data) > MAX_INVITE:
         raise InvalidInvite("this invite file is far too large to be an invite")
+    if invite_is_sealed(data):
+        if passphrase is None:
+            raise InvalidInvite("this invite is sealed with a passphrase; none was given")
+        from pyrage import passphrase as age_passphrase
+
+        try:
+            data = age_passphrase.decrypt(data, passphrase)
+        except Exception as exc:
+            raise InvalidInvite("the passphrase does not open this invite") from exc
     try:
         obj = msgpack.unpackb(data, raw=False, strict_map_key=False, max_bin_len=MAX_INVITE)
         if not isinstance(obj, dict) or obj.get("kind") != INVITE_KIND:

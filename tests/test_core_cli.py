@@ -15,9 +15,14 @@ from automerge.core import Document
 PASS = "correct horse battery staple"
 
 
-def p2p(home: Path, *args: str, passphrase: str | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "P2P_PASSPHRASE"}
-    env["P2P_HOME"] = str(home)
+def p2p(
+    home: Path, *args: str, passphrase: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("P2P_")},
+        **(env or {}),
+        "P2P_HOME": str(home),
+    }
     if passphrase is not None:
         env["P2P_PASSPHRASE"] = passphrase
     return subprocess.run(
@@ -182,3 +187,28 @@ def test_exit_codes_and_errors(tmp_path: Path) -> None:
     one_line_error(p2p(h, "community", "join", str(bad)), "not a valid p2p invite")
     cid = js(p2p(h, "community", "create", "V", "--json"))["id"]
     one_line_error(p2p(h, "post", cid, "x", "--reply-to", "ffffffffff"), "no post")
+
+
+def test_private_invite_is_sealed_with_a_passphrase(tmp_path: Path) -> None:
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    for h in (a, b, c):
+        ok(p2p(h, "init", "--no-passphrase"))
+    cid = js(p2p(a, "community", "create", "Night school", "--private", "--json"))["id"]
+    inv = tmp_path / "night.inv"
+    one_line_error(p2p(a, "community", "invite", cid, "--out", str(inv)), "P2P_INVITE_PASSPHRASE")
+    assert not inv.exists()
+    env = {"P2P_INVITE_PASSPHRASE": "river stones"}
+    ok(p2p(a, "community", "invite", cid, "--out", str(inv), env=env))
+    data = inv.read_bytes()
+    assert data.startswith(b"age-encryption.org/v1\n") and b"AGE-SECRET-KEY" not in data
+    assert bytes.fromhex(cid) not in data  # not even which community
+    wrong = p2p(b, "community", "join", str(inv), env={"P2P_INVITE_PASSPHRASE": "guess"})
+    one_line_error(wrong, "passphrase does not open")
+    one_line_error(p2p(b, "community", "join", str(inv)), "P2P_INVITE_PASSPHRASE")
+    assert js(p2p(b, "community", "list", "--json")) == []  # nothing half-joined
+    joined = js(p2p(b, "community", "join", str(inv), "--json", env=env))
+    assert joined["id"] == cid and joined["private"] is True
+    plain = tmp_path / "plain.inv"
+    res = ok(p2p(a, "community", "invite", cid, "--out", str(plain), "--no-passphrase"))
+    assert "NOT sealed" in res.stderr
+    ok(p2p(c, "community", "join", str(plain)))

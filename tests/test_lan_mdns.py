@@ -141,7 +141,7 @@ def test_three_homes_find_each_other_and_converge(lab, tmp_path: Path) -> None:
         "id"
     ]
     p2p(alice, "community", "invite", village, "--out", str(tmp_path / "v.inv"))
-    p2p(alice, "community", "invite", secret, "--out", str(tmp_path / "s.inv"))
+    p2p(alice, "community", "invite", secret, "--out", str(tmp_path / "s.inv"), "--no-passphrase")
     for h in (bob, carol):
         p2p(h, "community", "join", str(tmp_path / "v.inv"))
     p2p(bob, "community", "join", str(tmp_path / "s.inv"))  # carol is not a member

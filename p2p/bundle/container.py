@@ -156,6 +156,10 @@ class BundleReader:
         if not MAGIC.startswith(first[: len(MAGIC)]) or len(first) < len(MAGIC):
             if MAGIC.startswith(first):
                 raise BundleTruncated("this bundle is cut short inside its header")
+            if b"p2p-invite" in first + self.stream.read(24):
+                raise NotABundle(
+                    "this is a community invite, not a bundle: use 'p2p community join FILE'"
+                )
             raise NotABundle("this file is not a p2p bundle (unknown format)")
         self.offset = len(MAGIC)
         self.hash.update(first)

@@ -10,13 +10,15 @@ leaves nothing half-written behind.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
-from p2p import exchange
+from p2p import atomic, exchange
 from p2p.bundle import crypt
 from p2p.bundle.container import write_bundle
 from p2p.bundle.records import community_record, inventory_records
@@ -133,20 +135,9 @@ def select(home: Home, wanted: list[Community] | None) -> list[Community]:
 
 def place(built: Built, dest: Path) -> Path:
     """Move a built bundle to `dest` atomically (temporary name, fsync, rename)."""
-    tmp = dest.with_name(f".{dest.name}.tmp-{os.urandom(4).hex()}")
-    try:
-        with built.path.open("rb") as src, tmp.open("wb") as dst:
-            while block := src.read(1 << 20):
-                dst.write(block)
-            dst.flush()
-            os.fsync(dst.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fd = os.open(dest.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return dest
+
+    def fill(out: BinaryIO) -> None:
+        with built.path.open("rb") as src:
+            shutil.copyfileobj(src, out, 1 << 20)
+
+    return atomic.write_file(dest, fill)

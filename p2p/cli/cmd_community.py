@@ -6,10 +6,21 @@ from pathlib import Path
 
 import click
 
+from p2p import atomic
 from p2p import community as cm
-from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, warn
+from p2p.cli.context import (
+    Context,
+    ask_passphrase,
+    console,
+    emit_json,
+    json_option,
+    pass_ctx,
+    warn,
+)
 from p2p.docref import FEED
 from p2p.identity import fingerprint
+
+INVITE_ENV = "P2P_INVITE_PASSPHRASE"
 
 
 def summary(ctx: Context, c: cm.Community) -> dict:
@@ -109,16 +120,32 @@ def show(ctx: Context, community_id: str, as_json: bool) -> None:
 @community.command()
 @click.argument("community_id")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--passphrase/--no-passphrase",
+    default=None,
+    help="Seal the invite with a passphrase (default: yes for private communities). "
+    "Prompted, or P2P_INVITE_PASSPHRASE.",
+)
 @pass_ctx
-def invite(ctx: Context, community_id: str, out: Path) -> None:
+def invite(ctx: Context, community_id: str, out: Path, passphrase: bool | None) -> None:
     """Write an invite file that lets someone join."""
     c = cm.resolve(ctx.home, community_id)
-    out.write_bytes(cm.invite(ctx.home, c))
-    console.print(f"Wrote invite to {out}")
-    if c.private:
+    seal = c.private if passphrase is None else passphrase
+    phrase = ask_passphrase(True, INVITE_ENV, "invite passphrase") if seal else None
+    if seal and not phrase:
+        raise click.UsageError("an empty invite passphrase is not allowed; use --no-passphrase")
+    atomic.write_bytes(out, cm.invite(ctx.home, c, phrase))
+    console.print(f"Wrote invite to {out}" + (" (sealed with a passphrase)" if seal else ""))
+    if c.private and seal:
         warn(
-            "this invite contains the community's SECRET KEY: anyone holding it can read "
-            "everything in the community. Hand it over in person and delete it after use."
+            "this invite contains the community's secret key, sealed with your passphrase: "
+            "tell the passphrase only to the new member, in person."
+        )
+    elif c.private:
+        warn(
+            "this invite contains the community's SECRET KEY, NOT sealed: anyone holding "
+            "the file can read everything in the community. Hand it over in person and "
+            "delete it after use."
         )
 
 
@@ -127,10 +154,13 @@ def invite(ctx: Context, community_id: str, out: Path) -> None:
 @json_option
 @pass_ctx
 def join(ctx: Context, file: Path, as_json: bool) -> None:
-    """Join a community from an invite FILE."""
+    """Join a community from an invite FILE (asks its passphrase if it is sealed)."""
     with file.open("rb") as fh:
         data = fh.read(cm.MAX_INVITE + 1)
-    c = cm.join(ctx.home, data)
+    phrase = None
+    if cm.invite_is_sealed(data):
+        phrase = ask_passphrase(False, INVITE_ENV, "invite passphrase")
+    c = cm.join(ctx.home, data, phrase)
     if as_json:
         emit_json(summary(ctx, c))
         return

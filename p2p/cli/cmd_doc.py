@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from p2p import atomic
 from p2p import community as cm
 from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx
 from p2p.errors import AmbiguousId, P2PError
@@ -66,7 +67,7 @@ def export(ctx: Context, doc_id: str, out: Path) -> None:
         raise AmbiguousId()
     loaded = home.docs.load(found[0])
     assert loaded is not None
-    out.write_bytes(loaded.save())
+    atomic.write_bytes(out, loaded.save())
     console.print(f"Wrote {found[0].hex()} to {out} ({out.stat().st_size} bytes)")
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from p2p import atomic
 from p2p import community as cm
 from p2p.cli.context import Context, ask_passphrase, console, emit_json, json_option, pass_ctx, warn
 from p2p.errors import IdentityExists
@@ -82,7 +83,7 @@ def identity_export(ctx: Context, file: Path) -> None:
     phrase = ask_passphrase(True) if not home.is_protected() else home_passphrase()
     if not phrase:
         raise click.UsageError("a backup needs a passphrase")
-    file.write_bytes(home.export_identity(phrase))
+    atomic.write_bytes(file, home.export_identity(phrase))
     console.print(f"Wrote an encrypted backup of {home.public_identity().fingerprint} to {file}")
     console.print("Keep it safe: with its passphrase it lets anyone post as you.")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from p2p.cli.context import Context, console, emit_json, err_console, json_option, pass_ctx
+from p2p.cli.context import Context, console, emit_json, err_console, json_option, pass_ctx, plural
 from p2p.errors import P2PError
 from p2p.home import Home
 from p2p.identity import fingerprint
@@ -162,10 +162,10 @@ def peers(ctx: Context, timeout: float, interface: str | None, as_json: bool) ->
     if as_json:
         emit_json({"visible": [{"host": p.host, "port": p.port} for p in visible], "known": past})
         return
-    console.print(f"{len(visible)} peers visible now:")
+    console.print(f"{plural(len(visible), 'peer')} visible now" + (":" if visible else ""))
     for p in visible:
         console.print(f"  {p.host}:{p.port}")
-    console.print(f"{len(past)} known peers:")
+    console.print(f"{plural(len(past), 'known peer')}" + (":" if past else ""))
     for k in past:
         when = dt.datetime.fromtimestamp(k["last_seen"]).strftime("%Y-%m-%d %H:%M")
         console.print(f"  {k['fingerprint']}  {k['name'] or '(no name)':20} {k['via']:6} {when}")

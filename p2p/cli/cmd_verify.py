@@ -12,7 +12,7 @@ import click
 from p2p.bundle.importer import keys_for
 from p2p.bundle.source import Keys
 from p2p.bundle.verify import VerifyResult, verify_bundle
-from p2p.cli.context import Context, console, emit_json, err_console
+from p2p.cli.context import Context, console, emit_json, err_console, plural
 from p2p.errors import BundleError
 from p2p.identity import fingerprint
 
@@ -74,8 +74,9 @@ def _print(result: VerifyResult, data: dict) -> None:
     names = ", ".join(f"{a['name'] or '?'} {a['fingerprint']}" for a in data["authors"])
     console.print(f"  authors: {names or 'none'}")
     console.print(
-        f"  {data['documents']} documents, {data['changes']} changes, "
-        f"{data['posts']} posts, {data['signatures_checked']} signatures checked"
+        f"  {plural(data['documents'], 'document')}, {plural(data['changes'], 'change')}, "
+        f"{plural(data['posts'], 'post')}, "
+        f"{plural(data['signatures_checked'], 'signature')} checked"
     )
     if data["unchecked_changes"]:
         console.print(
@@ -94,11 +95,11 @@ def inspect(ctx: Context, file: Path) -> None:
     _print(result, data)
     for d in result.docs:
         who = fingerprint(d.owner)
-        extra = f", {d.posts} posts" if d.posts else ""
+        extra = f", {plural(d.posts, 'post')}" if d.posts else ""
         extra += f", name {d.name!r}" if d.name else ""
         console.print(
-            f"  {d.kind:9} {d.doc.hex()[:12]} by {who}: {d.changes} changes, "
-            f"{d.sigs} signatures{extra}"
+            f"  {d.kind:9} {d.doc.hex()[:12]} by {who}: {plural(d.changes, 'change')}, "
+            f"{plural(d.sigs, 'signature')}{extra}"
         )
     for fault in result.faults:
         console.print(f"  [red]fault:[/] {fault}")

@@ -18,17 +18,17 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 console = Console(highlight=False, soft_wrap=True)
 
 
-def ask_passphrase(creating: bool) -> str | None:
-    """P2P_PASSPHRASE for scripts, else a prompt on a terminal."""
-    env = os.environ.get("P2P_PASSPHRASE")
-    if env is not None:
-        return env
+def ask_passphrase(
+    creating: bool, env: str = "P2P_PASSPHRASE", label: str = "passphrase"
+) -> str | None:
+    """The environment variable for scripts, else a prompt on a terminal."""
+    value = os.environ.get(env)
+    if value is not None:
+        return value
     if not sys.stdin.isatty():
-        raise WrongPassphrase(
-            "a passphrase is needed: set P2P_PASSPHRASE or run this from a terminal"
-        )
+        raise WrongPassphrase(f"a {label} is needed: set {env} or run this from a terminal")
     return click.prompt(
-        "Passphrase" if not creating else "New passphrase",
+        f"New {label}" if creating else label[:1].upper() + label[1:],
         hide_input=True,
         confirmation_prompt=creating,
     )

@@ -68,6 +68,10 @@ def main() -> None:
     except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
         sys.exit(1)
+    except OSError as exc:  # a full disk, a pulled stick, a read-only folder
+        where = f": {exc.filename}" if exc.filename else ""
+        err_console.print(f"[bold red]error:[/] {exc.strerror or exc}{where}", soft_wrap=True)
+        sys.exit(1)
     except click.exceptions.Abort:
         err_console.print("aborted")
         sys.exit(1)
