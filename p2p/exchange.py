@@ -109,6 +109,11 @@ def records_for(
             yield record
 
 
+def merge(a: Inventory, b: Inventory) -> Inventory:
+    """What someone holding both `a` and `b` holds: the union of heads per document."""
+    return {doc: sorted(set(a.get(doc, [])) | set(b.get(doc, []))) for doc in a.keys() | b.keys()}
+
+
 def known_by(home: Home, peer: bytes) -> Inventory:
     """What a peer was known to hold, from its last bundle or sync."""
     return {

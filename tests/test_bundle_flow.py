@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -332,9 +333,9 @@ def test_vectors(name: str, tmp_path: Path) -> None:
 # --- CLI ----------------------------------------------------------------------
 
 
-def cli(home: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "P2P_HOME": str(home)}
-    env.pop("P2P_PASSPHRASE", None)
+def cli(home: Path, *args: str, **extra_env: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("P2P_")}
+    env.update(extra_env, P2P_HOME=str(home))
     return subprocess.run(
         [sys.executable, "-m", "p2p.cli.main", *args],
         capture_output=True,
@@ -388,3 +389,68 @@ def _community_of_vectors() -> str:
     from p2p.bundle.verify import verify_bundle
 
     return next(iter(verify_bundle([VECTORS / "valid.p2p"]).communities)).hex()
+
+
+def test_cli_passphrase_bundle(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    for h in (a, b):
+        assert cli(h, "init", "--no-passphrase").returncode == 0
+    cid = json.loads(cli(a, "community", "create", "Village", "--json").stdout)["id"]
+    assert cli(a, "post", cid, "for the passphrase holders").returncode == 0
+    assert cli(a, "community", "invite", cid, "--out", str(tmp_path / "inv")).returncode == 0
+    assert cli(b, "community", "join", str(tmp_path / "inv")).returncode == 0
+    out = tmp_path / "pp.p2p"
+    made = cli(a, "export", "--passphrase", "--out", str(out), P2P_BUNDLE_PASSPHRASE="owl")
+    assert made.returncode == 0, made.stderr
+    assert b"for the passphrase" not in out.read_bytes()
+    assert bytes.fromhex(cid) not in out.read_bytes()
+    before = dump_file(b)
+    wrong = {"P2P_BUNDLE_PASSPHRASE": "cat"}
+    for env, fragment in (({}, "P2P_BUNDLE_PASSPHRASE"), (wrong, "passphrase does not open")):
+        res = cli(b, "import", str(out), **env)
+        assert res.returncode == 1 and fragment in res.stderr, res.stderr
+        assert res.stderr.strip().count("\n") == 0
+    assert dump_file(b) == before
+    v = cli(tmp_path / "nobody", "verify", str(out), P2P_BUNDLE_PASSPHRASE="owl")
+    assert v.returncode == 0 and "encrypted" in v.stdout, v.stderr
+    res = cli(b, "import", str(out), P2P_BUNDLE_PASSPHRASE="owl")  # a home full of other keys
+    assert res.returncode == 0, res.stderr
+    posts = json.loads(cli(b, "feed", cid, "--json").stdout)
+    assert [p["text"] for p in posts] == ["for the passphrase holders"]
+
+
+def test_cli_export_since_an_earlier_bundle(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    for h in (a, b):
+        assert cli(h, "init", "--no-passphrase").returncode == 0
+    cid = json.loads(cli(a, "community", "create", "Village", "--json").stdout)["id"]
+    assert cli(a, "community", "invite", cid, "--out", str(tmp_path / "inv")).returncode == 0
+    assert cli(b, "community", "join", str(tmp_path / "inv")).returncode == 0
+    assert cli(a, "post", cid, "monday").returncode == 0
+    first = tmp_path / "monday.p2p"
+    assert cli(a, "export", "--out", str(first)).returncode == 0
+    assert cli(a, "post", cid, "tuesday").returncode == 0
+    second = tmp_path / "tuesday.p2p"
+    assert cli(a, "export", "--since", str(first), "--out", str(second)).returncode == 0
+    assert second.stat().st_size < first.stat().st_size
+    assert b"tuesday" in second.read_bytes() and b"monday" not in second.read_bytes()
+    nothing = cli(a, "export", "--since", str(second), "--out", str(tmp_path / "none.p2p"))
+    assert nothing.returncode == 0 and "Nothing to export" in nothing.stdout
+    assert not (tmp_path / "none.p2p").exists()
+    for f in (second, first):  # out of order is fine
+        assert cli(b, "import", str(f)).returncode == 0
+    texts = [p["text"] for p in json.loads(cli(b, "feed", cid, "--json").stdout)]
+    assert texts == ["monday", "tuesday"]
+    cut = tmp_path / "cut.p2p"
+    cut.write_bytes(first.read_bytes()[:-10])
+    bad = cli(a, "export", "--since", str(cut), "--out", str(tmp_path / "x.p2p"))
+    assert bad.returncode == 1 and "cut short" in bad.stderr
+
+
+def dump_file(home: Path) -> list[str]:
+    """Every row of a home's store, read from outside the CLI."""
+    con = sqlite3.connect(home / "p2p.db")
+    try:
+        return list(con.iterdump())
+    finally:
+        con.close()

@@ -24,6 +24,11 @@ def is_encrypted(head: bytes) -> bool:
     return head.startswith(AGE_MAGIC)
 
 
+def is_passphrase(head: bytes) -> bool:
+    """An age file whose (only) stanza is scrypt: it opens with a passphrase."""
+    return is_encrypted(head) and head[len(AGE_MAGIC) :].startswith(b"-> scrypt ")
+
+
 def encrypt(src: BinaryIO, dst: BinaryIO, recipients: list[str]) -> None:
     pyrage.encrypt_io(src, dst, [x25519.Recipient.from_str(r) for r in recipients])
 
@@ -60,4 +65,7 @@ def decrypt_passphrase(src: BinaryIO, dst: BinaryIO, passphrase: str) -> None:
     try:
         dst.write(pyrage.passphrase.decrypt(data, passphrase))
     except pyrage.DecryptError as exc:
+        # the scrypt stanza failing to unwrap the file key is age's "Decryption failed"
+        if str(exc).strip().lower() == "decryption failed":
+            raise WrongKey("the passphrase does not open this bundle") from exc
         raise _decrypt_error(exc) from exc

@@ -55,6 +55,11 @@ def part_set(path: Path) -> list[Path]:
     return found
 
 
+def bundle_paths(path: Path) -> list[Path]:
+    """The files of the bundle `path` names: itself, or its whole part set."""
+    return part_set(path) if path.is_file() and parts.is_part(_head(path)) else [path]
+
+
 class _PipeReader:
     """The read end of a decrypting thread; re-raises the thread's error."""
 
@@ -78,15 +83,15 @@ class _PipeReader:
         self._thread.join(timeout=5)
 
 
-def _decrypting(src: BinaryIO, keys: Keys) -> _PipeReader:
+def _decrypting(src: BinaryIO, keys: Keys, passphrase: bool) -> _PipeReader:
     r, w = os.pipe()
     errors: list[BaseException] = []
 
     def run() -> None:
         with os.fdopen(w, "wb") as out:
             try:
-                if keys.passphrase is not None and not keys.identities:
-                    crypt.decrypt_passphrase(src, out, keys.passphrase)
+                if passphrase:
+                    crypt.decrypt_passphrase(src, out, keys.passphrase or "")
                 else:
                     crypt.decrypt(src, out, keys.identities)
             except BrokenPipeError:
@@ -97,6 +102,19 @@ def _decrypting(src: BinaryIO, keys: Keys) -> _PipeReader:
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return _PipeReader(r, thread, errors)
+
+
+def needs_passphrase(path: Path) -> bool:
+    """Whether the bundle `path` names is sealed with a passphrase (not to keys)."""
+    head = _head(path)
+    if parts.is_part(head):  # the first part's payload starts the bundle
+        first = [p for p in part_set(path) if parts.read_header(p).index == 0]
+        if not first:
+            return False  # opening it will say which part is missing
+        with first[0].open("rb") as fh:
+            fh.seek(parts.HEADER.size)
+            head = fh.read(HEAD)
+    return crypt.is_passphrase(head)
 
 
 @dataclass
@@ -120,16 +138,20 @@ def open_bundle(paths: list[Path], keys: Keys | None = None) -> Iterator[Opened]
         if parts.is_part(head):
             files = paths if len(paths) > 1 else part_set(first)
             with parts.open_parts(files) as joined:
-                encrypted = crypt.is_encrypted(joined.read(len(crypt.AGE_MAGIC)))
+                head = joined.read(HEAD)
             stream: BinaryIO = parts.open_parts(files)  # type: ignore[assignment]
         else:
-            encrypted = crypt.is_encrypted(head)
             stream = first.open("rb")
+        encrypted, passphrase = crypt.is_encrypted(head), crypt.is_passphrase(head)
         closers.append(stream)
+        if passphrase and keys.passphrase is None:
+            raise WrongKey(
+                "this bundle is sealed with a passphrase: give it (P2P_BUNDLE_PASSPHRASE)"
+            )
+        if encrypted and not passphrase and not keys.identities:
+            raise WrongKey("this bundle is encrypted and you hold no key for it")
         if encrypted:
-            if not keys.identities and keys.passphrase is None:
-                raise WrongKey("this bundle is encrypted and you hold no key for it")
-            pipe = _decrypting(stream, keys)
+            pipe = _decrypting(stream, keys, passphrase)
             closers.append(pipe)
             reader = BundleReader(pipe)  # type: ignore[arg-type]
         else:

@@ -18,6 +18,8 @@ from p2p.accept import evaluate, from_record
 from p2p.bundle.records import parse_community, parse_inventory
 from p2p.bundle.source import Keys, open_bundle
 from p2p.docref import COMMUNITY, FEED, PROFILE
+from p2p.errors import BundleCorrupt
+from p2p.exchange import Inventory
 from p2p.identity import fingerprint
 
 
@@ -153,3 +155,17 @@ def _check_doc(
         result.faults.append(f"{what}: a signature does not verify (change {h.hex()[:12]})")
     for h, reason in verdict.rejected.items():
         result.faults.append(f"{what}: change {h.hex()[:12]} {reason}")
+
+
+def inventory_of(paths: list[Path], keys: Keys | None = None) -> Inventory:
+    """The exporter's inventory carried by a bundle, once the whole bundle verifies
+    (so a damaged earlier bundle can never make a later export leave things out)."""
+    inv: Inventory = {}
+    with open_bundle(paths, keys) as opened:
+        for record in opened.reader.records():
+            if record.get("t") == "inventory":
+                try:
+                    inv.update(parse_inventory(record))
+                except ValueError as exc:
+                    raise BundleCorrupt(f"this bundle's inventory is malformed ({exc})") from exc
+    return inv

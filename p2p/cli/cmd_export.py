@@ -9,10 +9,22 @@ import click
 
 from p2p import community as cm
 from p2p.bundle import export as ex
-from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, warn
+from p2p.bundle.source import bundle_paths
+from p2p.bundle.verify import inventory_of
+from p2p.cli import bundle_keys
+from p2p.cli.context import (
+    Context,
+    ask_passphrase,
+    console,
+    emit_json,
+    json_option,
+    pass_ctx,
+    plural,
+    warn,
+)
 from p2p.cli.progress import bar
 from p2p.errors import P2PError
-from p2p.exchange import known_by
+from p2p.exchange import known_by, merge
 from p2p.peers import resolve_peer
 
 
@@ -31,6 +43,13 @@ from p2p.peers import resolve_peer
     help="Only what this peer (fingerprint or name) is known to lack.",
 )
 @click.option(
+    "--since",
+    "since",
+    type=click.Path(exists=True, path_type=Path),
+    metavar="BUNDLE",
+    help="Only what is new since that earlier bundle (e.g. your last export) was made.",
+)
+@click.option(
     "--passphrase",
     "use_passphrase",
     is_flag=True,
@@ -43,6 +62,7 @@ def export(
     communities: tuple[str, ...],
     out: Path,
     for_peer: str | None,
+    since: Path | None,
     use_passphrase: bool,
     as_json: bool,
 ) -> None:
@@ -53,13 +73,15 @@ def export(
         raise P2PError("you are in no community yet: nothing to export")
     peer = None
     if for_peer:
-        peer_key = resolve_peer(home, for_peer)
-        peer = known_by(home, peer_key)
+        peer = known_by(home, resolve_peer(home, for_peer))
+    if since:
+        earlier = inventory_of(bundle_paths(since), bundle_keys.for_import(ctx, [since]))
+        peer = earlier if peer is None else merge(peer, earlier)
     passphrase = None
     if use_passphrase:
-        passphrase = os.environ.get("P2P_BUNDLE_PASSPHRASE") or click.prompt(
-            "Bundle passphrase", hide_input=True, confirmation_prompt=True
-        )
+        passphrase = ask_passphrase(True, bundle_keys.PASSPHRASE_ENV, "bundle passphrase")
+        if not passphrase:
+            raise click.UsageError("an empty bundle passphrase is not allowed")
     plan = ex.domains(chosen)
     if len(plan) > 1 and not out.is_dir():
         raise P2PError(
@@ -90,10 +112,12 @@ def export(
         emit_json(written)
         return
     if not written:
-        console.print("Nothing to export: the peer already has everything you have.")
+        who = "the peer already has" if for_peer else "that bundle already held"
+        console.print(f"Nothing to export: {who} everything you have.")
     for w in written:
         lock = "encrypted" if w["encrypted"] else "signed, not encrypted"
-        console.print(f"Wrote {w['file']}: {w['documents']} documents, {w['bytes']} bytes ({lock})")
+        docs = plural(w["documents"], "document")
+        console.print(f"Wrote {w['file']}: {docs}, {w['bytes']} bytes ({lock})")
     if passphrase:
         warn("anyone who knows the passphrase can read this bundle")
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
-from p2p.bundle.importer import ImportResult, import_bundle, keys_for
+from p2p.bundle.importer import ImportResult, import_bundle
+from p2p.cli import bundle_keys
 from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural
 from p2p.cli.progress import bar
 from p2p.errors import P2PError
@@ -54,10 +54,7 @@ def summary_line(r: ImportResult) -> str:
 def import_(ctx: Context, files: tuple[Path, ...], as_json: bool) -> None:
     """Verify and import bundle FILES (parts of one bundle are found automatically)."""
     home = ctx.home
-    keys = keys_for(home)
-    passphrase = os.environ.get("P2P_BUNDLE_PASSPHRASE")
-    if passphrase:
-        keys.passphrase = passphrase
+    keys = bundle_keys.for_import(ctx, files)
     results = []
     done: set[Path] = set()
     for f in files:

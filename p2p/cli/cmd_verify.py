@@ -3,33 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sys
 from pathlib import Path
 
 import click
 
-from p2p.bundle.importer import keys_for
-from p2p.bundle.source import Keys
 from p2p.bundle.verify import VerifyResult, verify_bundle
+from p2p.cli import bundle_keys
 from p2p.cli.context import Context, console, emit_json, err_console, plural
 from p2p.errors import BundleError
 from p2p.identity import fingerprint
-
-
-def _keys(ctx: Context) -> Keys:
-    """Our keys if this home has an identity; verification works without any."""
-    keys = Keys()
-    db = ctx.home_path / "p2p.db"
-    if db.exists() and ctx.home.has_identity():
-        try:
-            keys = keys_for(ctx.home)
-        except Exception:  # noqa: BLE001 - a locked identity still verifies open bundles
-            keys = Keys()
-    passphrase = os.environ.get("P2P_BUNDLE_PASSPHRASE")
-    if passphrase:
-        keys.passphrase = passphrase
-    return keys
 
 
 def _when(ts: int) -> str:
@@ -43,7 +26,7 @@ def _when(ts: int) -> str:
 def verify(ctx: Context, file: Path, as_json: bool) -> None:
     """Check a bundle's structure, trailer and every signature, without importing."""
     try:
-        result = verify_bundle([file], _keys(ctx))
+        result = verify_bundle([file], bundle_keys.for_reading(ctx, [file]))
     except BundleError as exc:
         if as_json:
             emit_json({"ok": False, "faults": [str(exc)], "error": type(exc).__name__})
@@ -78,10 +61,10 @@ def _print(result: VerifyResult, data: dict) -> None:
         f"{plural(data['posts'], 'post')}, "
         f"{plural(data['signatures_checked'], 'signature')} checked"
     )
-    if data["unchecked_changes"]:
+    if n := data["unchecked_changes"]:
         console.print(
-            f"  {data['unchecked_changes']} changes build on history not in this "
-            "bundle; they are checked on import"
+            f"  {plural(n, 'change')} {'builds' if n == 1 else 'build'} on history not in "
+            "this bundle; checked on import"
         )
 
 
@@ -90,7 +73,7 @@ def _print(result: VerifyResult, data: dict) -> None:
 @click.pass_obj
 def inspect(ctx: Context, file: Path) -> None:
     """List what a bundle contains, document by document."""
-    result = verify_bundle([file], _keys(ctx))
+    result = verify_bundle([file], bundle_keys.for_reading(ctx, [file]))
     data = result.as_json()
     _print(result, data)
     for d in result.docs:
