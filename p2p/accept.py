@@ -12,6 +12,7 @@ change and never touches the store.
 from __future__ import annotations
 
 import time
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -62,6 +63,23 @@ class Report:
         self.new_docs += other.new_docs
 
 
+MAX_INFLATED = 64 * 1024 * 1024  # as large as a record may be
+
+
+def inflate(data: bytes) -> bytes:
+    """zlib data, never inflated past MAX_INFLATED (no decompression bombs)."""
+    z = zlib.decompressobj()
+    try:
+        out = z.decompress(data, MAX_INFLATED)
+    except zlib.error as exc:
+        raise ValueError(f"bad compressed change data ({exc})") from exc
+    if z.unconsumed_tail:
+        raise ValueError("compressed change data inflates beyond the record limit")
+    if not z.eof or z.unused_data:
+        raise ValueError("compressed change data is cut short or has trailing bytes")
+    return out
+
+
 def from_record(record: dict) -> Incoming:
     """Decode a `doc` record (see docs/bundle-format.md); ValueError if malformed."""
     try:
@@ -81,6 +99,9 @@ def from_record(record: dict) -> Incoming:
         except Exception as exc:
             raise ValueError(f"saved document does not load ({exc})") from exc
         return Incoming(ref, claimed, changes, sigs, loaded)
+    if enc == "changes-zlib":
+        data = inflate(data)
+        enc = "changes"
     if enc == "changes":
         try:
             changes = list(chunk.split(data))

@@ -3,12 +3,14 @@
 An inventory is `{doc_id: heads}`. Given a peer's inventory, `records_for`
 yields what the peer lacks, one signed `doc` record per document: the whole
 saved document when the peer has none of it (about five times smaller than
-its raw changes), else only the missing changes. Each record carries the
+its raw changes), else only the missing changes, zlib-compressed (about three
+times smaller: the author key and counters repeat). Each record carries the
 fewest stored signatures that vouch for every change in it.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Iterator
 
 import msgpack
@@ -86,6 +88,9 @@ def lacking_record(home: Home, ref: DocRef, peers: list[list[bytes]]) -> dict | 
     order = signing.topo_order(missing)
     sigs = signing.choose(order, missing, home.docs.sig_lookup(ref.id))
     data = b"".join(missing[h].data for h in order)
+    packed = zlib.compress(data, 6)
+    if len(packed) < len(data):  # Automerge leaves small changes uncompressed
+        return _record(ref, "changes-zlib", packed, sigs)
     return _record(ref, "changes", data, sigs)
 
 
@@ -105,6 +110,53 @@ def records_for(
             continue
         ref = DocRef(community, kind, owner)
         record = lacking_record(home, ref, [p.get(doc_id, []) for p in peers])
+        if record is not None:
+            yield record
+
+
+def held_heads(home: Home, doc_id: bytes, heads: list[bytes]) -> list[bytes]:
+    """Those of `heads` (another peer's) whose changes this store holds."""
+    doc = home.docs.load(doc_id)
+    if doc is None:
+        return []
+    if set(heads) <= set(doc.get_heads()):
+        return list(heads)
+    have = {c.hash for c in doc.get_changes([])}
+    return [h for h in heads if h in have]
+
+
+def wants(
+    home: Home, mine: Inventory, theirs: Inventory, remembered: Inventory | None = None
+) -> Inventory:
+    """The documents of `theirs` this store lacks something of, each with hashes
+    of theirs it holds: their current heads it has, and the heads they had when
+    last met (`remembered`) that it has. The peer sends only changes after
+    those, so even when both sides moved on since, little crosses twice."""
+    remembered = remembered or {}
+    out: Inventory = {}
+    for doc_id, heads in theirs.items():
+        if not heads or set(heads) <= set(mine.get(doc_id, [])):
+            continue
+        if doc_id not in mine:
+            out[doc_id] = []
+            continue
+        held = held_heads(home, doc_id, list(dict.fromkeys(heads + remembered.get(doc_id, []))))
+        if not set(heads) <= set(held):
+            out[doc_id] = held
+    return out
+
+
+def records_wanted(home: Home, theirs: Inventory, wanted: Inventory) -> Iterator[dict]:
+    """Doc records for what a peer asked for: per document, the changes after
+    its own heads and after those of ours it says it holds."""
+    for doc_id in sorted(wanted):
+        row = home.store.db.execute(
+            "SELECT community, kind, owner FROM docs WHERE id = ?", (doc_id,)
+        ).fetchone()
+        if row is None:
+            continue
+        ref = DocRef(row[0], row[1], row[2])
+        record = lacking_record(home, ref, [theirs.get(doc_id, []) + wanted[doc_id]])
         if record is not None:
             yield record
 

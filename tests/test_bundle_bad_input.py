@@ -301,3 +301,31 @@ def test_bad_read_back_removes_the_file(setup, tmp_path: Path, monkeypatch) -> N
     with pytest.raises(WriteVerifyFailed, match="did not read back"):
         stick.write_to_stick(path, dest)
     assert list(dest.iterdir()) == []
+
+
+def test_compressed_changes_bomb_and_damage_are_rejected(setup, tmp_path: Path) -> None:
+    """A `changes-zlib` record that would inflate past the record limit, or that is
+    cut short, is rejected as malformed; nothing is stored and memory stays bounded."""
+    import zlib
+
+    from p2p.exchange import records_for
+
+    alice, bob, c, _ = setup
+    good = next(r for r in records_for(alice, None, [c.id]) if r["kind"] == "feed")
+    bomb = zlib.compress(b"\0" * (65 * 1024 * 1024), 9)
+    packed = zlib.compress(b"\x85\x6f\x4a\x83" + b"x" * 500)
+    for data, fragment in ((bomb, "beyond the record limit"), (packed[:-3], "cut short")):
+        out = io.BytesIO()
+        container.write_bundle(out, alice.identity, [{**good, "enc": "changes-zlib", "data": data}])
+        path = tmp_path / "z.p2p"
+        path.write_bytes(out.getvalue())
+        before = content_rows(bob)
+        result = import_bundle(bob, [path])
+        assert [r.reason for r in result.report.rejected if fragment in r.reason]
+        assert content_rows(bob) == before  # (the bundle itself is noted as seen)
+
+
+def content_rows(home: Home) -> list[str]:
+    return [
+        r for r in dump(home) if not r.startswith(('INSERT INTO "peer', 'INSERT INTO "bundles'))
+    ]

@@ -70,7 +70,43 @@ def test_sync_both_ways_and_only_delta(trio) -> None:
     assert [p["text"] for p in feed.all_posts(bob, bs)] == ["private post"]
     assert second.sent_records == 0 and second.received_records == 0
     assert third.received_records == 1 and third.report.applied == 1
+    assert third.sent_records == 0  # alice's feed, which she is ahead on, is not sent back
     assert third.bytes_received < first.bytes_received
+
+
+def test_diverged_documents_exchange_only_their_new_changes(trio) -> None:
+    """Both sides changed the shared community document since they last met:
+    each sends only its own new change, never the whole document."""
+    from p2p import exchange
+
+    alice, bob, _eve, village, _secret = trio
+    cm.set_role(alice, village, bob.public_key, "moderator")
+
+    async def sync_once():
+        server = await serve(alice)
+        try:
+            return await sync_with(bob, "127.0.0.1", server.port)
+        finally:
+            await server.close()
+
+    asyncio.run(sync_once())
+    bv = cm.resolve(bob, village.hex)
+    cm.update_settings(alice, village, rules="be kind")
+    cm.update_settings(bob, bv, description="river news")
+    inv_a, inv_b = exchange.inventory(alice), exchange.inventory(bob)
+    for src, dst_inv, dst_want in (
+        (bob, inv_a, exchange.wants(alice, inv_a, inv_b, exchange.known_by(alice, bob.public_key))),
+        (alice, inv_b, exchange.wants(bob, inv_b, inv_a, exchange.known_by(bob, alice.public_key))),
+    ):
+        records = list(exchange.records_wanted(src, dst_inv, dst_want))
+        assert [(r["doc"], r["enc"].startswith("changes")) for r in records] == [
+            (village.ref.id, True)
+        ]
+    result = asyncio.run(sync_once())
+    assert result.sent_records == 1 and result.received_records == 1
+    for h, c in ((alice, village), (bob, bv)):
+        got = cm.settings(h, c)
+        assert (got["rules"], got["description"]) == ("be kind", "river news")
 
 
 def test_non_member_learns_nothing_of_private(trio) -> None:
@@ -179,9 +215,9 @@ def test_forged_change_inside_valid_session_is_rejected(trio) -> None:
         server = await serve(alice)
         try:
             await sync_with(bob, "127.0.0.1", server.port)
-            return server.results[-1]
         finally:
-            await server.close()
+            await server.close()  # lets alice's side finish applying
+        return server.results[-1]
 
     result = asyncio.run(second_sync())
     assert [r.reason for r in result.report.rejected] == ["only its owner may write this feed"]

@@ -138,7 +138,7 @@ class BundleReader:
         if data is None or len(data) < n:
             got = len(data or b"")
             raise BundleTruncated(
-                f"this bundle is cut short at byte {self.offset + got} (in the {what}); "
+                f"this bundle is cut short at byte {self.offset + got} (in {what}); "
                 "it was probably copied incompletely. Nothing was imported"
             )
         self.offset += n
@@ -163,7 +163,7 @@ class BundleReader:
             raise NotABundle("this file is not a p2p bundle (unknown format)")
         self.offset = len(MAGIC)
         self.hash.update(first)
-        version, hlen = struct.unpack(">HI", self._hashed(6, "header"))
+        version, hlen = struct.unpack(">HI", self._hashed(6, "the header"))
         if version != VERSION:
             raise UnsupportedVersion(
                 f"this bundle uses format version {version}; this p2p reads version "
@@ -171,7 +171,7 @@ class BundleReader:
             )
         if hlen > MAX_HEADER:
             raise BundleTooLarge(f"this bundle declares a {hlen}-byte header; refusing it")
-        obj = _unpack(self._hashed(hlen, "header"), MAX_HEADER)
+        obj = _unpack(self._hashed(hlen, "the header"), MAX_HEADER)
         if not isinstance(obj, dict):
             raise BundleCorrupt("this bundle's header is damaged")
         exporter, created = obj.get("exporter"), obj.get("created")
@@ -184,7 +184,7 @@ class BundleReader:
         seen: set[bytes] = set()
         count = 0
         while True:
-            (length,) = struct.unpack(">I", self._hashed(4, "record length"))
+            (length,) = struct.unpack(">I", self._hashed(4, f"the length of record {count + 1}"))
             if length == 0:
                 break
             if length > self.max_record:
@@ -203,7 +203,7 @@ class BundleReader:
             count += 1
             yield record
         digest = self.hash.digest()
-        trailer = self._exact(TRAILER, "trailer")
+        trailer = self._exact(TRAILER, "the trailer")
         (claimed,) = struct.unpack(">Q", trailer[:8])
         if trailer[8:40] != digest or claimed != count:
             raise BundleCorrupt(

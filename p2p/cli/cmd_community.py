@@ -126,8 +126,11 @@ def show(ctx: Context, community_id: str, as_json: bool) -> None:
     help="Seal the invite with a passphrase (default: yes for private communities). "
     "Prompted, or P2P_INVITE_PASSPHRASE.",
 )
+@json_option
 @pass_ctx
-def invite(ctx: Context, community_id: str, out: Path, passphrase: bool | None) -> None:
+def invite(
+    ctx: Context, community_id: str, out: Path, passphrase: bool | None, as_json: bool
+) -> None:
     """Write an invite file that lets someone join."""
     c = cm.resolve(ctx.home, community_id)
     seal = c.private if passphrase is None else passphrase
@@ -135,7 +138,10 @@ def invite(ctx: Context, community_id: str, out: Path, passphrase: bool | None) 
     if seal and not phrase:
         raise click.UsageError("an empty invite passphrase is not allowed; use --no-passphrase")
     atomic.write_bytes(out, cm.invite(ctx.home, c, phrase))
-    console.print(f"Wrote invite to {out}" + (" (sealed with a passphrase)" if seal else ""))
+    if as_json:
+        emit_json({"file": str(out), "community": c.hex, "private": c.private, "sealed": seal})
+    else:
+        console.print(f"Wrote invite to {out}" + (" (sealed with a passphrase)" if seal else ""))
     if c.private and seal:
         warn(
             "this invite contains the community's secret key, sealed with your passphrase: "
@@ -171,12 +177,16 @@ def join(ctx: Context, file: Path, as_json: bool) -> None:
 @click.argument("community_id")
 @click.argument("member")
 @click.argument("role", type=click.Choice(["moderator", "member"]))
+@json_option
 @pass_ctx
-def role(ctx: Context, community_id: str, member: str, role: str) -> None:
+def role(ctx: Context, community_id: str, member: str, role: str, as_json: bool) -> None:
     """Make MEMBER a moderator or a plain member."""
     c = cm.resolve(ctx.home, community_id)
     key = cm.resolve_member(ctx.home, c, member)
     cm.set_role(ctx.home, c, key, role)
+    if as_json:
+        emit_json({"member": key.hex(), "fingerprint": fingerprint(key), "role": role})
+        return
     console.print(f"{fingerprint(key)} is now {role}")
 
 
@@ -185,15 +195,24 @@ def role(ctx: Context, community_id: str, member: str, role: str) -> None:
 @click.option("--name")
 @click.option("--description")
 @click.option("--rules")
+@json_option
 @pass_ctx
 def settings_(
-    ctx: Context, community_id: str, name: str | None, description: str | None, rules: str | None
+    ctx: Context,
+    community_id: str,
+    name: str | None,
+    description: str | None,
+    rules: str | None,
+    as_json: bool,
 ) -> None:
     """Change the community's name, description or rules (owner and moderators)."""
     c = cm.resolve(ctx.home, community_id)
     if name is None and description is None and rules is None:
         raise click.UsageError("give at least one of --name, --description, --rules")
     cm.update_settings(ctx.home, c, name=name, description=description, rules=rules)
+    if as_json:
+        emit_json({"id": c.hex, **cm.settings(ctx.home, c)})
+        return
     console.print("Settings updated")
 
 

@@ -55,8 +55,9 @@ def list_(ctx: Context, community_id: str, as_json: bool) -> None:
 @doc.command("export")
 @click.argument("doc_id")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@json_option
 @pass_ctx
-def export(ctx: Context, doc_id: str, out: Path) -> None:
+def export(ctx: Context, doc_id: str, out: Path, as_json: bool) -> None:
     """Write one document as a standard Automerge file (loadable by any Automerge)."""
     home = ctx.home
     wanted = doc_id.lower()
@@ -68,6 +69,16 @@ def export(ctx: Context, doc_id: str, out: Path) -> None:
     loaded = home.docs.load(found[0])
     assert loaded is not None
     atomic.write_bytes(out, loaded.save())
+    if as_json:
+        emit_json(
+            {
+                "id": found[0].hex(),
+                "file": str(out),
+                "bytes": out.stat().st_size,
+                "heads": [h.hex() for h in loaded.get_heads()],
+            }
+        )
+        return
     console.print(f"Wrote {found[0].hex()} to {out} ({out.stat().st_size} bytes)")
 
 

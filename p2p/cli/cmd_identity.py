@@ -75,8 +75,9 @@ def identity() -> None:
 
 @identity.command("export")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@json_option
 @pass_ctx
-def identity_export(ctx: Context, file: Path) -> None:
+def identity_export(ctx: Context, file: Path, as_json: bool) -> None:
     """Write an encrypted backup of your keys (age, passphrase) to FILE."""
     home = ctx.home
     home.identity  # unlock first, with the current passphrase  # noqa: B018
@@ -84,6 +85,9 @@ def identity_export(ctx: Context, file: Path) -> None:
     if not phrase:
         raise click.UsageError("a backup needs a passphrase")
     atomic.write_bytes(file, home.export_identity(phrase))
+    if as_json:
+        emit_json({"file": str(file), "fingerprint": home.public_identity().fingerprint})
+        return
     console.print(f"Wrote an encrypted backup of {home.public_identity().fingerprint} to {file}")
     console.print("Keep it safe: with its passphrase it lets anyone post as you.")
 

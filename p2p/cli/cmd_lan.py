@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import signal
+import sys
 from pathlib import Path
 
 import click
@@ -40,22 +42,51 @@ def _hostport(text: str) -> tuple[str, int]:
 )
 @click.option("--no-mdns", is_flag=True, help="Listen without announcing (peers use --peer).")
 @click.option("--duration", type=float, default=None, hidden=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line per event.")
 @pass_ctx
-def serve(ctx: Context, host: str | None, port: int, no_mdns: bool, duration: float | None) -> None:
+def serve(
+    ctx: Context,
+    host: str | None,
+    port: int,
+    no_mdns: bool,
+    duration: float | None,
+    as_json: bool,
+) -> None:
     """Announce yourself on the local network and accept sync sessions until Ctrl-C."""
     home = ctx.home
     home.identity  # unlock before serving  # noqa: B018
     address = host or default_address()
 
+    def say(text: str, **event: object) -> None:
+        if as_json:
+            click.echo(json.dumps({**event, "message": text}, ensure_ascii=False), nl=True)
+            sys.stdout.flush()
+        else:
+            console.print(text, highlight=False)
+
     async def main() -> None:
-        server = Server(home, address, port, log=lambda m: console.print(m))
+        server = Server(
+            home,
+            address,
+            port,
+            log=lambda m: say(m, event="log"),
+            on_session=(lambda r: say(summary(r), event="session", **r.as_json()))
+            if as_json
+            else None,
+        )
         bound = await server.start()
         announcer = None
         if not no_mdns:
             announcer = discovery.Announcer(address, bound, token_file=_token_file(home))
             await announcer.start()
         how = "without announcing" if no_mdns else "announced by mDNS"
-        console.print(f"Serving on {address}:{bound} ({how}); Ctrl-C to stop", highlight=False)
+        say(
+            f"Serving on {address}:{bound} ({how}); Ctrl-C to stop",
+            event="serving",
+            host=address,
+            port=bound,
+            mdns=not no_mdns,
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -71,7 +102,7 @@ def serve(ctx: Context, host: str | None, port: int, no_mdns: bool, duration: fl
             if announcer is not None:
                 await announcer.close()
             await server.close()
-            console.print("Stopped; announcement withdrawn")
+            say("Stopped" + ("" if no_mdns else "; announcement withdrawn"), event="stopped")
 
     asyncio.run(main())
 
@@ -109,22 +140,7 @@ def sync(
             except P2PError as exc:
                 out.append({"peer": f"{host}:{port}", "ok": False, "error": str(exc)})
                 continue
-            out.append(
-                {
-                    "peer": f"{host}:{port}",
-                    "ok": True,
-                    "fingerprint": fingerprint(r.peer),
-                    "shared_communities": len(r.shared),
-                    "sent": r.sent_records,
-                    "received": r.received_records,
-                    "applied": r.report.applied,
-                    "rejected": len(r.report.rejected),
-                    "bytes_sent": r.bytes_sent,
-                    "bytes_received": r.bytes_received,
-                    "seconds": round(r.seconds, 3),
-                    "summary": summary(r),
-                }
-            )
+            out.append({"peer": f"{host}:{port}", "ok": True, **r.as_json(), "summary": summary(r)})
         return out
 
     results = asyncio.run(main())
@@ -136,8 +152,16 @@ def sync(
         for r in results:
             if r["ok"]:
                 console.print(f"{r['peer']}: {r['summary']}")
+                for x in r["rejected"]:
+                    console.print(f"  rejected {(x['change'] or 'record')[:12]}: {x['reason']}")
             else:
                 err_console.print(f"[red]{r['peer']}:[/] {r['error']}")
+    rejected = sum(len(r["rejected"]) for r in results if r["ok"])
+    if rejected:
+        raise P2PError(
+            f"{plural(rejected, 'change')} received were rejected (forged or not allowed); "
+            "nothing of them was kept"
+        )
     if any(not r["ok"] for r in results):
         raise SystemExit(1)
 

@@ -6,7 +6,7 @@ import click
 
 from p2p import community as cm
 from p2p import content
-from p2p.cli.context import Context, console, pass_ctx
+from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx
 from p2p.identity import fingerprint
 
 
@@ -18,48 +18,64 @@ def mod() -> None:
 @mod.command()
 @click.argument("community_id")
 @click.argument("post")
+@json_option
 @pass_ctx
-def hide(ctx: Context, community_id: str, post: str) -> None:
+def hide(ctx: Context, community_id: str, post: str, as_json: bool) -> None:
     """Hide POST from everyone's view of the community."""
     c = cm.resolve(ctx.home, community_id)
     target = content.find_post(ctx.home, c, post)
     cm.hide(ctx.home, c, target["id"])
+    if as_json:
+        emit_json({"id": target["id"], "hidden": True})
+        return
     console.print(f"Post {target['id']} is hidden")
 
 
 @mod.command()
 @click.argument("community_id")
 @click.argument("member")
+@json_option
 @pass_ctx
-def ban(ctx: Context, community_id: str, member: str) -> None:
+def ban(ctx: Context, community_id: str, member: str, as_json: bool) -> None:
     """Ban MEMBER: their posts and reactions disappear from views."""
     c = cm.resolve(ctx.home, community_id)
     key = cm.resolve_member(ctx.home, c, member)
     cm.ban(ctx.home, c, key)
+    if as_json:
+        emit_json({"member": key.hex(), "fingerprint": fingerprint(key), "banned": True})
+        return
     console.print(f"{fingerprint(key)} is banned")
 
 
 @mod.command()
 @click.argument("community_id")
 @click.argument("post")
+@json_option
 @pass_ctx
-def unhide(ctx: Context, community_id: str, post: str) -> None:
+def unhide(ctx: Context, community_id: str, post: str, as_json: bool) -> None:
     """Show a hidden POST again."""
     c = cm.resolve(ctx.home, community_id)
     target = content.find_post(ctx.home, c, post)
     cm.unhide(ctx.home, c, target["id"])
+    if as_json:
+        emit_json({"id": target["id"], "hidden": False})
+        return
     console.print(f"Post {target['id']} is shown again")
 
 
 @mod.command()
 @click.argument("community_id")
 @click.argument("member")
+@json_option
 @pass_ctx
-def unban(ctx: Context, community_id: str, member: str) -> None:
+def unban(ctx: Context, community_id: str, member: str, as_json: bool) -> None:
     """Lift a ban: MEMBER's posts and reactions show again."""
     c = cm.resolve(ctx.home, community_id)
     key = cm.resolve_member(ctx.home, c, member)
     cm.unban(ctx.home, c, key)
+    if as_json:
+        emit_json({"member": key.hex(), "fingerprint": fingerprint(key), "banned": False})
+        return
     console.print(f"{fingerprint(key)} is no longer banned")
 
 

@@ -10,7 +10,7 @@ import click
 
 from p2p.bundle.verify import VerifyResult, verify_bundle
 from p2p.cli import bundle_keys
-from p2p.cli.context import Context, console, emit_json, err_console, plural
+from p2p.cli.context import Context, console, emit_json, err_console, json_option, plural
 from p2p.errors import BundleError
 from p2p.identity import fingerprint
 
@@ -70,11 +70,35 @@ def _print(result: VerifyResult, data: dict) -> None:
 
 @click.command()
 @click.argument("file", type=click.Path(path_type=Path))
+@json_option
 @click.pass_obj
-def inspect(ctx: Context, file: Path) -> None:
+def inspect(ctx: Context, file: Path, as_json: bool) -> None:
     """List what a bundle contains, document by document."""
-    result = verify_bundle([file], bundle_keys.for_reading(ctx, [file]))
+    try:
+        result = verify_bundle([file], bundle_keys.for_reading(ctx, [file]))
+    except BundleError as exc:
+        if as_json:
+            emit_json({"ok": False, "faults": [str(exc)], "error": type(exc).__name__})
+            sys.exit(1)
+        raise
     data = result.as_json()
+    if as_json:
+        data["document_list"] = [
+            {
+                "id": d.doc.hex(),
+                "community": d.community.hex(),
+                "kind": d.kind,
+                "owner": d.owner.hex(),
+                "owner_fingerprint": fingerprint(d.owner),
+                "changes": d.changes,
+                "signatures": d.sigs,
+                "posts": d.posts,
+                "name": d.name,
+            }
+            for d in result.docs
+        ]
+        emit_json(data)
+        sys.exit(0 if result.ok else 1)
     _print(result, data)
     for d in result.docs:
         who = fingerprint(d.owner)

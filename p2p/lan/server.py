@@ -43,10 +43,12 @@ class Server:
     io_timeout: float = 30.0
     deadline: float = SESSION_DEADLINE
     log: Log = field(default=lambda _m: None)
+    on_session: Callable[[session.SessionResult], None] | None = None
     results: list[session.SessionResult] = field(default_factory=list)
     _server: asyncio.AbstractServer | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_SESSIONS))
+    _active: set[asyncio.Task] = field(default_factory=set)
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._handle, self.host, self.port)
@@ -58,6 +60,10 @@ class Server:
         if self._slots.locked():
             writer.close()
             return
+        task = asyncio.current_task()
+        if task is not None:
+            self._active.add(task)
+            task.add_done_callback(self._active.discard)
         async with self._slots:
             chan = None
             try:
@@ -67,7 +73,10 @@ class Server:
                     )
                     result = await session.run(self.home, chan, lock=self._lock)
                     self.results.append(result)
-                    self.log(summary(result))
+                    if self.on_session is not None:
+                        self.on_session(result)
+                    else:
+                        self.log(summary(result))
             except TimeoutError:
                 self.log(f"session from {peer[0]} took too long; cut off")
             except P2PError as exc:
@@ -85,9 +94,17 @@ class Server:
                 else:
                     writer.close()
 
-    async def close(self) -> None:
+    async def close(self, grace: float = 5.0) -> None:
+        """Stop accepting; give sessions in flight `grace` seconds to finish, then
+        cut them (a cut session stores nothing: it applies in one transaction)."""
         if self._server is not None:
             self._server.close()
+        if self._active:
+            _done, late = await asyncio.wait(set(self._active), timeout=grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        if self._server is not None:
             await self._server.wait_closed()
 
 

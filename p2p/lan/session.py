@@ -6,7 +6,9 @@
    communities they share and nothing about the others; a proof is bound to
    this session and this sender, so it cannot be replayed or reflected.
 2. `inv`: each side sends its inventory of the shared communities.
-3. `doc` records for what the other lacks, then `done`.
+3. `want`: each side names the documents it lacks something of, with the
+   other's heads it already holds, so nothing the other has crosses back.
+4. `doc` records for exactly what the other asked for, then `done`.
 
 Received records are spooled to a private temporary file and applied through
 the acceptance path in one transaction only after `done` arrived, so a peer
@@ -40,6 +42,8 @@ MAX_COMMUNITIES = 1024
 MAX_RECORDS = 1_000_000
 MAX_SPOOL = 4 * 1024**3
 INV_CHUNK = 2000  # documents per inventory message
+MAX_HEADS = 256  # heads per document in an inventory
+MAX_DOCS = 10_000_000
 APPLY_BATCH = 32
 
 
@@ -73,6 +77,26 @@ class SessionResult:
     bytes_received: int = 0
     report: Report = field(default_factory=Report)
     seconds: float = 0.0
+
+    def as_json(self) -> dict:
+        from p2p.identity import fingerprint
+
+        return {
+            "public_key": self.peer.hex(),
+            "fingerprint": fingerprint(self.peer),
+            "shared_communities": len(self.shared),
+            "sent": self.sent_records,
+            "received": self.received_records,
+            "applied": self.report.applied,
+            "pending": self.report.pending,
+            "rejected": [
+                {"change": x.change.hex() if x.change else None, "reason": x.reason}
+                for x in self.report.rejected
+            ],
+            "bytes_sent": self.bytes_sent,
+            "bytes_received": self.bytes_received,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 def _pack(obj: dict) -> bytes:
@@ -144,27 +168,19 @@ async def run(
     result.shared = shared_ids
 
     inv = exchange.inventory(home, shared_ids)
-    items = sorted(inv.items())
-    for i in range(0, len(items), INV_CHUNK):
-        await io.send({"t": "inv", "docs": dict(items[i : i + INV_CHUNK])})
-    await io.send({"t": "inv_end"})
+    await _send_heads(io, "inv", inv)
 
-    peer_inv: exchange.Inventory = {}
-    while True:
-        msg = await io.recv()
-        if msg["t"] == "inv_end":
-            break
-        if msg["t"] != "inv" or not isinstance(msg.get("docs"), dict):
-            raise PeerMisbehaved("the peer sent a bad inventory")
-        for doc, heads in msg["docs"].items():
-            if not isinstance(heads, list) or len(heads) > 256 or len(peer_inv) > 10_000_000:
-                raise PeerMisbehaved("the peer sent a bad inventory")
-            peer_inv[bytes(doc)] = [bytes(h) for h in heads]
+    peer_inv = await _recv_heads(io, "inv", lambda doc: True)
+    mine_inv = dict(inv)
+
+    want = exchange.wants(home, mine_inv, peer_inv, exchange.known_by(home, peer))
+    await _send_heads(io, "want", want)
+    peer_want = await _recv_heads(io, "want", lambda doc: doc in mine_inv)
 
     with tempfile.TemporaryFile(dir=_spool_dir(home)) as spool:
 
         async def send_all() -> None:
-            for record in exchange.records_for(home, peer_inv, shared_ids):
+            for record in exchange.records_wanted(home, peer_inv, peer_want):
                 await io.send(record)
                 result.sent_records += 1
                 await asyncio.sleep(0)
@@ -207,6 +223,38 @@ async def run(
             f"received {result.received_records}, applied {result.report.applied}"
         )
     return result
+
+
+async def _send_heads(io: _Counting, kind: str, docs: exchange.Inventory) -> None:
+    """An inventory-shaped message list: `kind` chunks, then `kind`_end."""
+    items = sorted(docs.items())
+    for i in range(0, len(items), INV_CHUNK):
+        await io.send({"t": kind, "docs": dict(items[i : i + INV_CHUNK])})
+    await io.send({"t": f"{kind}_end"})
+
+
+async def _recv_heads(
+    io: _Counting, kind: str, allowed: Callable[[bytes], bool]
+) -> exchange.Inventory:
+    out: exchange.Inventory = {}
+    while True:
+        msg = await io.recv()
+        if msg["t"] == f"{kind}_end":
+            return out
+        if msg["t"] != kind or not isinstance(msg.get("docs"), dict):
+            raise PeerMisbehaved(f"the peer sent a bad {kind} list")
+        for doc, heads in msg["docs"].items():
+            if (
+                not isinstance(doc, bytes)
+                or len(doc) != 16
+                or not isinstance(heads, list)
+                or len(heads) > MAX_HEADS
+                or len(out) >= MAX_DOCS
+                or not all(isinstance(h, bytes) and len(h) == 32 for h in heads)
+                or not allowed(doc)
+            ):
+                raise PeerMisbehaved(f"the peer sent a bad {kind} list")
+            out[doc] = list(heads)
 
 
 async def _both(*coros) -> None:  # noqa: ANN002
