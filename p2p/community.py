@@ -17,7 +17,7 @@ import msgpack
 from automerge.core import ROOT, Document, ObjType
 
 from p2p.accept import from_record, role_of
-from p2p.docref import COMMUNITY, FEED, PROFILE, DocRef, community_id
+from p2p.docref import COMMUNITY, PROFILE, DocRef, community_id
 from p2p.documents import get_obj, put_int, put_str, to_py
 from p2p.errors import (
     AmbiguousId,
@@ -242,8 +242,8 @@ def members(home: Home, community: Community) -> list[bytes]:
     keys.update(
         r[0]
         for r in home.store.db.execute(
-            "SELECT DISTINCT owner FROM docs WHERE community = ? AND kind IN (?, ?)",
-            (community.id, FEED, PROFILE),
+            "SELECT DISTINCT owner FROM docs WHERE community = ? AND kind != ?",
+            (community.id, COMMUNITY),
         )
     )
     return sorted(keys)
@@ -278,6 +278,11 @@ def resolve_member(home: Home, community: Community, text: str) -> bytes:
 # --- profiles -----------------------------------------------------------------
 
 
+def publish_profile(home: Home, community: Community) -> None:
+    """Before a write: make sure others can answer us (our age key is published)."""
+    _publish_profile(home, community, writing=True)
+
+
 def set_profile(home: Home, name: str | None, bio: str | None) -> None:
     current = home.meta("profile") or {}
     assert isinstance(current, dict)
@@ -290,11 +295,17 @@ def set_profile(home: Home, name: str | None, bio: str | None) -> None:
         _publish_profile(home, community)
 
 
-def _publish_profile(home: Home, community: Community) -> None:
-    wanted = home.meta("profile") or {}
-    assert isinstance(wanted, dict)
-    if not wanted:
+def _publish_profile(home: Home, community: Community, writing: bool = False) -> None:
+    """Our name and bio, and the age key others seal direct messages to.
+
+    Someone who set no name and writes nothing publishes nothing: joining
+    alone leaves no trace for others to sync. The first write publishes the key.
+    """
+    chosen = home.meta("profile") or {}
+    assert isinstance(chosen, dict)
+    if not chosen and not writing:
         return
+    wanted = {**chosen, "age": home.public_identity().age_recipient}
     have = profile(home, community, home.public_key)
     if all(have.get(k) == v for k, v in wanted.items()):
         return

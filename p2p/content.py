@@ -14,7 +14,7 @@ import time
 
 from automerge.core import ROOT, Document, ObjType
 
-from p2p.community import Community, role
+from p2p.community import Community, publish_profile, role
 from p2p.docref import FEED, DocRef
 from p2p.documents import get_obj, put_int, put_str, to_py
 from p2p.errors import NotAllowed, UnknownPost
@@ -45,6 +45,7 @@ def _ensure_roots(doc: Document, tx) -> tuple[bytes, bytes]:  # noqa: ANN001
 def _may_write(home: Home, community: Community) -> None:
     if role(home, community, home.public_key) == "banned":
         raise NotAllowed("you are banned from this community; your posts would not be shown")
+    publish_profile(home, community)
 
 
 def _check_text(text: str) -> None:
@@ -72,9 +73,9 @@ def find_post(home: Home, community: Community, wanted: str) -> dict:
 
 def post(home: Home, community: Community, text: str, reply_to: str | None = None) -> dict:
     _check_text(text)
-    _may_write(home, community)
     me = home.public_key
     parent = find_post(home, community, reply_to)["id"] if reply_to else None
+    _may_write(home, community)
     local = os.urandom(8).hex()
     now = int(time.time() * 1000)
 
@@ -128,13 +129,13 @@ def delete(home: Home, community: Community, wanted: str) -> dict:
 def react(home: Home, community: Community, wanted: str, emoji: str, remove: bool = False) -> dict:
     if not emoji.strip() or len(emoji.encode()) > MAX_EMOJI:
         raise ValueError("a reaction is one short emoji or word")
-    _may_write(home, community)
     target = find_post(home, community, wanted)
     now = int(time.time() * 1000)
     if remove:
         mine = read_feed_doc(home, community, home.public_key).get("reactions", {})
         if emoji not in (mine.get(target["id"]) or {}):
             raise UnknownPost(f"you have not reacted {emoji} to that post")
+    _may_write(home, community)
 
     def change(doc: Document, tx) -> None:  # noqa: ANN001
         _, reactions = _ensure_roots(doc, tx)

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 
 COMMUNITY = "community"  # the shared document: settings, roles, bans, hidden posts
 FEED = "feed"  # an author's posts, replies, reactions, edits
-PROFILE = "profile"  # an author's display name and bio
-KINDS = (COMMUNITY, FEED, PROFILE)
-OWNED_KINDS = (FEED, PROFILE)
+PROFILE = "profile"  # an author's display name, bio and encryption key
+CHAT = "chat"  # an author's group-chat messages, by room
+DM = "dm"  # an author's direct messages, each sealed to its recipient
+KINDS = (COMMUNITY, FEED, PROFILE, CHAT, DM)
+OWNED_KINDS = (FEED, PROFILE, CHAT, DM)
 
 
 def community_id(owner: bytes, salt: bytes) -> bytes:

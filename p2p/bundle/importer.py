@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgpack
+from automerge.core import ROOT
 
+from p2p import dm
 from p2p.accept import Incoming, Rejection, Report, from_record
 from p2p.bundle.records import parse_community, parse_inventory
 from p2p.bundle.source import Keys, open_bundle
 from p2p.community import all_communities
-from p2p.docref import FEED, PROFILE
+from p2p.docref import CHAT, COMMUNITY, DM, FEED, DocRef
 from p2p.errors import NotABundle
 from p2p.exchange import Inventory
 from p2p.home import Home
@@ -39,6 +41,8 @@ class ImportResult:
     report: Report = field(default_factory=Report)
     new_posts: int = 0
     new_members: int = 0
+    new_chat_messages: int = 0
+    new_direct_messages: int = 0  # sealed to us
     skipped_communities: list[str] = field(default_factory=list)
     already_imported: bool = False
 
@@ -68,14 +72,30 @@ def file_digest(paths: list[Path]) -> bytes:
     return h.digest()
 
 
-def _count_posts(home: Home, doc_id: bytes) -> int:
-    doc = home.docs.load(doc_id)
-    if doc is None:
-        return 0
-    from automerge.core import ROOT
+COUNTED = {FEED: "posts", CHAT: "messages", DM: "boxes"}  # kind -> map of entries
 
-    got = doc.get(ROOT, "posts")
-    return doc.length(got[1]) if got else 0
+
+def _entries(home: Home, ref: DocRef) -> set[str]:
+    """The keys of a document's entry map (posts, messages or sealed boxes)."""
+    doc = home.docs.load(ref.id)
+    if doc is None:
+        return set()
+    got = doc.get(ROOT, COUNTED[ref.kind])
+    return set(doc.keys(got[1])) if got else set()
+
+
+def _count_new(home: Home, result: ImportResult, docs: Iterable[tuple[DocRef, set[str]]]) -> None:
+    joined = {c.id: c for c in all_communities(home)}
+    for ref, old in docs:
+        new = _entries(home, ref) - old
+        if ref.kind == FEED:
+            result.new_posts += len(new)
+        elif ref.kind == CHAT:
+            result.new_chat_messages += len(new)
+        elif ref.kind == DM and new and ref.community in joined:
+            result.new_direct_messages += dm.count_for_me(
+                home, joined[ref.community], ref.id, ref.owner, new
+            )
 
 
 def import_bundle(
@@ -100,18 +120,18 @@ def import_bundle(
         inventories: Inventory = {}
         skipped: set[bytes] = set()
         batch: list[Incoming] = []
-        posts_before: dict[bytes, int] = {}
+        before: dict[bytes, tuple[DocRef, set[str]]] = {}
         authors_before = {
             (c, o)
             for c, o in home.store.db.execute(
-                "SELECT community, owner FROM docs WHERE kind IN (?, ?)", (FEED, PROFILE)
+                "SELECT community, owner FROM docs WHERE kind != ?", (COMMUNITY,)
             )
         }
 
         def flush() -> None:
             for inc in batch:
-                if inc.ref.kind == FEED and inc.ref.id not in posts_before:
-                    posts_before[inc.ref.id] = _count_posts(home, inc.ref.id)
+                if inc.ref.kind in COUNTED and inc.ref.id not in before:
+                    before[inc.ref.id] = (inc.ref, _entries(home, inc.ref))
             result.report.merge(acceptor.accept(batch))
             batch.clear()
 
@@ -146,10 +166,9 @@ def import_bundle(
             if batch:
                 flush()
             # the trailer has verified here (records() raised otherwise)
-            for doc_id, before in posts_before.items():
-                result.new_posts += max(0, _count_posts(home, doc_id) - before)
+            _count_new(home, result, before.values())
             for ref in result.report.new_docs:
-                if ref.kind in (FEED, PROFILE) and (ref.community, ref.owner) not in authors_before:
+                if ref.kind != COMMUNITY and (ref.community, ref.owner) not in authors_before:
                     authors_before.add((ref.community, ref.owner))
                     result.new_members += 1
             now = int(time.time())

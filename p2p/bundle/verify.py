@@ -17,7 +17,7 @@ from automerge.core import ROOT
 from p2p.accept import evaluate, from_record
 from p2p.bundle.records import parse_community, parse_inventory
 from p2p.bundle.source import Keys, open_bundle
-from p2p.docref import COMMUNITY, FEED, PROFILE
+from p2p.docref import CHAT, COMMUNITY, DM, FEED, PROFILE
 from p2p.errors import BundleCorrupt
 from p2p.exchange import Inventory
 from p2p.identity import fingerprint
@@ -32,6 +32,7 @@ class DocSummary:
     changes: int
     sigs: int
     posts: int = 0
+    messages: int = 0  # chat messages, or sealed direct messages
     name: str | None = None
     unchecked: int = 0  # changes whose history is not in this bundle
 
@@ -56,7 +57,7 @@ class VerifyResult:
     def authors(self) -> dict[bytes, str]:
         names: dict[bytes, str] = {}
         for d in self.docs:
-            if d.kind in (FEED, PROFILE):
+            if d.kind != COMMUNITY:
                 names.setdefault(d.owner, "")
             if d.kind == PROFILE and d.name:
                 names[d.owner] = d.name
@@ -80,6 +81,7 @@ class VerifyResult:
             "documents": len(self.docs),
             "changes": sum(d.changes for d in self.docs),
             "posts": sum(d.posts for d in self.docs),
+            "messages": sum(d.messages for d in self.docs),
             "signatures_checked": self.signatures_checked,
             "unchecked_changes": sum(d.unchecked for d in self.docs),
             "faults": self.faults,
@@ -144,6 +146,9 @@ def _check_doc(
         if ref.kind == FEED:
             got = inc.loaded.get(ROOT, "posts")
             summary.posts = inc.loaded.length(got[1]) if got else 0
+        if ref.kind in (CHAT, DM):
+            got = inc.loaded.get(ROOT, "messages" if ref.kind == CHAT else "boxes")
+            summary.messages = inc.loaded.length(got[1]) if got else 0
         if ref.kind == PROFILE:
             got = inc.loaded.get(ROOT, "name")
             summary.name = str(got[0][1]) if got else None

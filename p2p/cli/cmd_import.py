@@ -24,6 +24,8 @@ def describe(r: ImportResult) -> dict:
         "pending": r.report.pending,
         "new_posts": r.new_posts,
         "new_members": r.new_members,
+        "new_chat_messages": r.new_chat_messages,
+        "new_direct_messages": r.new_direct_messages,
         "rejected": [
             {"doc": x.doc.hex(), "change": x.change.hex() if x.change else None, "reason": x.reason}
             for x in r.report.rejected
@@ -37,6 +39,8 @@ def summary_line(r: ImportResult) -> str:
     parts = [
         plural(r.new_posts, "new post"),
         plural(r.new_members, "new member"),
+        *([plural(r.new_chat_messages, "new chat message")] if r.new_chat_messages else []),
+        *([plural(r.new_direct_messages, "direct message")] if r.new_direct_messages else []),
         f"{plural(r.report.applied, 'change')} applied",
         f"{r.report.already} already known",
     ]

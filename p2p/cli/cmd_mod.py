@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import click
 
+from p2p import chat, content
 from p2p import community as cm
-from p2p import content
 from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx
+from p2p.errors import UnknownPost
 from p2p.identity import fingerprint
 
 
@@ -15,15 +16,25 @@ def mod() -> None:
     """Moderate a community (owner and moderators)."""
 
 
+def _post_or_message(ctx: Context, c: cm.Community, wanted: str) -> dict:
+    try:
+        return content.find_post(ctx.home, c, wanted)
+    except UnknownPost:
+        message = chat.find_message(ctx.home, c, wanted)
+        if message is None:
+            raise
+        return message
+
+
 @mod.command()
 @click.argument("community_id")
 @click.argument("post")
 @json_option
 @pass_ctx
 def hide(ctx: Context, community_id: str, post: str, as_json: bool) -> None:
-    """Hide POST from everyone's view of the community."""
+    """Hide POST (or a chat message) from everyone's view of the community."""
     c = cm.resolve(ctx.home, community_id)
-    target = content.find_post(ctx.home, c, post)
+    target = _post_or_message(ctx, c, post)
     cm.hide(ctx.home, c, target["id"])
     if as_json:
         emit_json({"id": target["id"], "hidden": True})
@@ -53,9 +64,9 @@ def ban(ctx: Context, community_id: str, member: str, as_json: bool) -> None:
 @json_option
 @pass_ctx
 def unhide(ctx: Context, community_id: str, post: str, as_json: bool) -> None:
-    """Show a hidden POST again."""
+    """Show a hidden POST (or chat message) again."""
     c = cm.resolve(ctx.home, community_id)
-    target = content.find_post(ctx.home, c, post)
+    target = _post_or_message(ctx, c, post)
     cm.unhide(ctx.home, c, target["id"])
     if as_json:
         emit_json({"id": target["id"], "hidden": False})

@@ -59,7 +59,8 @@ def _print(result: VerifyResult, data: dict) -> None:
     console.print(
         f"  {plural(data['documents'], 'document')}, {plural(data['changes'], 'change')}, "
         f"{plural(data['posts'], 'post')}, "
-        f"{plural(data['signatures_checked'], 'signature')} checked"
+        + (f"{plural(data['messages'], 'message')}, " if data["messages"] else "")
+        + f"{plural(data['signatures_checked'], 'signature')} checked"
     )
     if n := data["unchecked_changes"]:
         console.print(
@@ -93,6 +94,7 @@ def inspect(ctx: Context, file: Path, as_json: bool) -> None:
                 "changes": d.changes,
                 "signatures": d.sigs,
                 "posts": d.posts,
+                "messages": d.messages,
                 "name": d.name,
             }
             for d in result.docs
@@ -103,6 +105,7 @@ def inspect(ctx: Context, file: Path, as_json: bool) -> None:
     for d in result.docs:
         who = fingerprint(d.owner)
         extra = f", {plural(d.posts, 'post')}" if d.posts else ""
+        extra += f", {plural(d.messages, 'message')}" if d.messages else ""
         extra += f", name {d.name!r}" if d.name else ""
         console.print(
             f"  {d.kind:9} {d.doc.hex()[:12]} by {who}: {plural(d.changes, 'change')}, "

@@ -8,8 +8,10 @@ from pathlib import Path
 import click
 
 from p2p.cli import (
+    cmd_chat,
     cmd_community,
     cmd_demo,
+    cmd_dm,
     cmd_doc,
     cmd_export,
     cmd_feed,
@@ -47,6 +49,8 @@ for module in (
     cmd_mod,
     cmd_post,
     cmd_feed,
+    cmd_chat,
+    cmd_dm,
     cmd_profile,
     cmd_doc,
     cmd_export,

@@ -1,0 +1,82 @@
+"""`p2p chat send|show|rooms`: group chat in a community's rooms."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import click
+from rich.markup import escape
+
+from p2p import chat
+from p2p import community as cm
+from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural
+
+
+def _when(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M")
+
+
+@click.group("chat")
+def chat_group() -> None:
+    """Group chat in a community (rooms; 'general' by default)."""
+
+
+@chat_group.command("send")
+@click.argument("community_id")
+@click.argument("text")
+@click.option("--room", default=chat.DEFAULT_ROOM, show_default=True, help="Room to write in.")
+@json_option
+@pass_ctx
+def send(ctx: Context, community_id: str, text: str, room: str, as_json: bool) -> None:
+    """Write TEXT in a chat room."""
+    c = cm.resolve(ctx.home, community_id)
+    sent = chat.send(ctx.home, c, text, room)
+    if as_json:
+        emit_json(sent)
+    else:
+        console.print(f"Sent to #{sent['room']} ({sent['id']})")
+
+
+@chat_group.command("show")
+@click.argument("community_id")
+@click.option("--room", default=chat.DEFAULT_ROOM, show_default=True)
+@click.option("--last", type=int, default=50, show_default=True, help="How many messages.")
+@json_option
+@pass_ctx
+def show(ctx: Context, community_id: str, room: str, last: int, as_json: bool) -> None:
+    """Show the latest messages of a room."""
+    c = cm.resolve(ctx.home, community_id)
+    found = chat.messages(ctx.home, c, room)
+    shown = found[-last:] if last > 0 else found
+    if as_json:
+        emit_json(shown)
+        return
+    console.print(f"[bold]#{escape(chat.check_room(room))}[/]")
+    if not shown:
+        console.print("No messages yet.")
+    for m in shown:
+        name = escape(m["author_name"] or m["fingerprint"])
+        console.print(f"[dim]{_when(m['ts'])}[/] [bold]{name}[/]: {escape(m['text'])}")
+
+
+@chat_group.command("rooms")
+@click.argument("community_id")
+@json_option
+@pass_ctx
+def rooms(ctx: Context, community_id: str, as_json: bool) -> None:
+    """List the rooms that have messages."""
+    c = cm.resolve(ctx.home, community_id)
+    found = chat.rooms(ctx.home, c)
+    if as_json:
+        emit_json(found)
+        return
+    if not found:
+        console.print("No chat yet: 'p2p chat send ID TEXT' starts #general.")
+    for r in found:
+        console.print(
+            f"#{escape(r['room']):20} {plural(r['messages'], 'message'):14} {_when(r['last'])}"
+        )
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(chat_group)

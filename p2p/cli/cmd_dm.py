@@ -1,0 +1,64 @@
+"""`p2p dm send|show`: direct messages, sealed to the recipient."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import click
+from rich.markup import escape
+
+from p2p import community as cm
+from p2p import dm
+from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx
+
+
+def _when(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M")
+
+
+@click.group("dm")
+def dm_group() -> None:
+    """Direct messages to one member; only the two of you can read them."""
+
+
+@dm_group.command("send")
+@click.argument("community_id")
+@click.argument("member")
+@click.argument("text")
+@json_option
+@pass_ctx
+def send(ctx: Context, community_id: str, member: str, text: str, as_json: bool) -> None:
+    """Send TEXT to MEMBER (fingerprint or display name), sealed to their key."""
+    c = cm.resolve(ctx.home, community_id)
+    key = cm.resolve_member(ctx.home, c, member)
+    sent = dm.send(ctx.home, c, key, text)
+    if as_json:
+        emit_json(sent)
+    else:
+        name = cm.display_name(ctx.home, c, key) or "them"
+        console.print(f"Sealed for {escape(name)}; it travels with the community ({sent['id']})")
+
+
+@dm_group.command("show")
+@click.argument("community_id")
+@click.argument("member", required=False)
+@json_option
+@pass_ctx
+def show(ctx: Context, community_id: str, member: str | None, as_json: bool) -> None:
+    """Your direct messages (with MEMBER, or all conversations)."""
+    c = cm.resolve(ctx.home, community_id)
+    key = cm.resolve_member(ctx.home, c, member) if member else None
+    found = dm.messages(ctx.home, c, key)
+    if as_json:
+        emit_json(found)
+        return
+    if not found:
+        console.print("No direct messages.")
+    for m in found:
+        other = escape(m["with_name"] or m["with_fingerprint"])
+        arrow = f"to {other}" if m["sent"] else f"from {other}"
+        console.print(f"[dim]{_when(m['ts'])}[/] [bold]{arrow}[/]: {escape(m['text'])}")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(dm_group)
