@@ -4,7 +4,8 @@
 
 Writes:
   demo.p2p, demo-invite.p2p     an open community with a few members, posts,
-                                replies and reactions (what `p2p demo` shows)
+                                replies, reactions, chat and one sealed direct
+                                message (what `p2p demo` shows)
   vectors/*.p2p                 golden bundles, and vectors/manifest.json saying
                                 what a correct reader must do with each
   vectors/keys/*.txt            the age identities the encrypted vectors need
@@ -24,8 +25,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from p2p import chat, content, dm  # noqa: E402
 from p2p import community as cm  # noqa: E402
-from p2p import content  # noqa: E402
 from p2p.bundle import export as ex  # noqa: E402
 from p2p.bundle.container import write_bundle  # noqa: E402
 from p2p.bundle.records import community_record, inventory_records  # noqa: E402
@@ -70,6 +71,16 @@ THREADS = [
 
 REACTIONS = [(1, 0, "🌱"), (2, 0, "👍"), (3, 0, "👍"), (0, 1, "🎉"), (2, 1, "🙏"), (0, 3, "👍")]
 
+CHAT = [
+    (3, "general", "Leaving for the north villages at six tomorrow. Anything to carry?"),
+    (1, "general", "Two radios for the school, I will bring them to the bridge."),
+    (0, "market", "Who still has pumpkin seeds?"),
+    (2, "general", "Daniel, please take the reading books back to Soo-min."),
+]
+
+# sealed: only Ha-eun and Daniel can read it, everyone else carries it
+DIRECT = [(0, 3, "The spare key to the seed store is with the teacher.")]
+
 
 def build_demo(tmp: Path) -> tuple[Home, list[Home], cm.Community]:
     homes = []
@@ -105,6 +116,12 @@ def build_demo(tmp: Path) -> tuple[Home, list[Home], cm.Community]:
             share()
     for who, idx, emoji in REACTIONS:
         content.react(homes[who], c, top_ids[idx], emoji)
+    share()
+    for who, room, text in CHAT:
+        chat.send(homes[who], c, text, room)
+        share()
+    for sender, to, text in DIRECT:
+        dm.send(homes[sender], c, homes[to].public_key, text)
     share()
     return owner, homes, c
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
+from p2p import chat
 from p2p import community as cm
 from p2p import feed as feed_view
 from p2p.bundle.importer import import_bundle
@@ -53,6 +55,13 @@ def demo(ctx: Context, folder: Path | None) -> None:
     console.print()
     console.print(f"[bold underline]{cm.settings(home, c).get('name', c.name)}[/]  [dim]{c.hex}[/]")
     render(feed_view.thread(home, c))
+    for room in chat.rooms(home, c):
+        console.print()
+        console.print(
+            f"[bold]#{room['room']}[/] [dim](p2p chat show {c.hex[:8]} --room {room['room']})[/]"
+        )
+        for m in chat.messages(home, c, room["room"]):
+            console.print(f"  [bold]{escape(m['author_name'])}[/]: {escape(m['text'])}")
 
 
 def register(cli: click.Group) -> None:
