@@ -10,8 +10,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from p2p import chat, content, exchange, feed
 from p2p import community as cm
-from p2p import content, exchange, feed
 from p2p.accept import from_record
 from p2p.home import Home
 
@@ -21,7 +21,7 @@ AUTHORS = 3
 actions = st.lists(
     st.tuples(
         st.integers(0, AUTHORS - 1),
-        st.sampled_from(["post", "reply", "react", "edit"]),
+        st.sampled_from(["post", "reply", "react", "edit", "chat", "hide"]),
         st.integers(0, 10**6),
         st.integers(0, 10**6),
     ),
@@ -61,6 +61,10 @@ def _play(homes: list[Home], c: cm.Community, script) -> list[dict]:
             content.react(h, hc, posts[target % len(posts)]["id"], ["👍", "🎉", "🌱"][seed % 3])
         elif kind == "edit" and mine:
             content.edit(h, hc, mine[target % len(mine)]["id"], f"edited {seed}")
+        elif kind == "chat":
+            chat.send(h, hc, f"chat {seed}", ["general", "market"][target % 2])
+        elif kind == "hide" and who == 0:  # the owner moderates
+            cm.hide(h, hc, posts[target % len(posts)]["id"])
         # a delta against the state before this action, and sometimes a full copy
         records += list(exchange.records_for(h, inv))
         if seed % 3 == 0:
@@ -94,7 +98,7 @@ def test_any_order_and_split_converges(script, seed: int) -> None:
                 report = h.acceptor().accept([from_record(x) for x in batch])
                 assert report.rejected == []
             hc = cm.resolve(h, c.hex)
-            views.append(feed.thread(h, hc))
+            views.append((feed.thread(h, hc), chat.messages(h, hc)))
             invs.append(exchange.inventory(h, [c.id]))
             h.close()
         assert views[0] == views[1] == views[2]
@@ -105,7 +109,8 @@ def test_any_order_and_split_converges(script, seed: int) -> None:
         cm.join(ref, invite)
         for a in homes:
             ref.acceptor().accept([from_record(x) for x in exchange.records_for(a, None)])
-        assert views[0] == feed.thread(ref, cm.resolve(ref, c.hex))
+        rc = cm.resolve(ref, c.hex)
+        assert views[0] == (feed.thread(ref, rc), chat.messages(ref, rc))
         for h in [*homes, ref]:
             h.close()
     finally:
@@ -128,7 +133,9 @@ def test_export_then_import_is_identity(script) -> None:
         report = dst.acceptor().accept([from_record(x) for x in exchange.records_for(src, None)])
         assert report.rejected == [] and report.pending == 0
         assert exchange.inventory(dst, [c.id]) == exchange.inventory(src, [c.id])
-        assert feed.thread(dst, cm.resolve(dst, c.hex)) == feed.thread(src, c)
+        dc = cm.resolve(dst, c.hex)
+        assert feed.thread(dst, dc) == feed.thread(src, c)
+        assert chat.messages(dst, dc) == chat.messages(src, c)
         for h in [*homes, dst]:
             h.close()
     finally:
