@@ -60,14 +60,14 @@ def test_export_import_round_trip(pair, tmp_path: Path) -> None:
     alice, bob, c = pair
     path = export_file(alice, [c], tmp_path / "a.p2p")
     result = import_bundle(bob, [path])
-    assert result.new_posts == 2
+    assert result.news.posts == 2
     assert result.report.rejected == []
     cb = cm.resolve(bob, c.hex)
     assert feed.thread(bob, cb) == feed.thread(alice, c)
     # importing the same bundle again is harmless
     before = dump(bob)
     again = import_bundle(bob, [path])
-    assert again.report.applied == 0 and again.new_posts == 0
+    assert again.report.applied == 0 and again.news.posts == 0
     assert again.already_imported
     assert [r for r in dump(bob) if "bundles_seen" not in r and "peers" not in r] == [
         r for r in before if "bundles_seen" not in r and "peers" not in r
@@ -93,7 +93,7 @@ def test_for_peer_exports_only_what_is_missing(pair, tmp_path: Path) -> None:
     assert sum(d.changes for d in checked.docs) == 1
     assert delta.stat().st_size < full.stat().st_size
     r = import_bundle(bob, [delta])
-    assert r.new_posts == 1 and r.report.pending == 0
+    assert r.news.posts == 1 and r.report.pending == 0
 
 
 def test_out_of_order_bundles_converge(pair, tmp_path: Path) -> None:
@@ -193,7 +193,7 @@ def test_private_bundle_members_only(tmp_path: Path) -> None:
     assert raw.startswith(b"age-encryption.org/v1\n")
     assert b"Secret circle" not in raw and c.id not in raw and alice.public_key not in raw
     r = import_bundle(bob, [path])
-    assert r.new_posts == 1
+    assert r.news.posts == 1
     before = dump(eve)
     with pytest.raises(WrongKey):
         import_bundle(eve, [path])
@@ -319,7 +319,7 @@ def test_vectors(name: str, tmp_path: Path) -> None:
         cm.join(home, (VECTORS / spec["invite"]).read_bytes())
         r = import_bundle(home, [path])
         assert r.report.rejected == []
-        assert r.new_posts == spec["posts"]
+        assert r.news.posts == spec["posts"]
         return
     if spec["error"] == "ForgedChange":
         result = verify_bundle([path], keys)

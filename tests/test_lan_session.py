@@ -70,6 +70,7 @@ def test_sync_both_ways_and_only_delta(trio) -> None:
     assert [p["text"] for p in feed.all_posts(bob, bs)] == ["private post"]
     assert second.sent_records == 0 and second.received_records == 0
     assert third.received_records == 1 and third.report.applied == 1
+    assert (third.news.posts, third.news.members) == (1, 0)
     assert third.sent_records == 0  # alice's feed, which she is ahead on, is not sent back
     assert third.bytes_received < first.bytes_received
 

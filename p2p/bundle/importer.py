@@ -10,23 +10,22 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgpack
-from automerge.core import ROOT
 
-from p2p import dm
+from p2p import news
 from p2p.accept import Incoming, Rejection, Report, from_record
 from p2p.bundle.records import parse_community, parse_inventory
 from p2p.bundle.source import Keys, open_bundle
 from p2p.community import all_communities
-from p2p.docref import CHAT, COMMUNITY, DM, FEED, DocRef
 from p2p.errors import NotABundle
 from p2p.exchange import Inventory
 from p2p.home import Home
 from p2p.identity import fingerprint
+from p2p.news import News
 
 BATCH_DOCS = 32  # documents handed to the acceptance path at once
 
@@ -39,10 +38,7 @@ class ImportResult:
     created: int
     files: list[Path]
     report: Report = field(default_factory=Report)
-    new_posts: int = 0
-    new_members: int = 0
-    new_chat_messages: int = 0
-    new_direct_messages: int = 0  # sealed to us
+    news: News = field(default_factory=News)
     skipped_communities: list[str] = field(default_factory=list)
     already_imported: bool = False
 
@@ -72,32 +68,6 @@ def file_digest(paths: list[Path]) -> bytes:
     return h.digest()
 
 
-COUNTED = {FEED: "posts", CHAT: "messages", DM: "boxes"}  # kind -> map of entries
-
-
-def _entries(home: Home, ref: DocRef) -> set[str]:
-    """The keys of a document's entry map (posts, messages or sealed boxes)."""
-    doc = home.docs.load(ref.id)
-    if doc is None:
-        return set()
-    got = doc.get(ROOT, COUNTED[ref.kind])
-    return set(doc.keys(got[1])) if got else set()
-
-
-def _count_new(home: Home, result: ImportResult, docs: Iterable[tuple[DocRef, set[str]]]) -> None:
-    joined = {c.id: c for c in all_communities(home)}
-    for ref, old in docs:
-        new = _entries(home, ref) - old
-        if ref.kind == FEED:
-            result.new_posts += len(new)
-        elif ref.kind == CHAT:
-            result.new_chat_messages += len(new)
-        elif ref.kind == DM and new and ref.community in joined:
-            result.new_direct_messages += dm.count_for_me(
-                home, joined[ref.community], ref.id, ref.owner, new
-            )
-
-
 def import_bundle(
     home: Home,
     paths: list[Path],
@@ -120,18 +90,10 @@ def import_bundle(
         inventories: Inventory = {}
         skipped: set[bytes] = set()
         batch: list[Incoming] = []
-        before: dict[bytes, tuple[DocRef, set[str]]] = {}
-        authors_before = {
-            (c, o)
-            for c, o in home.store.db.execute(
-                "SELECT community, owner FROM docs WHERE kind != ?", (COMMUNITY,)
-            )
-        }
+        tracker = news.Tracker(home)
 
         def flush() -> None:
-            for inc in batch:
-                if inc.ref.kind in COUNTED and inc.ref.id not in before:
-                    before[inc.ref.id] = (inc.ref, _entries(home, inc.ref))
+            tracker.before(batch)
             result.report.merge(acceptor.accept(batch))
             batch.clear()
 
@@ -166,11 +128,7 @@ def import_bundle(
             if batch:
                 flush()
             # the trailer has verified here (records() raised otherwise)
-            _count_new(home, result, before.values())
-            for ref in result.report.new_docs:
-                if ref.kind != COMMUNITY and (ref.community, ref.owner) not in authors_before:
-                    authors_before.add((ref.community, ref.owner))
-                    result.new_members += 1
+            result.news = tracker.count(result.report)
             now = int(time.time())
             if result.exporter != me:
                 db.execute(

@@ -11,6 +11,7 @@ from p2p.cli import bundle_keys
 from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural
 from p2p.cli.progress import bar
 from p2p.errors import P2PError
+from p2p.news import News
 
 
 def describe(r: ImportResult) -> dict:
@@ -22,10 +23,7 @@ def describe(r: ImportResult) -> dict:
         "applied_changes": r.report.applied,
         "already_known": r.report.already,
         "pending": r.report.pending,
-        "new_posts": r.new_posts,
-        "new_members": r.new_members,
-        "new_chat_messages": r.new_chat_messages,
-        "new_direct_messages": r.new_direct_messages,
+        **r.news.as_json(),
         "rejected": [
             {"doc": x.doc.hex(), "change": x.change.hex() if x.change else None, "reason": x.reason}
             for x in r.report.rejected
@@ -35,12 +33,18 @@ def describe(r: ImportResult) -> dict:
     }
 
 
+def news_line(n: News) -> str:
+    parts = [plural(n.posts, "new post"), plural(n.members, "new member")]
+    if n.chat_messages:
+        parts.append(plural(n.chat_messages, "new chat message"))
+    if n.direct_messages:
+        parts.append(plural(n.direct_messages, "direct message") + " for you")
+    return ", ".join(parts)
+
+
 def summary_line(r: ImportResult) -> str:
     parts = [
-        plural(r.new_posts, "new post"),
-        plural(r.new_members, "new member"),
-        *([plural(r.new_chat_messages, "new chat message")] if r.new_chat_messages else []),
-        *([plural(r.new_direct_messages, "direct message")] if r.new_direct_messages else []),
+        news_line(r.news),
         f"{plural(r.report.applied, 'change')} applied",
         f"{r.report.already} already known",
     ]

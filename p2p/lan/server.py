@@ -111,11 +111,25 @@ class Server:
 def summary(r: session.SessionResult) -> str:
     from p2p.identity import fingerprint
 
+    def count(k: int, one: str, many: str) -> str:
+        return f"{k} {one if k == 1 else many}"
+
+    n = r.news
+    what = [count(n.posts, "new post", "new posts"), count(n.members, "new member", "new members")]
+    if n.chat_messages:
+        what.append(count(n.chat_messages, "new chat message", "new chat messages"))
+    if n.direct_messages:
+        what.append(count(n.direct_messages, "direct message", "direct messages") + " for you")
+    shared = count(len(r.shared), "shared community", "shared communities")
+    docs = count(r.received_records, "document", "documents")
     return (
-        f"synced with {fingerprint(r.peer)}: {len(r.shared)} shared communities, "
-        f"sent {r.sent_records} documents, received {r.received_records}, "
-        f"applied {r.report.applied} changes"
-        + (f", rejected {len(r.report.rejected)}" if r.report.rejected else "")
+        f"synced with {fingerprint(r.peer)} ({shared}): {', '.join(what)}; "
+        f"sent {r.sent_records} and received {docs}"
+        + (
+            f"; REJECTED {count(len(r.report.rejected), 'change', 'changes')}"
+            if r.report.rejected
+            else ""
+        )
     )
 
 

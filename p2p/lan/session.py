@@ -35,6 +35,7 @@ from p2p.accept import Report, from_record
 from p2p.community import Community, all_communities
 from p2p.errors import PeerMisbehaved
 from p2p.home import Home
+from p2p.news import News, Tracker
 
 PROOF_TAG = b"p2p/lan/member/v1\x00"
 VERSION = 1
@@ -76,6 +77,7 @@ class SessionResult:
     bytes_sent: int = 0
     bytes_received: int = 0
     report: Report = field(default_factory=Report)
+    news: News = field(default_factory=News)
     seconds: float = 0.0
 
     def as_json(self) -> dict:
@@ -93,6 +95,7 @@ class SessionResult:
                 {"change": x.change.hex() if x.change else None, "reason": x.reason}
                 for x in self.report.rejected
             ],
+            **self.news.as_json(),
             "bytes_sent": self.bytes_sent,
             "bytes_received": self.bytes_received,
             "seconds": round(self.seconds, 3),
@@ -212,9 +215,9 @@ async def run(
         spool.seek(0)
         if lock is not None:
             async with lock:
-                result.report = _apply(home, spool, peer, peer_inv)
+                result.report, result.news = _apply(home, spool, peer, peer_inv)
         else:
-            result.report = _apply(home, spool, peer, peer_inv)
+            result.report, result.news = _apply(home, spool, peer, peer_inv)
     result.bytes_sent, result.bytes_received = io.sent, io.received
     result.seconds = time.monotonic() - started
     if log:
@@ -277,9 +280,12 @@ def _spool_dir(home: Home) -> str:
     return str(path)
 
 
-def _apply(home: Home, spool: Any, peer: bytes, peer_inv: exchange.Inventory) -> Report:
+def _apply(
+    home: Home, spool: Any, peer: bytes, peer_inv: exchange.Inventory
+) -> tuple[Report, News]:
     report = Report()
     acceptor = home.acceptor()
+    tracker = Tracker(home)
     with home.store.transaction() as db:
         batch = []
         while header := spool.read(4):
@@ -292,10 +298,13 @@ def _apply(home: Home, spool: Any, peer: bytes, peer_inv: exchange.Inventory) ->
                 report.rejected.append(Rejection(b"", None, str(exc)))
                 continue
             if len(batch) >= APPLY_BATCH:
+                tracker.before(batch)
                 report.merge(acceptor.accept(batch))
                 batch = []
         if batch:
+            tracker.before(batch)
             report.merge(acceptor.accept(batch))
+        news = tracker.count(report)
         now = int(time.time())
         db.execute(
             "INSERT INTO peers (public_key, last_seen, via) VALUES (?, ?, 'lan')"
@@ -307,4 +316,4 @@ def _apply(home: Home, spool: Any, peer: bytes, peer_inv: exchange.Inventory) ->
             "INSERT OR REPLACE INTO peer_heads (peer, doc, heads) VALUES (?, ?, ?)",
             [(peer, d, msgpack.packb(sorted(h))) for d, h in peer_inv.items()],
         )
-    return report
+    return report, news

@@ -1,0 +1,83 @@
+"""What an import or a sync brought: new posts, chat messages, direct messages
+to us, and new members, counted by comparing documents before and after."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from automerge.core import ROOT
+
+from p2p import dm
+from p2p.accept import Incoming, Report
+from p2p.community import all_communities
+from p2p.docref import CHAT, COMMUNITY, DM, FEED, DocRef
+from p2p.home import Home
+
+ENTRIES = {FEED: "posts", CHAT: "messages", DM: "boxes"}  # kind -> map of entries
+
+
+@dataclass
+class News:
+    posts: int = 0
+    chat_messages: int = 0
+    direct_messages: int = 0  # sealed to us
+    members: int = 0
+
+    def as_json(self) -> dict:
+        return {
+            "new_posts": self.posts,
+            "new_chat_messages": self.chat_messages,
+            "new_direct_messages": self.direct_messages,
+            "new_members": self.members,
+        }
+
+
+def _entries(home: Home, ref: DocRef) -> set[str]:
+    doc = home.docs.load(ref.id)
+    if doc is None:
+        return set()
+    got = doc.get(ROOT, ENTRIES[ref.kind])
+    return set(doc.keys(got[1])) if got else set()
+
+
+@dataclass
+class Tracker:
+    """Call `before(batch)` before each batch is accepted, `count(report)` at the end
+    (inside the same transaction, so the numbers describe what was committed)."""
+
+    home: Home
+    _before: dict[bytes, tuple[DocRef, set[str]]] = field(default_factory=dict)
+    _authors: set[tuple[bytes, bytes]] | None = None
+
+    def before(self, batch: Iterable[Incoming]) -> None:
+        if self._authors is None:
+            self._authors = {
+                (c, o)
+                for c, o in self.home.store.db.execute(
+                    "SELECT community, owner FROM docs WHERE kind != ?", (COMMUNITY,)
+                )
+            }
+        for inc in batch:
+            if inc.ref.kind in ENTRIES and inc.ref.id not in self._before:
+                self._before[inc.ref.id] = (inc.ref, _entries(self.home, inc.ref))
+
+    def count(self, report: Report) -> News:
+        news = News()
+        joined = {c.id: c for c in all_communities(self.home)}
+        for ref, old in self._before.values():
+            new = _entries(self.home, ref) - old
+            if ref.kind == FEED:
+                news.posts += len(new)
+            elif ref.kind == CHAT:
+                news.chat_messages += len(new)
+            elif ref.kind == DM and new and ref.community in joined:
+                news.direct_messages += dm.count_for_me(
+                    self.home, joined[ref.community], ref.id, ref.owner, new
+                )
+        authors = self._authors or set()
+        for ref in report.new_docs:
+            if ref.kind != COMMUNITY and (ref.community, ref.owner) not in authors:
+                authors.add((ref.community, ref.owner))
+                news.members += 1
+        return news
