@@ -120,7 +120,7 @@ def _role_at(doc: Document, heads: list[bytes], member: bytes) -> tuple[str | No
     if roles is not None:
         got = doc.get(roles[1], member.hex(), heads)
         if got is not None and not isinstance(got[0], ObjType):
-            role = got[0][1]
+            role = str(got[0][1])
     banned = False
     bans = doc.get(ROOT, "bans", heads)
     if bans is not None:

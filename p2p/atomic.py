@@ -34,4 +34,7 @@ def write_file(dest: Path, fill: Callable[[BinaryIO], None]) -> Path:
 
 
 def write_bytes(dest: Path, data: bytes) -> Path:
-    return write_file(dest, lambda out: out.write(data))
+    def fill(out: BinaryIO) -> None:
+        out.write(data)
+
+    return write_file(dest, fill)

@@ -18,7 +18,7 @@ from automerge.core import ROOT, Document, ObjType
 
 from p2p.accept import from_record, role_of
 from p2p.docref import COMMUNITY, PROFILE, DocRef, community_id
-from p2p.documents import get_obj, put_int, put_str, to_py
+from p2p.documents import get_obj, need_obj, put_int, put_str, to_py
 from p2p.errors import (
     AmbiguousId,
     InvalidInvite,
@@ -168,7 +168,7 @@ def _edit_shared(home: Home, community: Community, edit) -> None:  # noqa: ANN00
 
 def update_settings(home: Home, community: Community, **values: str | None) -> None:
     def edit(doc: Document, tx) -> None:  # noqa: ANN001
-        obj = get_obj(doc, ROOT, "settings")
+        obj = need_obj(doc, ROOT, "settings")
         for key, value in values.items():
             if value is not None:
                 put_str(tx, obj, key, value)
@@ -188,7 +188,7 @@ def set_role(home: Home, community: Community, member: bytes, new_role: str) -> 
         raise NotAllowed("the owner's role is fixed by the community id and cannot change")
 
     def edit(doc: Document, tx) -> None:  # noqa: ANN001
-        put_str(tx, get_obj(doc, ROOT, "roles"), member.hex(), new_role)
+        put_str(tx, need_obj(doc, ROOT, "roles"), member.hex(), new_role)
 
     _edit_shared(home, community, edit)
 
@@ -198,14 +198,14 @@ def ban(home: Home, community: Community, member: bytes) -> None:
         raise NotAllowed("the owner cannot be banned")
 
     def edit(doc: Document, tx) -> None:  # noqa: ANN001
-        put_int(tx, get_obj(doc, ROOT, "bans"), member.hex(), int(time.time() * 1000))
+        put_int(tx, need_obj(doc, ROOT, "bans"), member.hex(), int(time.time() * 1000))
 
     _edit_shared(home, community, edit)
 
 
 def hide(home: Home, community: Community, post_id: str) -> None:
     def edit(doc: Document, tx) -> None:  # noqa: ANN001
-        put_int(tx, get_obj(doc, ROOT, "hidden"), post_id, int(time.time() * 1000))
+        put_int(tx, need_obj(doc, ROOT, "hidden"), post_id, int(time.time() * 1000))
 
     _edit_shared(home, community, edit)
 
@@ -214,7 +214,7 @@ def _unset(home: Home, community: Community, table: str, key: str, missing: P2PE
     _require_moderator(home, community)
     doc = community_doc(home, community)
     obj = get_obj(doc, ROOT, table) if doc is not None else None
-    if obj is None or doc.get(obj, key) is None:
+    if doc is None or obj is None or doc.get(obj, key) is None:
         raise missing
 
     def edit(doc: Document, tx) -> None:  # noqa: ANN001

@@ -16,7 +16,7 @@ from automerge.core import ROOT, Document, ObjType
 
 from p2p.community import Community, publish_profile, role
 from p2p.docref import FEED, DocRef
-from p2p.documents import get_obj, put_int, put_str, to_py
+from p2p.documents import get_obj, need_obj, put_int, put_str, to_py
 from p2p.errors import NotAllowed, UnknownPost
 from p2p.home import Home
 
@@ -104,7 +104,7 @@ def edit(home: Home, community: Community, wanted: str, text: str) -> dict:
     now = int(time.time() * 1000)
 
     def change(doc: Document, tx) -> None:  # noqa: ANN001
-        p = get_obj(doc, get_obj(doc, ROOT, "posts"), local)
+        p = need_obj(doc, need_obj(doc, ROOT, "posts"), local)
         put_str(tx, p, "text", text)
         put_int(tx, p, "edited", now)
 
@@ -118,7 +118,7 @@ def delete(home: Home, community: Community, wanted: str) -> dict:
     now = int(time.time() * 1000)
 
     def change(doc: Document, tx) -> None:  # noqa: ANN001
-        p = get_obj(doc, get_obj(doc, ROOT, "posts"), local)
+        p = need_obj(doc, need_obj(doc, ROOT, "posts"), local)
         put_str(tx, p, "text", "")
         put_int(tx, p, "deleted", now)
 

@@ -70,6 +70,14 @@ def get_obj(doc: Document, parent: bytes, key: str) -> bytes | None:
     return got[1]
 
 
+def need_obj(doc: Document, parent: bytes | None, key: str) -> bytes:
+    """An object our own document must hold (a missing one means a damaged store)."""
+    got = get_obj(doc, parent, key) if parent is not None else None
+    if got is None:
+        raise KeyError(f"document has no {key!r} object")
+    return got
+
+
 def put_str(tx: Transaction, obj: bytes, key: str, value: str) -> None:
     tx.put(obj, key, ScalarType.Str, value)
 
@@ -137,7 +145,7 @@ class Documents:
             self._cache.pop(doc_id, None)
 
     def ids(self, community: bytes | None = None, kind: str | None = None) -> list[bytes]:
-        sql, args = "SELECT id FROM docs WHERE 1=1", []
+        sql, args = "SELECT id FROM docs WHERE 1=1", list[object]()
         if community is not None:
             sql += " AND community = ?"
             args.append(community)

@@ -120,7 +120,7 @@ def _placement(by_id: dict[str, dict]) -> dict[str, str | None]:
     for start in by_id:
         path: list[str] = []
         seen: set[str] = set()
-        cur = start
+        cur: str | None = start
         while cur is not None and cur not in depth:
             if cur in seen:  # a cycle: cut it here
                 under[cur], depth[cur] = None, 0

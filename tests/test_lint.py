@@ -1,4 +1,4 @@
-"""The code stays ruff clean (part of the suite so CI enforces it)."""
+"""The code stays ruff clean and type-checks (part of the suite so CI enforces it)."""
 
 from __future__ import annotations
 
@@ -23,4 +23,12 @@ def test_ruff_clean() -> None:
         text=True,
         timeout=60,
     )
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_mypy_clean() -> None:
+    mypy = shutil.which("mypy") or str(Path(sys.executable).parent / "mypy")
+    if not Path(mypy).exists():
+        pytest.skip("mypy is not installed (pip install -e '.[test]')")
+    res = subprocess.run([mypy, "-p", "p2p"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr

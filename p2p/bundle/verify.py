@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from automerge.core import ROOT
+from automerge.core import ROOT, ObjType
 
 from p2p.accept import evaluate, from_record
 from p2p.bundle.records import parse_community, parse_inventory
@@ -151,7 +151,7 @@ def _check_doc(
             summary.messages = inc.loaded.length(got[1]) if got else 0
         if ref.kind == PROFILE:
             got = inc.loaded.get(ROOT, "name")
-            summary.name = str(got[0][1]) if got else None
+            summary.name = str(got[0][1]) if got and not isinstance(got[0], ObjType) else None
     else:
         summary.posts = 0
     result.docs.append(summary)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -88,7 +89,7 @@ def export(
             f"these communities need {len(plan)} separate files (each private community is "
             "encrypted on its own): give a folder as --out, or fewer communities"
         )
-    written = []
+    written: list[dict[str, Any]] = []
     with ex.scratch_dir(home) as tmp:
         for domain in plan:
             with bar(f"exporting {domain.label}") as update:

@@ -9,6 +9,7 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -179,7 +180,7 @@ def peers(ctx: Context, timeout: float, interface: str | None, as_json: bool) ->
             interface or default_address(), timeout, discovery.own_tokens(_token_file(home))
         )
     )
-    past = [
+    past: list[dict[str, Any]] = [
         {"fingerprint": fingerprint(k), "name": name_of(home, k), "last_seen": seen, "via": via}
         for k, seen, via in known(home)
     ]

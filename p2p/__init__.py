@@ -1,0 +1,1 @@
+"""p2p: offline-first community sync over USB bundles and local Wi-Fi."""
