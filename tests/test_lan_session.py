@@ -75,6 +75,47 @@ def test_sync_both_ways_and_only_delta(trio) -> None:
     assert third.bytes_received < first.bytes_received
 
 
+def test_unasked_documents_are_refused(trio, monkeypatch) -> None:
+    """A peer that pushes documents the other did not ask for (here: everything
+    it has, again) is cut off and nothing of the session is stored."""
+    from p2p import exchange
+
+    alice, bob, *_ = trio
+
+    async def sync_once():
+        server = await serve(alice)
+        try:
+            return await sync_with(bob, "127.0.0.1", server.port)
+        finally:
+            await server.close()
+
+    asyncio.run(sync_once())  # now both hold everything
+    content.post(alice, trio[3], "fresh")
+    before = dump(alice)
+    honest = exchange.records_wanted
+
+    def pushy(home, theirs, wanted):  # noqa: ANN001, ANN202
+        if home is bob:
+            return exchange.records_for(home, None)
+        return honest(home, theirs, wanted)
+
+    monkeypatch.setattr(exchange, "records_wanted", pushy)
+    server_box: list[Server] = []
+
+    async def go():
+        server = await serve(alice)
+        server_box.append(server)
+        try:
+            with pytest.raises(LanError):
+                await sync_with(bob, "127.0.0.1", server.port)
+        finally:
+            await server.close()
+
+    asyncio.run(go())
+    assert dump(alice) == before
+    assert server_box[0].results == []  # alice's side ended the session
+
+
 def test_diverged_documents_exchange_only_their_new_changes(trio) -> None:
     """Both sides changed the shared community document since they last met:
     each sends only its own new change, never the whole document."""

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from p2p.cli.context import Context, console, emit_json, err_console, json_option, pass_ctx, plural
+from p2p.cli.progress import bar
 from p2p.errors import P2PError
 from p2p.home import Home
 from p2p.identity import fingerprint
@@ -137,7 +138,8 @@ def sync(
         out = []
         for host, port in targets:
             try:
-                r = await sync_with(home, host, port)
+                with bar(f"syncing with {host}:{port}") as update:
+                    r = await sync_with(home, host, port, progress=update)
             except P2PError as exc:
                 out.append({"peer": f"{host}:{port}", "ok": False, "error": str(exc)})
                 continue

@@ -140,13 +140,14 @@ async def sync_with(
     *,
     io_timeout: float = 30.0,
     deadline: float = SESSION_DEADLINE,
+    progress: Callable[[int, int], None] | None = None,
 ) -> session.SessionResult:
-    """Connect to a peer and run one session."""
+    """Connect to a peer and run one session (`progress(received, expected)`)."""
     try:
         async with asyncio.timeout(deadline):
             chan = await ch.open_channel(host, port, home.identity, io_timeout=io_timeout)
             try:
-                return await session.run(home, chan)
+                return await session.run(home, chan, progress=progress)
             finally:
                 await chan.close()
     except TimeoutError as exc:

@@ -148,6 +148,7 @@ async def run(
     *,
     lock: asyncio.Lock | None = None,
     log: Callable[[str], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> SessionResult:
     """Run one session; both sides call this (the protocol is symmetric)."""
     started = time.monotonic()
@@ -192,6 +193,7 @@ async def run(
         async def receive_all() -> None:
             count = 0
             size = 0
+            received: set[bytes] = set()
             while True:
                 data = await channel.recv()
                 io.received += len(data)
@@ -204,11 +206,17 @@ async def run(
                     raise PeerMisbehaved(f"unexpected {msg['t']!r} message during sync")
                 if msg.get("community") not in shared_ids:
                     raise PeerMisbehaved("the peer sent content of a community we do not share")
+                doc = msg.get("doc")
+                if not isinstance(doc, bytes) or doc not in want or doc in received:
+                    raise PeerMisbehaved("the peer sent a document we did not ask for")
+                received.add(doc)
                 count += 1
                 size += len(data) + 4
                 if count > MAX_RECORDS or size > MAX_SPOOL:
                     raise PeerMisbehaved("the peer sent more than a session may carry")
                 spool.write(len(data).to_bytes(4, "big") + data)
+                if progress is not None:
+                    progress(count, len(want))
             result.received_records = count
 
         await _both(send_all(), receive_all())
