@@ -114,3 +114,62 @@ def test_kill_mid_import_leaves_before_or_after(tmp_path: Path) -> None:
         assert h.has_identity()
         h.close()
     assert before in outcomes  # at least one kill landed inside the import
+
+
+def _dump(db_path: Path) -> list[str]:
+    con = sqlite3.connect(db_path)
+    try:
+        return list(con.iterdump())
+    finally:
+        con.close()
+
+
+@pytest.mark.timeout(300)
+def test_disk_full_mid_import_changes_nothing(tmp_path: Path) -> None:
+    """The store's disk fills up during an import: a real write failure (the
+    process may not grow any file past a limit, RLIMIT_FSIZE), not a mock. The
+    CLI says so in one line, exits 1, and the store is exactly as before."""
+    import resource
+
+    src = Home(tmp_path / "src")
+    src.create_identity(None)
+    c = cm.create(src, "Village")
+    for j in range(1500):  # incompressible text: the import must write ~200 KB
+        content.post(src, c, f"post {j} " + os.urandom(64).hex())
+    (tmp_path / "inv").write_bytes(cm.invite(src, c))
+    bundle = tmp_path / "big.p2p"
+    with ex.scratch_dir(src) as s:
+        ex.place(ex.build(src, ex.domains([c])[0], Path(s)), bundle)
+    src.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("P2P_")}
+    env["P2P_HOME"] = str(tmp_path / "dst")
+    cli = [sys.executable, "-m", "p2p.cli.main"]
+    subprocess.run([*cli, "init", "--no-passphrase"], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [*cli, "community", "join", str(tmp_path / "inv")], env=env, check=True, capture_output=True
+    )
+    db = tmp_path / "dst" / "p2p.db"
+    before = _dump(db)
+    limit = db.stat().st_size + 16 * 1024  # room to open, not to take 1500 posts in
+
+    def small_disk() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    res = subprocess.run(
+        [*cli, "import", str(bundle)],
+        env=env,
+        capture_output=True,
+        text=True,
+        preexec_fn=small_disk,
+        timeout=120,
+    )
+    assert res.returncode == 1, res.stdout + res.stderr
+    lines = [x for x in res.stderr.strip().splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), res.stderr
+    assert "Nothing was changed" in res.stderr or "nothing was" in res.stderr.lower()
+    assert _dump(db) == before
+    # and with room again, the same import goes through
+    ok = subprocess.run([*cli, "import", str(bundle)], env=env, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert "1500 new posts" in ok.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -71,6 +72,13 @@ def main() -> None:
         sys.exit(1)
     except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        sys.exit(1)
+    except sqlite3.Error as exc:  # the store's disk is full or failing
+        err_console.print(
+            f"[bold red]error:[/] the data store could not be written ({exc}): is its disk "
+            "full or failing? Nothing was changed",
+            soft_wrap=True,
+        )
         sys.exit(1)
     except OSError as exc:  # a full disk, a pulled stick, a read-only folder
         where = f": {exc.filename}" if exc.filename else ""
