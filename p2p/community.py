@@ -232,6 +232,37 @@ def unhide(home: Home, community: Community, post_id: str) -> None:
     _unset(home, community, "hidden", post_id, UnknownPost("that post is not hidden"))
 
 
+def leave(home: Home, community: Community) -> int:
+    """Remove everything of a community from this device, in one transaction:
+    its key, documents, signatures, pending changes, what peers held of it and
+    the record of bundles written for it. SQLite's secure_delete overwrites the
+    freed pages and the write-ahead log is truncated, so the data does not stay
+    readable in the database files (flash storage may keep old copies: a
+    device-level limit). Returns the number of documents removed."""
+    ids = sorted(
+        {
+            r[0]
+            for r in home.store.db.execute(
+                "SELECT id FROM docs WHERE community = ? UNION SELECT doc FROM pending"
+                " WHERE community = ?",
+                (community.id, community.id),
+            )
+        }
+    )
+    home.store.db.execute("PRAGMA secure_delete = ON")
+    with home.store.transaction() as db:
+        for table in ("changes", "sigs", "pending_sigs", "peer_heads"):
+            db.executemany(f"DELETE FROM {table} WHERE doc = ?", [(i,) for i in ids])
+        db.execute("DELETE FROM pending WHERE community = ?", (community.id,))
+        db.execute("DELETE FROM docs WHERE community = ?", (community.id,))
+        db.execute("DELETE FROM bundles_written WHERE domain = ?", (community.hex,))
+        db.execute("DELETE FROM communities WHERE id = ?", (community.id,))
+    home.docs.forget()
+    home.store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    home.store.db.execute("VACUUM")
+    return len(ids)
+
+
 # --- members ------------------------------------------------------------------
 
 

@@ -212,3 +212,37 @@ def test_private_invite_is_sealed_with_a_passphrase(tmp_path: Path) -> None:
     res = ok(p2p(a, "community", "invite", cid, "--out", str(plain), "--no-passphrase"))
     assert "NOT sealed" in res.stderr
     ok(p2p(c, "community", "join", str(plain)))
+
+
+def test_leave_removes_a_community_from_the_device(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    for h in (a, b):
+        ok(p2p(h, "init", "--no-passphrase"))
+    keep = js(p2p(a, "community", "create", "Keep", "--json"))["id"]
+    gone = js(p2p(a, "community", "create", "Gone", "--private", "--json"))["id"]
+    ok(p2p(a, "post", keep, "stays here"))
+    ok(p2p(a, "post", gone, "a very private sentence"))
+    env = {"P2P_INVITE_PASSPHRASE": "pw"}
+    ok(p2p(a, "community", "invite", gone, "--out", str(tmp_path / "inv"), env=env))
+    ok(p2p(b, "community", "join", str(tmp_path / "inv"), env=env))
+    ok(p2p(a, "export", gone, "--out", str(tmp_path / "gone.p2p")))  # e.g. on a friend's stick
+    secret = sqlite3.connect(b / "p2p.db").execute("SELECT secret FROM communities").fetchone()[0]
+
+    def raw_store() -> bytes:
+        return b"".join(f.read_bytes() for f in a.iterdir() if f.name.startswith("p2p.db"))
+
+    assert b"a very private sentence" in raw_store() and secret.encode() in raw_store()
+    refused = p2p(a, "community", "leave", gone)  # no terminal and no --yes: a usage error
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    left = js(p2p(a, "community", "leave", gone, "--yes", "--json"))
+    assert left["documents_removed"] >= 2
+    assert [c["id"] for c in js(p2p(a, "community", "list", "--json"))] == [keep]
+    raw = raw_store()
+    assert b"a very private sentence" not in raw and secret.encode() not in raw
+    assert js(p2p(a, "feed", keep, "--json"))[0]["text"] == "stays here"
+    # a member's invite and a bundle of it bring it back, role intact
+    ok(p2p(b, "community", "invite", gone, "--out", str(tmp_path / "back"), env=env))
+    ok(p2p(a, "community", "join", str(tmp_path / "back"), env=env))
+    ok(p2p(a, "import", str(tmp_path / "gone.p2p")))
+    assert [p["text"] for p in js(p2p(a, "feed", gone, "--json"))] == ["a very private sentence"]
+    assert js(p2p(a, "community", "show", gone, "--json"))["role"] == "owner"

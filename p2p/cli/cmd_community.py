@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from p2p import atomic
 from p2p import community as cm
@@ -214,6 +216,35 @@ def settings_(
         emit_json({"id": c.hex, **cm.settings(ctx.home, c)})
         return
     console.print("Settings updated")
+
+
+@community.command()
+@click.argument("community_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+@pass_ctx
+def leave(ctx: Context, community_id: str, yes: bool, as_json: bool) -> None:
+    """Remove a community and everything in it from this device."""
+    c = cm.resolve(ctx.home, community_id)
+    name = cm.settings(ctx.home, c).get("name", c.name)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError("leaving deletes data: add --yes to confirm")
+        click.confirm(
+            f"Remove {name!r} and everything in it from this device? Others keep their copies",
+            abort=True,
+        )
+    owner = c.owner == ctx.home.public_key
+    removed = cm.leave(ctx.home, c)
+    if as_json:
+        emit_json({"id": c.hex, "name": name, "documents_removed": removed})
+        return
+    console.print(f"Left {escape(name)}: removed {removed} documents from this device")
+    if owner:
+        warn(
+            "you own this community: your key still does, and a member's invite brings "
+            "you back with your role"
+        )
 
 
 def register(cli: click.Group) -> None:
