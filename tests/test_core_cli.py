@@ -123,6 +123,8 @@ def test_posting_and_threaded_feed(two) -> None:
     assert top["reactions"] == {"👍": [js(p2p(b, "whoami", "--json"))["public_key"]]}
     assert [r["text"] for r in top["replies"]] == ["I will bring beans"]
     assert posts[1]["deleted"] is True
+    assert [p["id"] for p in js(p2p(a, "feed", cid, "--last", "1", "--json"))] == [posts[1]["id"]]
+    assert "1 older thread not shown" in ok(p2p(a, "feed", cid, "--last", "1")).stdout
     text = ok(p2p(a, "feed", cid)).stdout
     assert "Bob" in text and "edited" in text and "deleted" in text
     ok(p2p(b, "react", cid, first["id"], "👍", "--remove"))

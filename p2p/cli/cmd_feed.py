@@ -9,7 +9,7 @@ from rich.markup import escape
 
 from p2p import community as cm
 from p2p import feed as feed_view
-from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx
+from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural
 
 
 def _when(ms: int) -> str:
@@ -44,17 +44,29 @@ def render(posts: list[dict], depth: int = 0) -> None:
 
 @click.command()
 @click.argument("community_id")
+@click.option(
+    "--last",
+    type=int,
+    default=None,
+    help="Only the N most recent threads (default: 30 on screen, all with --json; 0: all).",
+)
 @json_option
 @pass_ctx
-def feed(ctx: Context, community_id: str, as_json: bool) -> None:
+def feed(ctx: Context, community_id: str, last: int | None, as_json: bool) -> None:
     """Show a community's feed: threads, reactions, edits."""
     c = cm.resolve(ctx.home, community_id)
     posts = feed_view.thread(ctx.home, c)
+    if last is None:
+        last = 0 if as_json else 30
+    older = max(0, len(posts) - last) if last > 0 else 0
+    posts = posts[older:]
     if as_json:
         emit_json(posts)
         return
     title = cm.settings(ctx.home, c).get("name", c.name)
     console.print(f"[bold underline]{escape(title)}[/]")
+    if older:
+        console.print(f"[dim]({plural(older, 'older thread')} not shown: --last 0 shows all)[/]")
     if not posts:
         console.print("No posts yet.")
     render(posts)
