@@ -35,6 +35,29 @@ def inventory(home: Home, communities: Iterable[bytes] | None = None) -> Invento
     return inv
 
 
+MAX_HINTS = 8
+
+
+def have_hints(home: Home, communities: Iterable[bytes]) -> Inventory:
+    """Per document, a few older change hashes this store holds: 1, 2, 4, ... 128
+    changes back from its newest. A peer that is behind on a document but holds
+    one of these can be sent only what follows it, where heads alone (which it
+    does not know) would force the whole document."""
+    out: Inventory = {}
+    wanted = set(communities)
+    for doc_id, community in home.store.db.execute("SELECT id, community FROM docs ORDER BY id"):
+        if community not in wanted:
+            continue
+        doc = home.docs.load(doc_id)
+        if doc is None:
+            continue
+        hashes = [c.hash for c in doc.get_changes([])]
+        picks = [hashes[-1 - (1 << i)] for i in range(MAX_HINTS) if (1 << i) < len(hashes)]
+        if picks:
+            out[doc_id] = picks
+    return out
+
+
 def _record(ref: DocRef, enc: str, data: bytes, sigs: list[signing.Sig]) -> dict:
     return {
         "t": "doc",
@@ -142,7 +165,7 @@ def wants(
             continue
         held = held_heads(home, doc_id, list(dict.fromkeys(heads + remembered.get(doc_id, []))))
         if not set(heads) <= set(held):
-            out[doc_id] = held
+            out[doc_id] = held[:256]  # the protocol's bound per document
     return out
 
 

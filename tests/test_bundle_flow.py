@@ -454,3 +454,41 @@ def dump_file(home: Path) -> list[str]:
         return list(con.iterdump())
     finally:
         con.close()
+
+
+def test_have_hints_spare_a_peer_that_is_ahead_its_whole_document(tmp_path: Path) -> None:
+    """Alice is ahead on her own feed and Bob has never seen her newest heads:
+    the older hashes her bundle lists let Bob send only a few changes, not the
+    whole feed, when he exports for her."""
+    from p2p.accept import from_record
+    from p2p.bundle.container import write_bundle
+    from p2p.bundle.records import community_record, inventory_records
+    from p2p.exchange import have_hints, inventory, known_by, records_for
+
+    alice, bob = make_home(tmp_path / "alice", "Alice"), make_home(tmp_path / "bob", "Bob")
+    c = cm.create(alice, "Village")
+    cm.join(bob, cm.invite(alice, c))
+    for i in range(20):
+        content.post(alice, c, f"post {i}")
+    first = tmp_path / "first.p2p"
+    with ex.scratch_dir(alice) as s:
+        ex.place(ex.build(alice, ex.domains([c])[0], Path(s)), first)
+    assert import_bundle(bob, [first]).news.posts == 20
+    for i in range(5):
+        content.post(alice, c, f"later {i}")
+    # a bundle from alice with her inventory but none of the new posts (as one
+    # written for someone who already had them)
+    ids = [c.id]
+    hints = have_hints(alice, ids)
+    inv_only = tmp_path / "inv.p2p"
+    with inv_only.open("wb") as fh:
+        records = [community_record(alice, c), *inventory_records(inventory(alice, ids), hints)]
+        write_bundle(fh, alice.identity, records, 0)
+    import_bundle(bob, [inv_only])
+    feed_id = content.feed_ref(c, alice.public_key).id
+    back = [r for r in records_for(bob, known_by(bob, alice.public_key)) if r["doc"] == feed_id]
+    # alice listed hashes 1, 2, 4, 8... back from her newest; bob holds the one
+    # 8 back, so at most the few changes after it go, never the whole feed
+    assert back == [] or (back[0]["enc"] != "save" and len(from_record(back[0]).changes) <= 8)
+    alice.close()
+    bob.close()

@@ -72,7 +72,7 @@ def _records(
     ids = [c.id for c in domain.communities]
     for c in domain.communities:
         yield community_record(home, c)
-    yield from inventory_records(exchange.inventory(home, ids))
+    yield from inventory_records(exchange.inventory(home, ids), exchange.have_hints(home, ids))
     total = sum(len(home.docs.ids(i)) for i in ids) if progress else 0
     done = 0
     for record in exchange.records_for(home, peer, ids):

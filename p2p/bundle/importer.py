@@ -18,11 +18,11 @@ import msgpack
 
 from p2p import news
 from p2p.accept import Incoming, Rejection, Report, from_record
-from p2p.bundle.records import parse_community, parse_inventory
+from p2p.bundle.records import parse_community, parse_have, parse_inventory
 from p2p.bundle.source import Keys, open_bundle
 from p2p.community import all_communities
 from p2p.errors import NotABundle
-from p2p.exchange import Inventory
+from p2p.exchange import Inventory, merge
 from p2p.home import Home
 from p2p.identity import fingerprint
 from p2p.news import News
@@ -88,6 +88,7 @@ def import_bundle(
         ).fetchone()
         acceptor = home.acceptor()
         inventories: Inventory = {}
+        haves: Inventory = {}  # older hashes the exporter holds too
         skipped: set[bytes] = set()
         batch: list[Incoming] = []
         tracker = news.Tracker(home)
@@ -111,6 +112,7 @@ def import_bundle(
                             skipped.add(described.id)
                     elif kind == "inventory":
                         inventories.update(parse_inventory(record))
+                        haves.update(parse_have(record))
                     elif kind == "doc":
                         inc = from_record(record)
                         if inc.ref.community in joined:
@@ -140,7 +142,8 @@ def import_bundle(
                     "INSERT OR REPLACE INTO peer_heads (peer, doc, heads) VALUES (?, ?, ?)",
                     [
                         (result.exporter, d, msgpack.packb(sorted(h)))
-                        for d, h in inventories.items()
+                        for d, h in merge(inventories, haves).items()
+                        if d in inventories
                     ],
                 )
             db.execute(

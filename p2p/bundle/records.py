@@ -17,6 +17,7 @@ from p2p.exchange import Inventory
 from p2p.home import Home
 
 MAX_INVENTORY_DOCS = 10_000  # per record; more are split over several records
+MAX_HAVE = 16  # older hashes per document in an inventory's `have`
 MAX_HEADS = 256
 
 
@@ -51,13 +52,36 @@ def parse_community(record: dict) -> Described:
     return Described(cid, owner, private, name)
 
 
-def inventory_records(inv: Inventory) -> list[dict]:
+def inventory_records(inv: Inventory, hints: Inventory | None = None) -> list[dict]:
     items = sorted(inv.items())
+    hints = hints or {}
     out = []
     for i in range(0, max(len(items), 1), MAX_INVENTORY_DOCS):
         chunk = items[i : i + MAX_INVENTORY_DOCS]
-        out.append({"t": "inventory", "docs": {k: v for k, v in chunk}})
+        record: dict = {"t": "inventory", "docs": {k: v for k, v in chunk}}
+        have = {k: hints[k] for k, _ in chunk if hints.get(k)}
+        if have:
+            record["have"] = have
+        out.append(record)
     return out
+
+
+def parse_have(record: dict) -> Inventory:
+    """The optional `have` hints of an inventory record (older hashes held)."""
+    try:
+        have = record.get("have", {})
+        if not isinstance(have, dict) or len(have) > MAX_INVENTORY_DOCS:
+            raise ValueError
+        out: Inventory = {}
+        for doc_id, hashes in have.items():
+            if not isinstance(hashes, list) or len(hashes) > MAX_HAVE:
+                raise ValueError
+            if not all(isinstance(h, bytes) and len(h) == 32 for h in hashes):
+                raise ValueError
+            out[bytes(doc_id)] = list(hashes)
+        return out
+    except (TypeError, ValueError) as exc:
+        raise ValueError("malformed inventory record") from exc
 
 
 def parse_inventory(record: dict) -> Inventory:

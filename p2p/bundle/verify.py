@@ -15,11 +15,11 @@ from pathlib import Path
 from automerge.core import ROOT, ObjType
 
 from p2p.accept import evaluate, from_record
-from p2p.bundle.records import parse_community, parse_inventory
+from p2p.bundle.records import parse_community, parse_have, parse_inventory
 from p2p.bundle.source import Keys, open_bundle
 from p2p.docref import CHAT, COMMUNITY, DM, FEED, PROFILE
 from p2p.errors import BundleCorrupt
-from p2p.exchange import Inventory
+from p2p.exchange import Inventory, merge
 from p2p.identity import fingerprint
 
 
@@ -164,13 +164,16 @@ def _check_doc(
 
 def inventory_of(paths: list[Path], keys: Keys | None = None) -> Inventory:
     """The exporter's inventory carried by a bundle, once the whole bundle verifies
-    (so a damaged earlier bundle can never make a later export leave things out)."""
+    (so a damaged earlier bundle can never make a later export leave things out),
+    with its older-hash hints: every hash listed is one its writer held."""
     inv: Inventory = {}
+    have: Inventory = {}
     with open_bundle(paths, keys) as opened:
         for record in opened.reader.records():
             if record.get("t") == "inventory":
                 try:
                     inv.update(parse_inventory(record))
+                    have.update(parse_have(record))
                 except ValueError as exc:
                     raise BundleCorrupt(f"this bundle's inventory is malformed ({exc})") from exc
-    return inv
+    return {doc: heads for doc, heads in merge(inv, have).items() if doc in inv}
