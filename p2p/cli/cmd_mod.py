@@ -26,6 +26,26 @@ def _post_or_message(ctx: Context, c: cm.Community, wanted: str) -> dict:
         return message
 
 
+def _hidden(ctx: Context, community_id: str, post: str, hidden: bool, as_json: bool) -> None:
+    c = cm.resolve(ctx.home, community_id)
+    target = _post_or_message(ctx, c, post)
+    (cm.hide if hidden else cm.unhide)(ctx.home, c, target["id"])
+    if as_json:
+        emit_json({"id": target["id"], "hidden": hidden})
+    else:
+        console.print(f"{target['id']} is {'hidden' if hidden else 'shown again'}")
+
+
+def _banned(ctx: Context, community_id: str, member: str, banned: bool, as_json: bool) -> None:
+    c = cm.resolve(ctx.home, community_id)
+    key = cm.resolve_member(ctx.home, c, member)
+    (cm.ban if banned else cm.unban)(ctx.home, c, key)
+    if as_json:
+        emit_json({"member": key.hex(), "fingerprint": fingerprint(key), "banned": banned})
+    else:
+        console.print(f"{fingerprint(key)} is {'banned' if banned else 'no longer banned'}")
+
+
 @mod.command()
 @click.argument("community_id")
 @click.argument("post")
@@ -33,29 +53,7 @@ def _post_or_message(ctx: Context, c: cm.Community, wanted: str) -> dict:
 @pass_ctx
 def hide(ctx: Context, community_id: str, post: str, as_json: bool) -> None:
     """Hide POST (or a chat message) from everyone's view of the community."""
-    c = cm.resolve(ctx.home, community_id)
-    target = _post_or_message(ctx, c, post)
-    cm.hide(ctx.home, c, target["id"])
-    if as_json:
-        emit_json({"id": target["id"], "hidden": True})
-        return
-    console.print(f"Post {target['id']} is hidden")
-
-
-@mod.command()
-@click.argument("community_id")
-@click.argument("member")
-@json_option
-@pass_ctx
-def ban(ctx: Context, community_id: str, member: str, as_json: bool) -> None:
-    """Ban MEMBER: their posts and reactions disappear from views."""
-    c = cm.resolve(ctx.home, community_id)
-    key = cm.resolve_member(ctx.home, c, member)
-    cm.ban(ctx.home, c, key)
-    if as_json:
-        emit_json({"member": key.hex(), "fingerprint": fingerprint(key), "banned": True})
-        return
-    console.print(f"{fingerprint(key)} is banned")
+    _hidden(ctx, community_id, post, True, as_json)
 
 
 @mod.command()
@@ -65,13 +63,17 @@ def ban(ctx: Context, community_id: str, member: str, as_json: bool) -> None:
 @pass_ctx
 def unhide(ctx: Context, community_id: str, post: str, as_json: bool) -> None:
     """Show a hidden POST (or chat message) again."""
-    c = cm.resolve(ctx.home, community_id)
-    target = _post_or_message(ctx, c, post)
-    cm.unhide(ctx.home, c, target["id"])
-    if as_json:
-        emit_json({"id": target["id"], "hidden": False})
-        return
-    console.print(f"Post {target['id']} is shown again")
+    _hidden(ctx, community_id, post, False, as_json)
+
+
+@mod.command()
+@click.argument("community_id")
+@click.argument("member")
+@json_option
+@pass_ctx
+def ban(ctx: Context, community_id: str, member: str, as_json: bool) -> None:
+    """Ban MEMBER: their posts, messages and reactions disappear from views."""
+    _banned(ctx, community_id, member, True, as_json)
 
 
 @mod.command()
@@ -80,14 +82,8 @@ def unhide(ctx: Context, community_id: str, post: str, as_json: bool) -> None:
 @json_option
 @pass_ctx
 def unban(ctx: Context, community_id: str, member: str, as_json: bool) -> None:
-    """Lift a ban: MEMBER's posts and reactions show again."""
-    c = cm.resolve(ctx.home, community_id)
-    key = cm.resolve_member(ctx.home, c, member)
-    cm.unban(ctx.home, c, key)
-    if as_json:
-        emit_json({"member": key.hex(), "fingerprint": fingerprint(key), "banned": False})
-        return
-    console.print(f"{fingerprint(key)} is no longer banned")
+    """Lift a ban: MEMBER's posts, messages and reactions show again."""
+    _banned(ctx, community_id, member, False, as_json)
 
 
 def register(cli: click.Group) -> None:

@@ -19,19 +19,24 @@ def _when(ts: int) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-@click.command()
-@click.argument("file", type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@click.pass_obj
-def verify(ctx: Context, file: Path, as_json: bool) -> None:
-    """Check a bundle's structure, trailer and every signature, without importing."""
+def _verified(ctx: Context, file: Path, as_json: bool) -> VerifyResult:
+    """Verify; a structural fault becomes a JSON verdict under --json, else an error."""
     try:
-        result = verify_bundle([file], bundle_keys.for_reading(ctx, [file]))
+        return verify_bundle([file], bundle_keys.for_reading(ctx, [file]))
     except BundleError as exc:
         if as_json:
             emit_json({"ok": False, "faults": [str(exc)], "error": type(exc).__name__})
             sys.exit(1)
         raise
+
+
+@click.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@json_option
+@click.pass_obj
+def verify(ctx: Context, file: Path, as_json: bool) -> None:
+    """Check a bundle's structure, trailer and every signature, without importing."""
+    result = _verified(ctx, file, as_json)
     data = result.as_json()
     if as_json:
         emit_json(data)
@@ -75,13 +80,7 @@ def _print(result: VerifyResult, data: dict) -> None:
 @click.pass_obj
 def inspect(ctx: Context, file: Path, as_json: bool) -> None:
     """List what a bundle contains, document by document."""
-    try:
-        result = verify_bundle([file], bundle_keys.for_reading(ctx, [file]))
-    except BundleError as exc:
-        if as_json:
-            emit_json({"ok": False, "faults": [str(exc)], "error": type(exc).__name__})
-            sys.exit(1)
-        raise
+    result = _verified(ctx, file, as_json)
     data = result.as_json()
     if as_json:
         data["document_list"] = [
