@@ -40,21 +40,19 @@ MAX_HINTS = 8
 
 def have_hints(home: Home, communities: Iterable[bytes]) -> Inventory:
     """Per document, a few older change hashes this store holds: 1, 2, 4, ... 128
-    changes back from its newest. A peer that is behind on a document but holds
-    one of these can be sent only what follows it, where heads alone (which it
-    does not know) would force the whole document."""
+    changes back from its newest. A peer that is behind on a document does not
+    know our newest heads but likely holds one of these, so what it sends us
+    back is only what follows that one, not the whole document."""
     out: Inventory = {}
-    wanted = set(communities)
-    for doc_id, community in home.store.db.execute("SELECT id, community FROM docs ORDER BY id"):
-        if community not in wanted:
-            continue
-        doc = home.docs.load(doc_id)
-        if doc is None:
-            continue
-        hashes = [c.hash for c in doc.get_changes([])]
-        picks = [hashes[-1 - (1 << i)] for i in range(MAX_HINTS) if (1 << i) < len(hashes)]
-        if picks:
-            out[doc_id] = picks
+    for community in communities:
+        for doc_id in home.docs.ids(community):
+            doc = home.docs.load(doc_id)
+            if doc is None:
+                continue
+            hashes = [c.hash for c in doc.get_changes([])]
+            picks = [hashes[-1 - (1 << i)] for i in range(MAX_HINTS) if (1 << i) < len(hashes)]
+            if picks:
+                out[doc_id] = picks
     return out
 
 
