@@ -336,6 +336,36 @@ def test_garbage_and_huge_frames(trio) -> None:
     assert result.received_records > 0
 
 
+def test_one_address_cannot_take_every_slot(trio) -> None:
+    """Connections that never speak hold at most MAX_PER_ADDRESS slots; the next
+    one from that address is closed at once, and the server stays usable."""
+    from p2p.lan import server as srv
+
+    alice, bob, *_ = trio
+
+    async def go():
+        server = await serve(alice, io_timeout=5.0)
+        silent = []
+        try:
+            for _ in range(srv.MAX_PER_ADDRESS):
+                silent.append(await asyncio.open_connection("127.0.0.1", server.port))
+            await asyncio.sleep(0.2)
+            r, w = await asyncio.open_connection("127.0.0.1", server.port)
+            refused = await asyncio.wait_for(r.read(), 2)  # closed without a word
+            w.close()
+            for _r, sw in silent:
+                sw.close()
+            await asyncio.sleep(0.2)
+            result = await sync_with(bob, "127.0.0.1", server.port)
+            return refused, result
+        finally:
+            await server.close()
+
+    refused, result = asyncio.run(go())
+    assert refused == b""
+    assert result.report.rejected == [] and result.shared
+
+
 def test_half_a_record_then_silence_is_cut_off(trio) -> None:
     alice, bob, *_ = trio
     before = dump(alice)

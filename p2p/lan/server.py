@@ -19,6 +19,7 @@ from p2p.lan import session
 
 SESSION_DEADLINE = 300.0
 MAX_SESSIONS = 16
+MAX_PER_ADDRESS = 4  # so one stranger cannot take every slot
 
 Log = Callable[[str], None]
 
@@ -49,6 +50,7 @@ class Server:
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_SESSIONS))
     _active: set[asyncio.Task] = field(default_factory=set)
+    _per_address: dict[str, int] = field(default_factory=dict)
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._handle, self.host, self.port)
@@ -57,9 +59,11 @@ class Server:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
-        if self._slots.locked():
+        address = str(peer[0]) if peer else "?"
+        if self._slots.locked() or self._per_address.get(address, 0) >= MAX_PER_ADDRESS:
             writer.close()
             return
+        self._per_address[address] = self._per_address.get(address, 0) + 1
         task = asyncio.current_task()
         if task is not None:
             self._active.add(task)
@@ -78,17 +82,20 @@ class Server:
                     else:
                         self.log(summary(result))
             except TimeoutError:
-                self.log(f"session from {peer[0]} took too long; cut off")
+                self.log(f"session from {address} took too long; cut off")
             except P2PError as exc:
-                self.log(f"session from {peer[0]} ended: {exc}")
+                self.log(f"session from {address} ended: {exc}")
             except (ConnectionError, OSError) as exc:
-                self.log(f"session from {peer[0]} dropped: {exc.__class__.__name__}")
+                self.log(f"session from {address} dropped: {exc.__class__.__name__}")
             except Exception as exc:  # noqa: BLE001 - one session must never stop the server
                 self.log(
-                    f"session from {peer[0]} failed ({exc.__class__.__name__}); "
+                    f"session from {address} failed ({exc.__class__.__name__}); "
                     "nothing from it was kept"
                 )
             finally:
+                self._per_address[address] -= 1
+                if not self._per_address[address]:
+                    del self._per_address[address]
                 if chan is not None:
                     await chan.close()
                 else:
