@@ -34,7 +34,7 @@ from automerge.core import ROOT, Document, ObjType, ScalarType
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from p2p import community as cm
-from p2p import signing
+from p2p import invites, signing
 from p2p.docref import FEED, DocRef
 from p2p.documents import as_raw
 from p2p.home import Home
@@ -139,7 +139,7 @@ from p2p import community as cm
 from p2p.bundle.importer import import_bundle
 h = Home(Path(sys.argv[1]))
 h.create_identity(None)
-cm.join(h, Path(sys.argv[3]).read_bytes())
+invites.join(h, Path(sys.argv[3]).read_bytes())
 t = time.perf_counter()
 r = import_bundle(h, [Path(sys.argv[2])])
 assert not r.report.rejected, r.report.rejected[:3]
@@ -211,7 +211,7 @@ def main() -> None:
         t0 = time.perf_counter()
         owner, c, save_total = build_store(tmp, args.posts, args.authors)
         invite = tmp / "invite"
-        invite.write_bytes(cm.invite(owner, c))
+        invite.write_bytes(invites.write(owner, c))
         owner.close()
         build_s = time.perf_counter() - t0
         changes = args.posts + 2 * args.authors

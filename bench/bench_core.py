@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench.bench_bundle import raw_verify_rate
 from p2p import community as cm
-from p2p import content, exchange, feed
+from p2p import content, exchange, feed, invites
 from p2p.accept import from_record
 from p2p.home import Home
 
@@ -38,13 +38,13 @@ def main() -> None:
         owner = Home(tmp / "owner")
         owner.create_identity(None)
         c = cm.create(owner, "Bench")
-        invite = cm.invite(owner, c)
+        invite = invites.write(owner, c)
         homes = []
         for i in range(args.authors):
             h = Home(tmp / f"author{i}")
             h.create_identity(None)
             cm.set_profile(h, f"Author {i}", None)
-            cm.join(h, invite)
+            invites.join(h, invite)
             homes.append((h, cm.resolve(h, c.hex)))
 
         times: list[float] = []
@@ -68,7 +68,7 @@ def main() -> None:
 
         fresh = Home(tmp / "fresh")
         fresh.create_identity(None)
-        cm.join(fresh, invite)
+        invites.join(fresh, invite)
         t0 = time.perf_counter()
         incoming = [from_record(r) for r in records]
         nchanges = sum(len(i.changes) for i in incoming)

@@ -22,8 +22,7 @@ import time
 from pathlib import Path
 
 from bench.bench_bundle import build_store
-from p2p import community as cm
-from p2p import content
+from p2p import content, invites
 from p2p.bundle import export as ex
 from p2p.exchange import inventory
 from p2p.home import Home
@@ -130,7 +129,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         owner, c, _ = build_store(tmp, args.posts, args.authors)
-        invite = cm.invite(owner, c)
+        invite = invites.write(owner, c)
         with ex.scratch_dir(owner) as s:
             built = ex.build(owner, ex.domains([c])[0], Path(s))
             bundle_size = built.size

@@ -25,7 +25,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from p2p import chat, content, dm  # noqa: E402
+from p2p import (  # noqa: E402
+    chat,
+    content,
+    dm,
+    invites,  # noqa: E402
+)
 from p2p import community as cm  # noqa: E402
 from p2p.bundle import export as ex  # noqa: E402
 from p2p.bundle.container import write_bundle  # noqa: E402
@@ -92,9 +97,9 @@ def build_demo(tmp: Path) -> tuple[Home, list[Home], cm.Community]:
     owner = homes[0]
     c = cm.create(owner, "Riverside Market", description="News and swaps for the river villages")
     cm.update_settings(owner, c, rules="Be kind. No selling of aid supplies.")
-    invite = cm.invite(owner, c)
+    invite = invites.write(owner, c)
     for h in homes[1:]:
-        cm.join(h, invite)
+        invites.join(h, invite)
     cm.set_role(owner, c, homes[3].public_key, "moderator")
 
     def share() -> None:
@@ -144,7 +149,7 @@ def main() -> None:
         tmp = Path(t)
         owner, homes, c = build_demo(tmp)
         plain_bundle(owner, c, HERE / "demo.p2p")
-        (HERE / "demo-invite.p2p").write_bytes(cm.invite(owner, c))
+        (HERE / "demo-invite.p2p").write_bytes(invites.write(owner, c))
 
         valid = vectors / "valid.p2p"
         shutil.copy(HERE / "demo.p2p", valid)
@@ -192,7 +197,7 @@ def main() -> None:
             assert built is not None
             shutil.copy(built.path, vectors / "encrypted.p2p")
         (vectors / "keys" / "encrypted.txt").write_text(priv.secret + "\n")
-        (vectors / "encrypted-invite.p2p").write_bytes(cm.invite(owner, priv))
+        (vectors / "encrypted-invite.p2p").write_bytes(invites.write(owner, priv))
         manifest["encrypted.p2p"] = {
             "expect": "valid",
             "key": "keys/encrypted.txt",

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p2p import community as cm
-from p2p import content
+from p2p import content, invites
 from p2p.bundle import container, parts
 from p2p.bundle import export as ex
 from p2p.bundle.importer import import_bundle
@@ -38,7 +38,7 @@ def setup(tmp_path: Path):
     alice = make_home(tmp_path / "alice", "Alice")
     bob = make_home(tmp_path / "bob", "Bob")
     c = cm.create(alice, "Village")
-    cm.join(bob, cm.invite(alice, c))
+    invites.join(bob, invites.write(alice, c))
     content.post(alice, c, "hello")
     path = tmp_path / "good.p2p"
     with ex.scratch_dir(alice) as s:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from p2p import community as cm
-from p2p import content, feed
+from p2p import content, feed, invites
 from p2p.bundle import export as ex
 from p2p.bundle.importer import import_bundle
 from p2p.bundle.usb import sync as usb_sync
@@ -47,7 +47,7 @@ def pair(tmp_path: Path):
     alice = make_home(tmp_path / "alice", "Alice")
     bob = make_home(tmp_path / "bob", "Bob")
     c = cm.create(alice, "Village")
-    cm.join(bob, cm.invite(alice, c))
+    invites.join(bob, invites.write(alice, c))
     first = content.post(alice, c, "first post")
     content.post(alice, c, "a reply", reply_to=first["id"])
     content.react(alice, c, first["id"], "👍")
@@ -187,7 +187,7 @@ def test_private_bundle_members_only(tmp_path: Path) -> None:
     eve = make_home(tmp_path / "eve", "Eve")
     c = cm.create(alice, "Secret circle", private=True)
     content.post(alice, c, "meeting at the usual place")
-    cm.join(bob, cm.invite(alice, c))
+    invites.join(bob, invites.write(alice, c))
     path = export_file(alice, [c], tmp_path / "p.p2p")
     raw = path.read_bytes()
     assert raw.startswith(b"age-encryption.org/v1\n")
@@ -226,8 +226,8 @@ def test_usb_drop_box(tmp_path: Path) -> None:
     c = cm.create(alice, "Village")
     secret = cm.create(alice, "Inner circle", private=True)
     for h in (bob, carol):
-        cm.join(h, cm.invite(alice, c))
-    cm.join(bob, cm.invite(alice, secret))
+        invites.join(h, invites.write(alice, c))
+    invites.join(bob, invites.write(alice, secret))
     content.post(alice, c, "from alice")
     content.post(alice, secret, "private from alice")
 
@@ -316,7 +316,7 @@ def test_vectors(name: str, tmp_path: Path) -> None:
         assert result.ok, result.faults
         assert result.as_json()["posts"] == spec["posts"]
         home = make_home(tmp_path / "h", "Reader")
-        cm.join(home, (VECTORS / spec["invite"]).read_bytes())
+        invites.join(home, (VECTORS / spec["invite"]).read_bytes())
         r = import_bundle(home, [path])
         assert r.report.rejected == []
         assert r.news.posts == spec["posts"]
@@ -467,7 +467,7 @@ def test_have_hints_spare_a_peer_that_is_ahead_its_whole_document(tmp_path: Path
 
     alice, bob = make_home(tmp_path / "alice", "Alice"), make_home(tmp_path / "bob", "Bob")
     c = cm.create(alice, "Village")
-    cm.join(bob, cm.invite(alice, c))
+    invites.join(bob, invites.write(alice, c))
     for i in range(20):
         content.post(alice, c, f"post {i}")
     first = tmp_path / "first.p2p"

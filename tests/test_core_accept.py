@@ -14,7 +14,7 @@ import pytest
 from automerge.core import ROOT, Document, ScalarType
 
 from p2p import community as cm
-from p2p import content, exchange, feed, signing
+from p2p import content, exchange, feed, invites, signing
 from p2p.accept import Incoming, from_record
 from p2p.chunk import RawChange
 from p2p.docref import COMMUNITY, FEED, DocRef
@@ -37,7 +37,7 @@ def world(tmp_path: Path):
     carol = make_home(tmp_path / "carol", "Carol")
     c = cm.create(alice, "Village")
     for h in (mallory, carol):
-        cm.join(h, cm.invite(alice, c))
+        invites.join(h, invites.write(alice, c))
     content.post(alice, c, "alice's first post")
     content.post(mallory, cm.resolve(mallory, c.hex), "mallory's post")
     for a in (alice, mallory, carol):

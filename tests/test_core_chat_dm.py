@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from automerge.core import ROOT, ObjType, ScalarType
 
-from p2p import chat, dm, exchange
+from p2p import chat, dm, exchange, invites
 from p2p import community as cm
 from p2p.accept import from_record
 from p2p.documents import get_obj, put_int
@@ -31,7 +31,7 @@ def trio(tmp_path: Path):
     alice, bob, carol = homes
     c = cm.create(alice, "Village")
     for h in (bob, carol):
-        cm.join(h, cm.invite(alice, c))
+        invites.join(h, invites.write(alice, c))
     for a in homes:
         for b in homes:
             if a is not b:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from p2p import community as cm
-from p2p import content, exchange
+from p2p import content, exchange, invites
 from p2p.bundle import export as ex
 from p2p.home import Home
 
@@ -52,12 +52,12 @@ def test_kill_mid_import_leaves_before_or_after(tmp_path: Path) -> None:
     src = Home(tmp_path / "src")
     src.create_identity(None)
     c = cm.create(src, "Village")
-    invite = cm.invite(src, c)
+    invite = invites.write(src, c)
     authors = []
     for i in range(12):
         a = Home(tmp_path / f"a{i}")
         a.create_identity(None)
-        cm.join(a, invite)
+        invites.join(a, invite)
         ac = cm.resolve(a, c.hex)
         for j in range(60):
             content.post(a, ac, f"author {i} post {j} " + "words " * 10)
@@ -72,7 +72,7 @@ def test_kill_mid_import_leaves_before_or_after(tmp_path: Path) -> None:
 
     dst = Home(tmp_path / "dst")
     dst.create_identity(None)
-    cm.join(dst, invite)
+    invites.join(dst, invite)
     dst.close()
     pristine = tmp_path / "pristine"
     import shutil
@@ -136,7 +136,7 @@ def test_disk_full_mid_import_changes_nothing(tmp_path: Path) -> None:
     c = cm.create(src, "Village")
     for j in range(1500):  # incompressible text: the import must write ~200 KB
         content.post(src, c, f"post {j} " + os.urandom(64).hex())
-    (tmp_path / "inv").write_bytes(cm.invite(src, c))
+    (tmp_path / "inv").write_bytes(invites.write(src, c))
     bundle = tmp_path / "big.p2p"
     with ex.scratch_dir(src) as s:
         ex.place(ex.build(src, ex.domains([c])[0], Path(s)), bundle)

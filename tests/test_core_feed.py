@@ -9,7 +9,7 @@ import pytest
 from automerge.core import ObjType
 
 from p2p import community as cm
-from p2p import content, exchange, feed
+from p2p import content, exchange, feed, invites
 from p2p.accept import from_record
 from p2p.documents import put_int, put_str
 from p2p.home import Home
@@ -26,7 +26,7 @@ def pair(tmp_path: Path):
     alice = make_home(tmp_path / "alice", "Alice")
     bob = make_home(tmp_path / "bob", "Bob")
     c = cm.create(alice, "Village")
-    cm.join(bob, cm.invite(alice, c))
+    invites.join(bob, invites.write(alice, c))
     share(bob, alice)
     yield alice, bob, c, cm.resolve(bob, c.hex)
     alice.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from p2p import chat, content, exchange, feed
+from p2p import chat, content, exchange, feed, invites
 from p2p import community as cm
 from p2p.accept import from_record
 from p2p.home import Home
@@ -38,9 +38,9 @@ def _homes(root: Path) -> tuple[list[Home], cm.Community, bytes]:
         cm.set_profile(h, f"Author {i}", None)
         homes.append(h)
     c = cm.create(homes[0], "Village")
-    invite = cm.invite(homes[0], c)
+    invite = invites.write(homes[0], c)
     for h in homes[1:]:
-        cm.join(h, invite)
+        invites.join(h, invite)
     return homes, c, invite
 
 
@@ -89,7 +89,7 @@ def test_any_order_and_split_converges(script, seed: int) -> None:
         for r in range(3):
             h = Home(root / f"reader{r}")
             h.create_identity(None)
-            cm.join(h, invite)
+            invites.join(h, invite)
             shuffled = records[:]
             rng.shuffle(shuffled)
             cut = sorted(rng.sample(range(len(shuffled) + 1), min(3, len(shuffled) + 1)))
@@ -106,7 +106,7 @@ def test_any_order_and_split_converges(script, seed: int) -> None:
         # and equal to what a reader gets from every author's full state
         ref = Home(root / "reference")
         ref.create_identity(None)
-        cm.join(ref, invite)
+        invites.join(ref, invite)
         for a in homes:
             ref.acceptor().accept([from_record(x) for x in exchange.records_for(a, None)])
         rc = cm.resolve(ref, c.hex)
@@ -129,7 +129,7 @@ def test_export_then_import_is_identity(script) -> None:
             src.acceptor().accept([from_record(x) for x in exchange.records_for(other, None)])
         dst = Home(root / "copy")
         dst.create_identity(None)
-        cm.join(dst, invite)
+        invites.join(dst, invite)
         report = dst.acceptor().accept([from_record(x) for x in exchange.records_for(src, None)])
         assert report.rejected == [] and report.pending == 0
         assert exchange.inventory(dst, [c.id]) == exchange.inventory(src, [c.id])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from p2p import community as cm
-from p2p import content, feed
+from p2p import content, feed, invites
 from p2p.errors import HandshakeFailed, LanError, PeerMisbehaved, PeerTimeout
 from p2p.home import Home
 from p2p.lan import channel as ch
@@ -32,8 +32,8 @@ def trio(tmp_path: Path):
     village = cm.create(alice, "Village")
     secret = cm.create(alice, "Secret", private=True)
     for h in (bob, eve):
-        cm.join(h, cm.invite(alice, village))
-    cm.join(bob, cm.invite(alice, secret))
+        invites.join(h, invites.write(alice, village))
+    invites.join(bob, invites.write(alice, secret))
     content.post(alice, village, "open post")
     content.post(alice, secret, "private post")
     yield alice, bob, eve, village, secret

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
-from p2p import atomic
+from p2p import atomic, invites
 from p2p import community as cm
 from p2p.cli.context import (
     Context,
@@ -139,7 +139,7 @@ def invite(
     phrase = ask_passphrase(True, INVITE_ENV, "invite passphrase") if seal else None
     if seal and not phrase:
         raise click.UsageError("an empty invite passphrase is not allowed; use --no-passphrase")
-    atomic.write_bytes(out, cm.invite(ctx.home, c, phrase))
+    atomic.write_bytes(out, invites.write(ctx.home, c, phrase))
     if as_json:
         emit_json({"file": str(out), "community": c.hex, "private": c.private, "sealed": seal})
     else:
@@ -164,11 +164,11 @@ def invite(
 def join(ctx: Context, file: Path, as_json: bool) -> None:
     """Join a community from an invite FILE (asks its passphrase if it is sealed)."""
     with file.open("rb") as fh:
-        data = fh.read(cm.MAX_INVITE + 1)
+        data = fh.read(invites.MAX_INVITE + 1)
     phrase = None
-    if cm.invite_is_sealed(data):
+    if invites.is_sealed(data):
         phrase = ask_passphrase(False, INVITE_ENV, "invite passphrase")
-    c = cm.join(ctx.home, data, phrase)
+    c = invites.join(ctx.home, data, phrase)
     if as_json:
         emit_json(summary(ctx, c))
         return

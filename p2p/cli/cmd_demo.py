@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
-from p2p import chat
+from p2p import chat, invites
 from p2p import community as cm
 from p2p import feed as feed_view
 from p2p.bundle.importer import import_bundle
@@ -49,7 +49,7 @@ def demo(ctx: Context, folder: Path | None) -> None:
         f"{checked.signatures_checked} signatures, signed by "
         f"{checked.as_json()['exporter_fingerprint']}"
     )
-    c = cm.join(home, invite.read_bytes())
+    c = invites.join(home, invite.read_bytes())
     result = import_bundle(home, [bundle])
     console.print(f"imported {bundle.name}: {summary_line(result)}")
     console.print()
