@@ -1,4 +1,4 @@
-"""Communities: creating and joining them, roles, settings and moderation.
+"""Communities: creating and leaving them, members, profiles, roles, settings, moderation.
 
 A community is named by a self-certifying id (a hash of its owner's key and a
 salt) and has one shared document holding its settings, roles, bans and
