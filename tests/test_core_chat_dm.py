@@ -81,6 +81,11 @@ def test_direct_message_reaches_only_its_recipient(trio) -> None:
         ("the key is under the stone", False, alice.public_key.hex())
     ]
     assert dm.messages(carol, cc) == []  # carol carries it but cannot read it
+    # at rest, the recipient's store keeps only the sealed box: a seized device
+    # shows no direct message without the (passphrase-protected) identity key
+    bob.store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    raw = b"".join(f.read_bytes() for f in bob.path.iterdir() if f.name.startswith("p2p.db"))
+    assert b"under the stone" not in raw
     assert [m["text"] for m in dm.messages(alice, c, bob.public_key)] == [
         "the key is under the stone"
     ]
