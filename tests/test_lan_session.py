@@ -266,6 +266,38 @@ def test_forged_change_inside_valid_session_is_rejected(trio) -> None:
     assert dump(alice) == before
     assert "forged" not in str(feed.author_doc(alice, ref.id))
 
+    # the same through the CLI: `p2p sync` reports it and exits 1
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("P2P_")}
+    cli = [sys.executable, "-m", "p2p.cli.main"]
+    server = subprocess.Popen(
+        [*cli, "--home", str(bob.path), "serve", "--host", "127.0.0.1", "--port", "0"]
+        + ["--no-mdns", "--duration", "20", "--json"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        port = json.loads(server.stdout.readline())["port"]
+        res = subprocess.run(
+            [*cli, "--home", str(alice.path), "sync", "--peer", f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=30,
+        )
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "only its owner may write this feed" in res.stdout
+    assert res.stderr.startswith("error: 1 change received was rejected")
+    assert "forged" not in str(feed.author_doc(alice, ref.id))
+
 
 def test_wrong_identity_proof_fails_handshake(trio) -> None:
     alice, bob, eve, *_ = trio

@@ -162,7 +162,8 @@ def sync(
     rejected = sum(len(r["rejected"]) for r in results if r["ok"])
     if rejected:
         raise P2PError(
-            f"{plural(rejected, 'change')} received were rejected (forged or not allowed); "
+            f"{plural(rejected, 'change')} received {'was' if rejected == 1 else 'were'} "
+            "rejected (forged or not allowed); "
             "nothing of them was kept"
         )
     if any(not r["ok"] for r in results):
