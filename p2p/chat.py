@@ -14,7 +14,7 @@ import time
 from automerge.core import ROOT, Document, ObjType
 
 from p2p.community import Community, display_name, state
-from p2p.content import MAX_TEXT, _may_write
+from p2p.content import _may_write, check_text, post_id
 from p2p.docref import CHAT, DocRef
 from p2p.documents import get_obj, put_int, put_str, to_py
 from p2p.home import Home
@@ -36,10 +36,7 @@ def check_room(room: str) -> str:
 
 
 def send(home: Home, community: Community, text: str, room: str = DEFAULT_ROOM) -> dict:
-    if not text.strip():
-        raise ValueError("a message needs some text")
-    if len(text.encode()) > MAX_TEXT:
-        raise ValueError(f"a message is limited to {MAX_TEXT // 1024} KiB of text")
+    check_text(text, "message")
     room = check_room(room)
     _may_write(home, community)
     local = os.urandom(8).hex()
@@ -56,7 +53,7 @@ def send(home: Home, community: Community, text: str, room: str = DEFAULT_ROOM) 
 
     me = home.public_key
     home.docs.write(chat_ref(community, me), home.identity, edit)
-    return {"id": me[:4].hex() + local, "room": room, "text": text, "author": me.hex(), "ts": now}
+    return {"id": post_id(me, local), "room": room, "text": text, "author": me.hex(), "ts": now}
 
 
 def messages(
@@ -78,7 +75,7 @@ def messages(
         data = to_py(doc) if doc is not None else {}
         name = display_name(home, community, owner)
         for local, m in (data.get("messages") or {}).items():
-            mid = owner[:4].hex() + local
+            mid = post_id(owner, local)
             if not isinstance(m, dict) or mid in hidden:
                 continue
             in_room = str(m.get("room", DEFAULT_ROOM))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from automerge.core import ROOT, Document, ObjType
 
@@ -96,10 +97,7 @@ def create(home: Home, name: str, private: bool = False, description: str = "") 
         secret = str(x25519.Identity.generate())
     community = Community(cid, me.public_key, salt, private, secret, name)
     with home.store.transaction() as db:
-        db.execute(
-            f"INSERT INTO communities ({_COLUMNS}, joined) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (cid, me.public_key, salt, int(private), secret, name, int(time.time())),
-        )
+        insert(db, community)
 
         def genesis(doc: Document, tx) -> None:  # noqa: ANN001
             s = tx.put_object(ROOT, "settings", ObjType.Map)
@@ -113,8 +111,17 @@ def create(home: Home, name: str, private: bool = False, description: str = "") 
             put_int(tx, ROOT, "created", int(time.time() * 1000))
 
         home.docs.write(community.ref, me, genesis)
-        _publish_profile(home, community)
+        publish_profile(home, community)
     return community
+
+
+def insert(db: Any, community: Community) -> None:
+    """Record a community this home now belongs to (inside the caller's transaction)."""
+    c = community
+    db.execute(
+        f"INSERT INTO communities ({_COLUMNS}, joined) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (c.id, c.owner, c.salt, int(c.private), c.secret, c.name, int(time.time())),
+    )
 
 
 def community_doc(home: Home, community: Community) -> Document | None:
@@ -303,11 +310,6 @@ def resolve_member(home: Home, community: Community, text: str) -> bytes:
 # --- profiles -----------------------------------------------------------------
 
 
-def publish_profile(home: Home, community: Community) -> None:
-    """Before a write: make sure others can answer us (our age key is published)."""
-    _publish_profile(home, community, writing=True)
-
-
 def set_profile(home: Home, name: str | None, bio: str | None) -> None:
     current = home.meta("profile") or {}
     assert isinstance(current, dict)
@@ -317,10 +319,10 @@ def set_profile(home: Home, name: str | None, bio: str | None) -> None:
         current["bio"] = bio
     home.set_meta("profile", current)
     for community in all_communities(home):
-        _publish_profile(home, community)
+        publish_profile(home, community)
 
 
-def _publish_profile(home: Home, community: Community, writing: bool = False) -> None:
+def publish_profile(home: Home, community: Community, writing: bool = False) -> None:
     """Our name and bio, and the age key others seal direct messages to.
 
     Someone who set no name and writes nothing publishes nothing: joining

@@ -45,14 +45,14 @@ def _ensure_roots(doc: Document, tx) -> tuple[bytes, bytes]:  # noqa: ANN001
 def _may_write(home: Home, community: Community) -> None:
     if role(home, community, home.public_key) == "banned":
         raise NotAllowed("you are banned from this community; your posts would not be shown")
-    publish_profile(home, community)
+    publish_profile(home, community, writing=True)
 
 
-def _check_text(text: str) -> None:
+def check_text(text: str, what: str = "post") -> None:
     if not text.strip():
-        raise ValueError("a post needs some text")
+        raise ValueError(f"a {what} needs some text")
     if len(text.encode()) > MAX_TEXT:
-        raise ValueError(f"a post is limited to {MAX_TEXT // 1024} KiB of text")
+        raise ValueError(f"a {what} is limited to {MAX_TEXT // 1024} KiB of text")
 
 
 def find_post(home: Home, community: Community, wanted: str) -> dict:
@@ -72,7 +72,7 @@ def find_post(home: Home, community: Community, wanted: str) -> dict:
 
 
 def post(home: Home, community: Community, text: str, reply_to: str | None = None) -> dict:
-    _check_text(text)
+    check_text(text)
     me = home.public_key
     parent = find_post(home, community, reply_to)["id"] if reply_to else None
     _may_write(home, community)
@@ -99,7 +99,7 @@ def _own_post(home: Home, community: Community, wanted: str) -> tuple[dict, str]
 
 
 def edit(home: Home, community: Community, wanted: str, text: str) -> dict:
-    _check_text(text)
+    check_text(text)
     target, local = _own_post(home, community, wanted)
     now = int(time.time() * 1000)
 

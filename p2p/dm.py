@@ -21,7 +21,7 @@ from automerge.core import ROOT, Document, ObjType, ScalarType
 from pyrage import x25519
 
 from p2p.community import Community, display_name, profile, state
-from p2p.content import MAX_TEXT, _may_write
+from p2p.content import MAX_TEXT, _may_write, check_text, post_id
 from p2p.docref import DM, DocRef
 from p2p.documents import get_obj, put_int, to_py
 from p2p.errors import NotAllowed, UnknownPeer
@@ -49,10 +49,7 @@ def recipient_key(home: Home, community: Community, member: bytes) -> x25519.Rec
 
 
 def send(home: Home, community: Community, member: bytes, text: str) -> dict:
-    if not text.strip():
-        raise ValueError("a message needs some text")
-    if len(text.encode()) > MAX_TEXT:
-        raise ValueError(f"a message is limited to {MAX_TEXT // 1024} KiB of text")
+    check_text(text, "message")
     me = home.public_key
     if member == me:
         raise NotAllowed("that is you; a direct message needs someone else")
@@ -75,7 +72,7 @@ def send(home: Home, community: Community, member: bytes, text: str) -> dict:
         put_int(tx, m, "ts", now)
 
     home.docs.write(dm_ref(community, me), home.identity, edit)
-    return {"id": me[:4].hex() + local, "to": member.hex(), "text": text, "ts": now}
+    return {"id": post_id(me, local), "to": member.hex(), "text": text, "ts": now}
 
 
 def open_box(home: Home, community: Community, owner: bytes, box: object) -> dict | None:
@@ -108,6 +105,7 @@ def messages(home: Home, community: Community, member: bytes | None = None) -> l
     """Direct messages to and from us (with one member, or all), in time order."""
     banned = {bytes.fromhex(k) for k in state(home, community)["bans"]}
     me = home.public_key
+    names: dict[bytes, str] = {}
     out = []
     for doc_id, owner in _dm_docs(home, community):
         if owner in banned:
@@ -123,13 +121,15 @@ def messages(home: Home, community: Community, member: bytes | None = None) -> l
             other = m["to"] if m["from"] == me else m["from"]
             if member is not None and other != member:
                 continue
+            if other not in names:
+                names[other] = display_name(home, community, other)
             out.append(
                 {
-                    "id": owner[:4].hex() + local,
+                    "id": post_id(owner, local),
                     "from": m["from"].hex(),
                     "to": m["to"].hex(),
                     "with": other.hex(),
-                    "with_name": display_name(home, community, other),
+                    "with_name": names[other],
                     "with_fingerprint": fingerprint(other),
                     "sent": m["from"] == me,
                     "text": m["text"],
@@ -137,12 +137,6 @@ def messages(home: Home, community: Community, member: bytes | None = None) -> l
                 }
             )
     return sorted(out, key=lambda m: (m["ts"], m["id"]))
-
-
-def box_keys(home: Home, doc_id: bytes) -> set[str]:
-    doc = home.docs.load(doc_id)
-    boxes = (to_py(doc) if doc is not None else {}).get("boxes") or {}
-    return set(boxes)
 
 
 def count_for_me(

@@ -8,18 +8,10 @@ scrypt) for the trip; docs/core-model.md ("Invites") gives the format.
 
 from __future__ import annotations
 
-import time
-
 import msgpack
 
 from p2p.accept import from_record
-from p2p.community import (
-    _COLUMNS,
-    Community,
-    _publish_profile,
-    all_communities,
-    settings,
-)
+from p2p.community import Community, all_communities, insert, publish_profile, settings
 from p2p.docref import community_id
 from p2p.errors import InvalidInvite, NotAMember
 from p2p.exchange import full_record
@@ -93,10 +85,7 @@ def join(home: Home, data: bytes, passphrase: str | None = None) -> Community:
     community = Community(cid, owner, salt, private, secret, name)
     if not existing:
         with home.store.transaction() as db:
-            db.execute(
-                f"INSERT INTO communities ({_COLUMNS}, joined) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (cid, owner, salt, int(private), secret, name, int(time.time())),
-            )
+            insert(db, community)
     incoming = []
     for record in records:
         try:
@@ -104,5 +93,5 @@ def join(home: Home, data: bytes, passphrase: str | None = None) -> Community:
         except ValueError as exc:
             raise InvalidInvite(f"this invite's community document is damaged ({exc})") from exc
     home.acceptor().accept(incoming)
-    _publish_profile(home, community)
+    publish_profile(home, community)
     return existing[0] if existing else community

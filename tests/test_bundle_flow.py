@@ -11,7 +11,6 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -29,7 +28,7 @@ from p2p.errors import (
     WrongKey,
 )
 from p2p.home import Home
-from tests.helpers import dump, make_home
+from tests.helpers import cli, dump, make_home
 
 VECTORS = Path(__file__).resolve().parents[1] / "bundles" / "vectors"
 
@@ -331,18 +330,6 @@ def test_vectors(name: str, tmp_path: Path) -> None:
 
 
 # --- CLI ----------------------------------------------------------------------
-
-
-def cli(home: Path, *args: str, **extra_env: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("P2P_")}
-    env.update(extra_env, P2P_HOME=str(home))
-    return subprocess.run(
-        [sys.executable, "-m", "p2p.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
 
 
 def test_cli_export_verify_import(tmp_path: Path) -> None:

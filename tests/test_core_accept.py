@@ -21,12 +21,7 @@ from p2p.docref import COMMUNITY, FEED, DocRef
 from p2p.documents import as_raw
 from p2p.errors import NotAllowed
 from p2p.home import Home
-from tests.helpers import dump, make_home
-
-
-def share(src: Home, dst: Home) -> None:
-    report = dst.acceptor().accept([from_record(r) for r in exchange.records_for(src, None)])
-    assert report.rejected == []
+from tests.helpers import dump, make_home, share
 
 
 @pytest.fixture

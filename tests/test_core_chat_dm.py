@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,13 +14,7 @@ from p2p import community as cm
 from p2p.accept import from_record
 from p2p.documents import get_obj, put_int
 from p2p.errors import NotAllowed
-from p2p.home import Home
-from tests.helpers import dump, make_home
-
-
-def share(src: Home, dst: Home) -> None:
-    report = dst.acceptor().accept([from_record(r) for r in exchange.records_for(src, None)])
-    assert report.rejected == []
+from tests.helpers import cli, dump, make_home, share
 
 
 @pytest.fixture
@@ -136,18 +128,6 @@ def test_dm_to_someone_without_a_published_key_is_refused(tmp_path: Path) -> Non
         dm.send(alice, c, stranger, "hello?")
     assert dump(alice) == before
     alice.close()
-
-
-def cli(home: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("P2P_")}
-    env["P2P_HOME"] = str(home)
-    return subprocess.run(
-        [sys.executable, "-m", "p2p.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
 
 
 def test_cli_chat_and_dm_over_bundles(tmp_path: Path) -> None:

@@ -9,16 +9,10 @@ import pytest
 from automerge.core import ObjType
 
 from p2p import community as cm
-from p2p import content, exchange, feed, invites
-from p2p.accept import from_record
+from p2p import content, feed, invites
 from p2p.documents import put_int, put_str
 from p2p.home import Home
-from tests.helpers import make_home
-
-
-def share(src: Home, dst: Home) -> None:
-    report = dst.acceptor().accept([from_record(r) for r in exchange.records_for(src, None)])
-    assert report.rejected == []
+from tests.helpers import make_home, share
 
 
 @pytest.fixture

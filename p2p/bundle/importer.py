@@ -16,7 +16,6 @@ from pathlib import Path
 
 import msgpack
 
-from p2p import news
 from p2p.accept import Incoming, Rejection, Report, from_record
 from p2p.bundle.records import parse_community, parse_have, parse_inventory
 from p2p.bundle.source import Keys, open_bundle
@@ -25,7 +24,7 @@ from p2p.errors import NotABundle
 from p2p.exchange import Inventory, merge
 from p2p.home import Home
 from p2p.identity import fingerprint
-from p2p.news import News
+from p2p.news import News, Tracker
 
 BATCH_DOCS = 32  # documents handed to the acceptance path at once
 
@@ -91,7 +90,7 @@ def import_bundle(
         haves: Inventory = {}  # older hashes the exporter holds too
         skipped: set[bytes] = set()
         batch: list[Incoming] = []
-        tracker = news.Tracker(home)
+        tracker = Tracker(home)
 
         def flush() -> None:
             tracker.before(batch)

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import click
 from rich.markup import escape
 
 from p2p import chat
 from p2p import community as cm
-from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural
-
-
-def _when(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M")
+from p2p.cli.context import Context, console, emit_json, json_option, local_time, pass_ctx, plural
 
 
 @click.group("chat")
@@ -56,7 +50,7 @@ def show(ctx: Context, community_id: str, room: str, last: int, as_json: bool) -
         console.print("No messages yet.")
     for m in shown:
         name = escape(m["author_name"] or m["fingerprint"])
-        console.print(f"[dim]{_when(m['ts'])}[/] [bold]{name}[/]: {escape(m['text'])}")
+        console.print(f"[dim]{local_time(m['ts'])}[/] [bold]{name}[/]: {escape(m['text'])}")
 
 
 @chat_group.command("rooms")
@@ -74,7 +68,7 @@ def rooms(ctx: Context, community_id: str, as_json: bool) -> None:
         console.print("No chat yet: 'p2p chat send ID TEXT' starts #general.")
     for r in found:
         console.print(
-            f"#{escape(r['room']):20} {plural(r['messages'], 'message'):14} {_when(r['last'])}"
+            f"#{escape(r['room']):20} {plural(r['messages'], 'message'):14} {local_time(r['last'])}"
         )
 
 

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import click
 from rich.markup import escape
 
 from p2p import community as cm
 from p2p import dm
-from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx
-
-
-def _when(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M")
+from p2p.cli.context import Context, console, emit_json, json_option, local_time, pass_ctx
 
 
 @click.group("dm")
@@ -57,7 +51,7 @@ def show(ctx: Context, community_id: str, member: str | None, as_json: bool) -> 
     for m in found:
         other = escape(m["with_name"] or m["with_fingerprint"])
         arrow = f"to {other}" if m["sent"] else f"from {other}"
-        console.print(f"[dim]{_when(m['ts'])}[/] [bold]{arrow}[/]: {escape(m['text'])}")
+        console.print(f"[dim]{local_time(m['ts'])}[/] [bold]{arrow}[/]: {escape(m['text'])}")
 
 
 def register(cli: click.Group) -> None:

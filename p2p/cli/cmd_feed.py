@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import click
 from rich.markup import escape
 
 from p2p import community as cm
 from p2p import feed as feed_view
-from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural
-
-
-def _when(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M")
+from p2p.cli.context import Context, console, emit_json, json_option, local_time, pass_ctx, plural
 
 
 def render(posts: list[dict], depth: int = 0) -> None:
@@ -30,7 +24,9 @@ def render(posts: list[dict], depth: int = 0) -> None:
             marks.append("[red]deleted[/]")
         elif p["edited"]:
             marks.append("[yellow]edited[/]")
-        header = f"{pad}[bold]{name}[/] [dim]{p['fingerprint']}  {_when(p['ts'])}  {p['id']}[/]"
+        header = (
+            f"{pad}[bold]{name}[/] [dim]{p['fingerprint']}  {local_time(p['ts'])}  {p['id']}[/]"
+        )
         console.print(header + ("  " + " ".join(marks) if marks else ""))
         text = "[dim](deleted)[/]" if p["deleted"] else escape(p["text"])
         console.print(f"{pad}  {text}")

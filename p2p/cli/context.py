@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sys
@@ -65,6 +66,11 @@ def _default(value: Any) -> Any:
     if isinstance(value, set):
         return sorted(value)
     raise TypeError(type(value).__name__)
+
+
+def local_time(ms: int) -> str:
+    """A stored timestamp (Unix milliseconds) as this machine's local time."""
+    return dt.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M")
 
 
 def plural(n: int, word: str) -> str:

@@ -175,11 +175,9 @@ async def run(
     await _send_heads(io, "inv", inv)
 
     peer_inv = await _recv_heads(io, "inv", lambda doc: True)
-    mine_inv = dict(inv)
-
-    want = exchange.wants(home, mine_inv, peer_inv, exchange.known_by(home, peer))
+    want = exchange.wants(home, inv, peer_inv, exchange.known_by(home, peer))
     await _send_heads(io, "want", want)
-    peer_want = await _recv_heads(io, "want", lambda doc: doc in mine_inv)
+    peer_want = await _recv_heads(io, "want", lambda doc: doc in inv)
 
     with tempfile.TemporaryFile(dir=_spool_dir(home)) as spool:
 
