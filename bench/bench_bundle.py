@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from p2p import community as cm
 from p2p import invites, signing
 from p2p.docref import FEED, PROFILE, DocRef
-from p2p.documents import as_raw, need_obj, put_int, put_str
+from p2p.documents import as_raw, put_int, put_str
 from p2p.home import Home
 from p2p.identity import Identity
 
