@@ -43,6 +43,7 @@ COMMANDS: dict[str, str] = {
     "sync": "p2p.cli.cmd_lan:sync",
     "peers": "p2p.cli.cmd_lan:peers",
     "demo": "p2p.cli.cmd_demo:demo",
+    "app": "p2p.cli.cmd_app:app",
 }
 
 
