@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from p2p.cli import (
+    cmd_attach,
     cmd_chat,
     cmd_community,
     cmd_demo,
@@ -49,6 +50,7 @@ for module in (
     cmd_community,
     cmd_mod,
     cmd_post,
+    cmd_attach,
     cmd_feed,
     cmd_chat,
     cmd_dm,
