@@ -96,6 +96,19 @@ CREATE TABLE IF NOT EXISTS bundles_written (
     at INTEGER NOT NULL,
     PRIMARY KEY (dir, name)
 );
+CREATE TABLE IF NOT EXISTS inventories (
+    owner BLOB NOT NULL,
+    digest BLOB NOT NULL,
+    scope BLOB NOT NULL,
+    inventory BLOB NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (owner, digest)
+);
+CREATE TABLE IF NOT EXISTS bundle_inventories (
+    sha256 BLOB PRIMARY KEY,
+    owner BLOB NOT NULL,
+    digest BLOB NOT NULL
+);
 """
 
 

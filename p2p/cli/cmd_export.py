@@ -10,6 +10,8 @@ import click
 
 from p2p import community as cm
 from p2p.bundle import export as ex
+from p2p.bundle import inventories
+from p2p.bundle.importer import file_digest
 from p2p.bundle.source import bundle_paths
 from p2p.bundle.verify import inventory_of
 from p2p.cli import bundle_keys
@@ -75,8 +77,16 @@ def export(
     peer = None
     if for_peer:
         peer = known_by(home, resolve_peer(home, for_peer))
+    base = None
     if since:
-        earlier = inventory_of(bundle_paths(since), bundle_keys.for_import(ctx, [since]))
+        paths = bundle_paths(since)
+        kept = inventories.of_bundle(home, file_digest(paths))
+        if kept is not None:
+            earlier = kept[2]
+            if kept[0] == home.public_key:
+                base = kept[1]  # list only what changed since that bundle's inventory
+        else:
+            earlier = inventory_of(paths, bundle_keys.for_import(ctx, [since]), home)
         peer = earlier if peer is None else merge(peer, earlier)
     passphrase = None
     if use_passphrase:
@@ -94,7 +104,13 @@ def export(
         for domain in plan:
             with bar(f"exporting {domain.label}") as update:
                 built = ex.build(
-                    home, domain, Path(tmp), peer=peer, passphrase=passphrase, progress=update
+                    home,
+                    domain,
+                    Path(tmp),
+                    peer=peer,
+                    passphrase=passphrase,
+                    progress=update,
+                    base=base,
                 )
             if built is None:
                 continue
