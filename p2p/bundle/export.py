@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from p2p import atomic, exchange
+from p2p.blobs import exchange as blob_exchange
 from p2p.bundle import crypt, inventories
 from p2p.bundle.container import write_bundle
 from p2p.bundle.records import community_record, inventory_records
@@ -105,20 +106,24 @@ def _records(
     home: Home,
     domain: Domain,
     peer: Inventory | list[Inventory] | None,
-    listed: Listing,
     progress: Progress | None,
+    plan: blob_exchange.Plan | None = None,
+    listed: Listing | None = None,
 ) -> Iterator[dict]:
     ids = [c.id for c in domain.communities]
     for c in domain.communities:
         yield community_record(home, c)
-    yield from listed.records
+    yield from (listed or listing(home, ids, None)).records
     total = sum(len(home.docs.ids(i)) for i in ids) if progress else 0
     done = 0
     for record in exchange.records_for(home, peer, ids):
         done += 1
         if progress:
             progress(done, total)
+        if plan is not None:
+            plan.spend(len(record["data"]) + blob_exchange.RECORD_OVERHEAD)
         yield record
+    yield from blob_exchange.records_for(home, ids, plan or blob_exchange.Plan())
 
 
 def build(
@@ -130,26 +135,30 @@ def build(
     passphrase: str | None = None,
     progress: Progress | None = None,
     base: bytes | None = None,
+    plan: blob_exchange.Plan | None = None,
 ) -> Built | None:
     """Write one domain's bundle into `scratch`; None when the peer lacks nothing.
+    `plan`: the attachment budget and what the reader holds (default: send all).
 
     With a peer, the inventory lists only what changed since `base` (one of our
     earlier inventories, by digest; default our latest of these communities)."""
     plain = scratch / f"plain-{os.urandom(6).hex()}"
-    docs = 0
+    docs = chunks = 0
     ids = [c.id for c in domain.communities]
     listed = listing(home, ids, (base or True) if peer is not None else None)
 
     def counted() -> Iterator[dict]:
-        nonlocal docs
-        for r in _records(home, domain, peer, listed, progress):
+        nonlocal docs, chunks
+        for r in _records(home, domain, peer, progress, plan, listed):
             if r["t"] == "doc":
                 docs += 1
+            elif r["t"] == "blob-chunk":
+                chunks += 1
             yield r
 
     with plain.open("wb") as out:
         stats = write_bundle(out, home.identity, counted(), int(time.time()))
-    if peer is not None and docs == 0:
+    if peer is not None and docs == 0 and chunks == 0:
         plain.unlink()
         return None
     final = plain

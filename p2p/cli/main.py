@@ -9,6 +9,8 @@ from pathlib import Path
 import click
 
 from p2p.cli import (
+    cmd_app,
+    cmd_attach,
     cmd_chat,
     cmd_community,
     cmd_demo,
@@ -49,6 +51,7 @@ for module in (
     cmd_community,
     cmd_mod,
     cmd_post,
+    cmd_attach,
     cmd_feed,
     cmd_chat,
     cmd_dm,
@@ -60,6 +63,7 @@ for module in (
     cmd_usb,
     cmd_lan,
     cmd_demo,
+    cmd_app,
 ):
     module.register(cli)
 
