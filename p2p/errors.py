@@ -144,3 +144,12 @@ class PeerTimeout(LanError):
 
 class PeerUnreachable(LanError):
     default = "could not connect to the peer"
+
+
+# --- hostile or damaged data --------------------------------------------------
+
+
+class DamagedData(P2PError, ValueError):
+    """Automerge data (from outside, or stored) that the binding cannot use."""
+
+    default = "a document or change is damaged or malformed; it was set aside"
