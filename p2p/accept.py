@@ -124,6 +124,7 @@ def from_record(record: dict) -> Incoming:
         data = inflate(data)
         enc = "changes"
     if enc == "changes":
+        binding.check_inflation(data)  # priced before anything loads it
         try:
             changes = list(chunk.split(data))
         except chunk.ChunkError as exc:
@@ -217,7 +218,7 @@ def evaluate(
         while True:
             if all(c.actor == community_owner for c in every.values()):
                 break
-            candidate = binding.load(base + b"".join(pool[h].data for h in ready))
+            candidate = binding.load(base + b"".join(pool[h].data for h in ready), outside=False)
             refused = binding.call(
                 "community document could not be judged",
                 moderation.offenders,
@@ -451,7 +452,7 @@ class Acceptor:
         refused: dict[bytes, str] = {}
         for _attempt in range(4):
             try:
-                merged = binding.load(base + b"".join(pool[h].data for h in ready))
+                merged = binding.load(base + b"".join(pool[h].data for h in ready), outside=False)
                 saved = binding.save(merged)
                 again = binding.reloads(saved)
             except DamagedData as exc:
@@ -478,7 +479,11 @@ class Acceptor:
         def fine(n: int) -> bool:
             try:
                 binding.reloads(
-                    binding.save(binding.load(base + b"".join(pool[h].data for h in ready[:n])))
+                    binding.save(
+                        binding.load(
+                            base + b"".join(pool[h].data for h in ready[:n]), outside=False
+                        )
+                    )
                 )
                 return True
             except DamagedData:

@@ -15,16 +15,16 @@ from typing import TypeVar
 
 from automerge.core import Document
 
+from p2p import amformat
 from p2p.chunk import RawChange
-from p2p.errors import DamagedData
+from p2p.errors import AutomergeFormatError, DamagedData
 
 T = TypeVar("T")
 
-# Before the binding sees a saved document or a change, nothing tells how far
-# its deflated columns and run-length encoded op counts will inflate. The
-# "unlock" helper's pure reader `p2p.amformat` answers that from the bytes
-# alone; until it is present we bound only the raw size (see `check_inflation`).
-MAX_INFLATED = 256 * 1024 * 1024
+# Before the binding sees a saved document or a change, `p2p.amformat` prices
+# it from the bytes alone (deflated columns, run-length encoded op counts):
+# what would inflate past its budget (a fixed 64 MiB + 128 x its size) is
+# refused before anything is allocated.
 MAX_RAW = 64 * 1024 * 1024
 
 _FATAL = (KeyboardInterrupt, SystemExit, GeneratorExit)
@@ -44,26 +44,19 @@ def call(what: str, fn: Callable[..., T], *args: object) -> T:
 
 
 def check_inflation(data: bytes) -> None:
-    """Refuse bytes that would inflate past `MAX_INFLATED` inside the binding.
-
-    Hook for `p2p.amformat` (pure, bytes-only reader of chunk headers and
-    column sizes); without it only the raw size is bounded.
-    """
+    """Refuse bytes that would inflate far past their size inside the binding."""
     if len(data) > MAX_RAW:
         raise DamagedData("document data larger than allowed")
     try:
-        from p2p import amformat  # type: ignore[attr-defined]
-    except ImportError:
-        return
-    check = getattr(amformat, "check_inflation", None) or getattr(amformat, "check", None)
-    if check is None:
-        return
-    call("document data is not a well-formed Automerge chunk", check, data, MAX_INFLATED)
+        amformat.check(data)
+    except AutomergeFormatError as exc:
+        raise DamagedData(str(exc)) from None
 
 
-def load(data: bytes, what: str = "document does not load") -> Document:
-    """`Document.load` of outside or stored bytes."""
-    check_inflation(data)
+def load(data: bytes, what: str = "document does not load", *, outside: bool = True) -> Document:
+    """`Document.load` of outside bytes (priced first) or of our own stored bytes."""
+    if outside:
+        check_inflation(data)
     return call(what, Document.load, data)
 
 
@@ -85,4 +78,4 @@ def changes(doc: Document, since: Iterable[bytes] = ()) -> list[RawChange]:
 
 def reloads(data: bytes) -> Document:
     """Load saved bytes we are about to commit: what we store must load again."""
-    return load(data, "the document would not load again after these changes")
+    return load(data, "the document would not load again after these changes", outside=False)

@@ -129,7 +129,7 @@ class Documents:
         if data is None:
             return None
         try:
-            doc = binding.load(data, "stored document does not load")
+            doc = binding.load(data, "stored document does not load", outside=False)
         except DamagedData as exc:
             repaired = self._repair(doc_id, str(exc))
             if repaired is None:
@@ -157,11 +157,11 @@ class Documents:
         doc: Document | None = None
         try:
             if base:
-                doc = binding.load(base)
+                doc = binding.load(base, outside=False)
             kept = base
             for data in log:
                 try:
-                    doc = binding.load(kept + data)
+                    doc = binding.load(kept + data, outside=False)
                     kept += data
                 except DamagedData:
                     continue

@@ -153,3 +153,23 @@ class DamagedData(P2PError, ValueError):
     """Automerge data (from outside, or stored) that the binding cannot use."""
 
     default = "a document or change is damaged or malformed; it was set aside"
+
+
+# --- Automerge data from outside (p2p/amformat.py) -----------------------------
+
+
+class AutomergeFormatError(P2PError):
+    """Received Automerge bytes refused before the binding loads them."""
+
+    default = "a received document or change is not valid Automerge data; it was set aside"
+
+
+class AutomergeMalformed(AutomergeFormatError):
+    default = "a received document or change is damaged (bad Automerge framing); it was set aside"
+
+
+class AutomergeBomb(AutomergeFormatError):
+    default = (
+        "a received document or change would expand to far more memory than its size"
+        " (a compression bomb); it was refused"
+    )
