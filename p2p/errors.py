@@ -196,3 +196,10 @@ class AutomergeBomb(AutomergeFormatError):
         "a received document or change would expand to far more memory than its size"
         " (a compression bomb); it was refused"
     )
+
+
+# --- unlock agent (p2p/agent.py) ------------------------------------------------
+
+
+class AgentError(P2PError):
+    default = "the unlock agent is not available; run 'p2p unlock' again"
