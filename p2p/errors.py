@@ -218,6 +218,15 @@ class PeerUnreachable(LanError):
     default = "could not connect to the peer"
 
 
+# --- hostile or damaged data --------------------------------------------------
+
+
+class DamagedData(P2PError, ValueError):
+    """Automerge data (from outside, or stored) that the binding cannot use."""
+
+    default = "a document or change is damaged or malformed; it was set aside"
+
+
 # --- attachments --------------------------------------------------------------
 
 
@@ -239,6 +248,8 @@ class AttachmentRefused(AttachmentError):
 
 class UnknownAttachment(AttachmentError):
     default = "no attachment with that hash here: check it with 'p2p attachments ID POST'"
+
+
 # --- Automerge data from outside (p2p/amformat.py) -----------------------------
 
 
