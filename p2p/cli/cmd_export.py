@@ -8,16 +8,23 @@ from typing import Any
 
 import click
 
+from p2p import atomic
 from p2p import community as cm
+from p2p.blobs.attach import parse_size
+from p2p.blobs.exchange import Plan, known_have, known_wants
 from p2p.bundle import export as ex
+from p2p.bundle import inventories
+from p2p.bundle.importer import file_digest
 from p2p.bundle.source import bundle_paths
 from p2p.bundle.verify import inventory_of
 from p2p.cli import bundle_keys
+from p2p.cli.cmd_attach import plan_lines
 from p2p.cli.context import (
     Context,
     ask_passphrase,
     console,
     emit_json,
+    force_option,
     json_option,
     pass_ctx,
     plural,
@@ -37,6 +44,7 @@ from p2p.peers import resolve_peer
     type=click.Path(path_type=Path),
     help="Bundle file, or a folder to write one file per encryption domain.",
 )
+@force_option
 @click.option(
     "--for",
     "for_peer",
@@ -56,27 +64,49 @@ from p2p.peers import resolve_peer
     is_flag=True,
     help="Encrypt with a passphrase (P2P_BUNDLE_PASSPHRASE or a prompt) instead.",
 )
+@click.option(
+    "--max-size",
+    metavar="SIZE",
+    help="Fit within SIZE (e.g. 700M): all text first, then attachments newest first.",
+)
+@click.option("--no-attachments", is_flag=True, help="Send only text, no attachment data.")
 @json_option
 @pass_ctx
 def export(
     ctx: Context,
     communities: tuple[str, ...],
     out: Path,
+    force: bool,
     for_peer: str | None,
     since: Path | None,
     use_passphrase: bool,
+    max_size: str | None,
+    no_attachments: bool,
     as_json: bool,
 ) -> None:
     """Write COMMUNITIES (default: all) to a bundle file for a USB stick."""
+    if not out.is_dir():
+        atomic.check_destination(out, force)
     home = ctx.home
     chosen = ex.select(home, [cm.resolve(home, c) for c in communities])
     if not chosen:
         raise P2PError("you are in no community yet: nothing to export")
     peer = None
+    blob_have: dict = {}
     if for_peer:
-        peer = known_by(home, resolve_peer(home, for_peer))
+        peer_key = resolve_peer(home, for_peer)
+        peer = known_by(home, peer_key)
+        blob_have = known_have(home, peer_key)
+    base = None
     if since:
-        earlier = inventory_of(bundle_paths(since), bundle_keys.for_import(ctx, [since]))
+        paths = bundle_paths(since)
+        kept = inventories.of_bundle(home, file_digest(paths))
+        if kept is not None:
+            earlier = kept[2]
+            if kept[0] == home.public_key:
+                base = kept[1]  # list only what changed since that bundle's inventory
+        else:
+            earlier = inventory_of(paths, bundle_keys.for_import(ctx, [since]), home)
         peer = earlier if peer is None else merge(peer, earlier)
     passphrase = None
     if use_passphrase:
@@ -91,15 +121,26 @@ def export(
         )
     written: list[dict[str, Any]] = []
     with ex.scratch_dir(home) as tmp:
+        budget = parse_size(max_size) if max_size else None
+        plans = []
         for domain in plan:
+            blobs = Plan(budget, not no_attachments, blob_have, known_wants(home))
+            plans.append(blobs)
             with bar(f"exporting {domain.label}") as update:
                 built = ex.build(
-                    home, domain, Path(tmp), peer=peer, passphrase=passphrase, progress=update
+                    home,
+                    domain,
+                    Path(tmp),
+                    peer=peer,
+                    passphrase=passphrase,
+                    progress=update,
+                    base=base,
+                    plan=blobs,
                 )
             if built is None:
                 continue
             dest = out / f"{os.urandom(8).hex()}.p2p" if out.is_dir() else out
-            ex.place(built, dest)
+            ex.place(built, dest, force=force)
             written.append(
                 {
                     "file": str(dest),
@@ -107,6 +148,8 @@ def export(
                     "documents": built.docs,
                     "encrypted": built.encrypted,
                     "communities": [c.hex for c in domain.communities],
+                    "attachment_bytes": blobs.sent_bytes,
+                    "left_for_later": blobs.left,
                 }
             )
     if as_json:
@@ -118,10 +161,10 @@ def export(
     for w in written:
         lock = "encrypted" if w["encrypted"] else "signed, not encrypted"
         docs = plural(w["documents"], "document")
-        console.print(f"Wrote {w['file']}: {docs}, {w['bytes']} bytes ({lock})")
+        size = plural(w["bytes"], "byte")
+        console.print(f"Wrote {w['file']}: {docs}, {size} ({lock})")
+    for blobs in plans:
+        for line in plan_lines(blobs):
+            console.print(f"  {line}")
     if passphrase:
         warn("anyone who knows the passphrase can read this bundle")
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(export)
