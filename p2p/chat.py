@@ -13,8 +13,9 @@ import time
 
 from automerge.core import ROOT, Document, ObjType
 
+from p2p.blobs.attach import describe_all
 from p2p.community import Community, display_name, state
-from p2p.content import _may_write, check_text, post_id
+from p2p.content import _may_write, check_text, post_id, put_attachments
 from p2p.docref import CHAT, DocRef
 from p2p.documents import get_obj, put_int, put_str, to_py
 from p2p.home import Home
@@ -35,8 +36,15 @@ def check_room(room: str) -> str:
     return room
 
 
-def send(home: Home, community: Community, text: str, room: str = DEFAULT_ROOM) -> dict:
-    check_text(text, "message")
+def send(
+    home: Home,
+    community: Community,
+    text: str,
+    room: str = DEFAULT_ROOM,
+    attachments: list[dict] | None = None,
+) -> dict:
+    if not (attachments and not text.strip()):
+        check_text(text, "message")
     room = check_room(room)
     _may_write(home, community)
     local = os.urandom(8).hex()
@@ -50,10 +58,14 @@ def send(home: Home, community: Community, text: str, room: str = DEFAULT_ROOM) 
         put_str(tx, m, "room", room)
         put_str(tx, m, "text", text)
         put_int(tx, m, "ts", now)
+        put_attachments(tx, m, attachments or [])
 
     me = home.public_key
     home.docs.write(chat_ref(community, me), home.identity, edit)
-    return {"id": post_id(me, local), "room": room, "text": text, "author": me.hex(), "ts": now}
+    out = {"id": post_id(me, local), "room": room, "text": text, "author": me.hex(), "ts": now}
+    if attachments:
+        out["attachments"] = [{"hash": a["id"].hex(), "name": a["name"]} for a in attachments]
+    return out
 
 
 def messages(
@@ -90,6 +102,7 @@ def messages(
                     "fingerprint": fingerprint(owner),
                     "text": str(m.get("text", "")),
                     "ts": int(m.get("ts", 0)),
+                    "attachments": describe_all(home, m.get("attachments")),
                 }
             )
     return sorted(out, key=lambda m: (m["ts"], m["id"]))

@@ -165,5 +165,51 @@ class SameIdentity(LanError):
     default = "that peer is this very identity (your own 'p2p serve'); nothing to sync"
 
 
-class BadAddress(LanError):
-    default = "that is not a valid HOST:PORT (the port is a number from 1 to 65535)"
+# --- attachments --------------------------------------------------------------
+
+
+class AttachmentError(P2PError):
+    default = "something is wrong with an attachment; the post's text is unaffected"
+
+
+class BadAttachment(AttachmentError):
+    default = "an attachment's data does not match what its post promises; it was refused"
+
+
+class AttachmentIncomplete(AttachmentError):
+    default = "this attachment has not fully arrived yet; sync again to get the rest"
+
+
+class AttachmentRefused(AttachmentError):
+    default = "this attachment is over the community's limits; the post's text was kept"
+
+
+class UnknownAttachment(AttachmentError):
+    default = "no attachment with that hash here: check it with 'p2p attachments ID POST'"
+
+
+# --- Automerge data from outside (p2p/amformat.py) -----------------------------
+
+
+class AutomergeFormatError(P2PError):
+    """Received Automerge bytes refused before the binding loads them."""
+
+    default = "a received document or change is not valid Automerge data; it was set aside"
+
+
+class AutomergeMalformed(AutomergeFormatError):
+    default = "a received document or change is damaged (bad Automerge framing); it was set aside"
+
+
+class AutomergeBomb(AutomergeFormatError):
+    default = (
+        "a received document or change would expand to far more memory than its size"
+        " (a compression bomb); it was refused"
+    )
+
+
+# --- unlock agent (p2p/agent.py) ------------------------------------------------
+
+
+class AgentError(P2PError):
+    default = "the unlock agent is not available; run 'p2p unlock' again"

@@ -6,6 +6,7 @@ The signed data stays in the store; hiding and banning only change this view.
 
 from __future__ import annotations
 
+from p2p.blobs.attach import describe_all
 from p2p.community import Community, display_name, state
 from p2p.docref import FEED
 from p2p.documents import to_py
@@ -54,6 +55,9 @@ def _collect(home: Home, community: Community) -> list[dict]:
                 "deleted": p.get("deleted") is not None,
                 "removed": "banned" if owner in banned else "hidden" if pid in hidden else None,
                 "reactions": {},
+                "attachments": []
+                if p.get("deleted") is not None
+                else describe_all(home, p.get("attachments")),
             }
         if owner in banned:
             continue  # a banned member's reactions are not counted
@@ -82,6 +86,7 @@ def _placeholder(p: dict) -> dict:
         "text": "",
         "edited": None,
         "reactions": {},
+        "attachments": [],
     }
 
 

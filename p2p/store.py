@@ -102,6 +102,43 @@ CREATE TABLE IF NOT EXISTS bundles_written (
     at INTEGER NOT NULL,
     PRIMARY KEY (dir, name)
 );
+CREATE TABLE IF NOT EXISTS blob_manifests (
+    id BLOB PRIMARY KEY,
+    data BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    chunks INTEGER NOT NULL,
+    received INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS blob_parts (
+    manifest BLOB NOT NULL,
+    n INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (manifest, n)
+);
+CREATE INDEX IF NOT EXISTS blob_parts_by_hash ON blob_parts (hash);
+CREATE TABLE IF NOT EXISTS blob_chunks (
+    hash BLOB PRIMARY KEY,
+    size INTEGER NOT NULL,
+    received INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS blob_peer_have (
+    peer BLOB NOT NULL,
+    id BLOB NOT NULL,
+    bits BLOB NOT NULL,
+    PRIMARY KEY (peer, id)
+);
+CREATE TABLE IF NOT EXISTS blob_wants (
+    peer BLOB NOT NULL,
+    id BLOB NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (peer, id)
+);
+CREATE TABLE IF NOT EXISTS blob_carried (
+    bundle BLOB NOT NULL,
+    id BLOB NOT NULL,
+    bits BLOB NOT NULL,
+    PRIMARY KEY (bundle, id)
+);
 """
 
 

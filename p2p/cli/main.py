@@ -9,6 +9,8 @@ from pathlib import Path
 import click
 
 from p2p.cli import (
+    cmd_app,
+    cmd_attach,
     cmd_chat,
     cmd_community,
     cmd_demo,
@@ -22,6 +24,7 @@ from p2p.cli import (
     cmd_mod,
     cmd_post,
     cmd_profile,
+    cmd_unlock,
     cmd_usb,
     cmd_verify,
 )
@@ -46,9 +49,11 @@ def cli(ctx: click.Context, home: Path | None) -> None:
 
 for module in (
     cmd_identity,
+    cmd_unlock,
     cmd_community,
     cmd_mod,
     cmd_post,
+    cmd_attach,
     cmd_feed,
     cmd_chat,
     cmd_dm,
@@ -60,6 +65,7 @@ for module in (
     cmd_usb,
     cmd_lan,
     cmd_demo,
+    cmd_app,
 ):
     module.register(cli)
 
