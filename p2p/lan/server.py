@@ -31,6 +31,15 @@ STREAM_LIMIT = 64 * 1024  # asyncio read buffer per connection
 Log = Callable[[str], None]
 
 
+def default_address() -> str:
+    """The first IPv4 address of an up, non-loopback interface (no route needed),
+    else 127.0.0.1. Kept for callers that want one address; `Node` uses them all."""
+    from p2p.lan.interfaces import lan_addresses
+
+    found = lan_addresses(ipv6=False)
+    return found[0].ip if found else "127.0.0.1"
+
+
 @dataclass
 class Stats:
     accepted: int = 0
