@@ -165,6 +165,15 @@ class SameIdentity(LanError):
     default = "that peer is this very identity (your own 'p2p serve'); nothing to sync"
 
 
+# --- hostile or damaged data --------------------------------------------------
+
+
+class DamagedData(P2PError, ValueError):
+    """Automerge data (from outside, or stored) that the binding cannot use."""
+
+    default = "a document or change is damaged or malformed; it was set aside"
+
+
 # --- attachments --------------------------------------------------------------
 
 

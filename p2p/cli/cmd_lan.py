@@ -289,6 +289,8 @@ def sync(
                 console.print(f"{r['peer']}: {r['summary']}")
                 for x in r["rejected"]:
                     console.print(f"  rejected {(x['change'] or 'record')[:12]}: {x['reason']}")
+                for line in r.get("forks", []):
+                    console.print(f"  {line}", markup=False)
             elif r.get("shared") is False:
                 console.print(f"{r['peer']}: shares no community with you")
             else:
