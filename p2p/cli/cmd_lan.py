@@ -49,7 +49,7 @@ class BadArgument(click.ClickException):
 def _port(text: str, allow_zero: bool) -> int:
     low = 0 if allow_zero else 1
     if not text.isdigit() or not low <= int(text) <= 65535:
-        raise BadArgument(f"{text!r} is not a port: give a number from {low} to 65535")
+        raise BadArgument(f"{text!r}: the port must be between {low} and 65535")
     return int(text)
 
 
@@ -356,9 +356,3 @@ def peers(ctx: Context, timeout: float, interface: str | None, forget: bool, as_
         console.print(f"  {k['fingerprint']}  {k['name'] or '(no name)':20} {k['via']:6} {when}")
     if addresses:
         console.print("tried first by 'p2p sync': " + ", ".join(addresses))
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(serve)
-    cli.add_command(sync)
-    cli.add_command(peers)
