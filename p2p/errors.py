@@ -167,6 +167,8 @@ class AttachmentRefused(AttachmentError):
 
 class UnknownAttachment(AttachmentError):
     default = "no attachment with that hash here: check it with 'p2p attachments ID POST'"
+
+
 # --- Automerge data from outside (p2p/amformat.py) -----------------------------
 
 
