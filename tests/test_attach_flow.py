@@ -327,3 +327,23 @@ def test_wanted_attachments_go_first_within_a_budget(homes, tmp_path: Path) -> N
     order = [r["id"] for r in bx.records_for(a, [c.id], plan) if r["t"] == "blob-manifest"]
     assert order == [old.id]  # someone asked for it: it goes first, the rest waits
     assert [x["name"] for x in plan.left] == ["new.bin"]
+
+
+def test_verify_checks_chunks_without_the_key(homes, tmp_path: Path) -> None:
+    from p2p.bundle.verify import verify_bundle
+
+    a, _b, c = homes
+    _post_file(a, c, os.urandom(CHUNK + 5))
+    _bundle(a, tmp_path / "good.p2p")
+    good = verify_bundle([tmp_path / "good.p2p"])
+    assert good.ok and good.blobs.chunks == 2
+
+    def forge(recs: list[dict]) -> list[dict]:
+        for r in recs:
+            if r["t"] == "blob-chunk" and r["n"] == 0:
+                r["data"] = b"\x00" + r["data"][1:]
+        return recs
+
+    _bundle(a, tmp_path / "bad.p2p", forge)
+    res = cli(a.path, "verify", str(tmp_path / "bad.p2p"))
+    assert res.returncode == 1 and "does not match its hash" in res.stdout + res.stderr
