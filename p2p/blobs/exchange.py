@@ -300,13 +300,14 @@ class Receiver:
             if len(bits) <= n // 8:
                 bits.extend(bytes(n // 8 + 1 - len(bits)))
             _set_bit(bits, n)
-        if self.store.accept_chunk(aid, n, data):
+        if self.store.accept_chunk(aid, n, data, batch=True):
             self.result.chunks += 1
             self.result.size += len(data)
             self._touched.add(aid)
 
     def finish(self) -> Received:
         """Remember what the peer holds and wants; forget unreferenced excess."""
+        self.store.commit()
         now = int(time.time())
         with self.home.store.transaction() as db:
             if self.peer is not None:
