@@ -146,6 +146,15 @@ class PeerUnreachable(LanError):
     default = "could not connect to the peer"
 
 
+# --- hostile or damaged data --------------------------------------------------
+
+
+class DamagedData(P2PError, ValueError):
+    """Automerge data (from outside, or stored) that the binding cannot use."""
+
+    default = "a document or change is damaged or malformed; it was set aside"
+
+
 # --- attachments --------------------------------------------------------------
 
 
@@ -187,3 +196,10 @@ class AutomergeBomb(AutomergeFormatError):
         "a received document or change would expand to far more memory than its size"
         " (a compression bomb); it was refused"
     )
+
+
+# --- unlock agent (p2p/agent.py) ------------------------------------------------
+
+
+class AgentError(P2PError):
+    default = "the unlock agent is not available; run 'p2p unlock' again"

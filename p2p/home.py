@@ -18,7 +18,7 @@ import platformdirs
 from p2p import identity as ident
 from p2p.accept import Acceptor
 from p2p.documents import Documents
-from p2p.errors import IdentityExists, NoIdentity
+from p2p.errors import IdentityExists, NoIdentity, P2PError
 from p2p.identity import Identity, PublicIdentity
 from p2p.store import Store
 
@@ -90,18 +90,51 @@ class Home:
 
     @property
     def identity(self) -> Identity:
-        """The unlocked identity; asks the passphrase provider once if needed."""
+        """The unlocked identity: from the unlock agent if one runs for this home
+        (`p2p unlock`), else by asking the passphrase provider once."""
         if self._identity is None:
-            row = self.store.db.execute("SELECT sealed FROM identity").fetchone()
+            row = self.store.db.execute("SELECT public_key, sealed FROM identity").fetchone()
             if row is None:
                 raise NoIdentity()
-            phrase = self._passphrase(False) if ident.is_sealed(row[0]) else None
-            self._identity = ident.unseal(row[0], phrase)
+            public_key, sealed = row
+            if not ident.is_sealed(sealed):
+                self._identity = ident.unseal(sealed, None)
+            else:
+                self._identity = self._from_agent(public_key) or self._unlock(sealed)
         return self._identity
+
+    def _from_agent(self, public_key: bytes) -> Identity | None:
+        from p2p import agent
+
+        got = agent.fetch(self.path)
+        if got is None or got[0] != public_key:
+            return None
+        try:
+            identity = Identity.from_secret_bytes(got[1])
+        except P2PError:
+            return None
+        return identity if identity.public_key == public_key else None
+
+    def _unlock(self, sealed: bytes) -> Identity:
+        phrase = self._passphrase(False)
+        identity = ident.unseal(sealed, phrase)
+        if ident.needs_reseal(sealed) and phrase:
+            # sealed with age by an older version: reseal with our work factor
+            with self.store.transaction() as db:
+                db.execute("UPDATE identity SET sealed = ?", (ident.seal(identity, phrase),))
+        return identity
+
+    def unlock_with_passphrase(self) -> Identity:
+        """Unlock by passphrase even if an agent runs (for `p2p unlock`)."""
+        row = self.store.db.execute("SELECT sealed FROM identity").fetchone()
+        if row is None:
+            raise NoIdentity()
+        self._identity = self._unlock(row[0]) if ident.is_sealed(row[0]) else None
+        return self.identity
 
     def export_identity(self, passphrase: str) -> bytes:
         """A backup: the secrets sealed with age under `passphrase`."""
-        return ident.seal(self.identity, passphrase)
+        return ident.backup(self.identity, passphrase)
 
     def import_identity(self, backup: bytes, passphrase: str | None) -> Identity:
         """Restore a backup; it is kept sealed under the same passphrase."""

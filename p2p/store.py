@@ -70,6 +70,30 @@ CREATE TABLE IF NOT EXISTS pending_sigs (
     sig BLOB NOT NULL,
     PRIMARY KEY (doc, hash, signer)
 );
+CREATE TABLE IF NOT EXISTS forks (
+    doc BLOB NOT NULL,
+    actor BLOB NOT NULL,
+    seq INTEGER NOT NULL,
+    kept BLOB NOT NULL,
+    dropped BLOB NOT NULL,
+    proof BLOB NOT NULL,
+    detected INTEGER NOT NULL,
+    PRIMARY KEY (doc, actor, seq, dropped)
+);
+CREATE TABLE IF NOT EXISTS forks_lost (
+    doc BLOB NOT NULL,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (doc, hash)
+);
+CREATE TABLE IF NOT EXISTS set_aside (
+    doc BLOB NOT NULL,
+    community BLOB NOT NULL,
+    kind TEXT NOT NULL,
+    owner BLOB NOT NULL,
+    data BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS peers (
     public_key BLOB PRIMARY KEY,
     last_seen INTEGER NOT NULL,
@@ -95,6 +119,19 @@ CREATE TABLE IF NOT EXISTS bundles_written (
     inventory BLOB NOT NULL,
     at INTEGER NOT NULL,
     PRIMARY KEY (dir, name)
+);
+CREATE TABLE IF NOT EXISTS inventories (
+    owner BLOB NOT NULL,
+    digest BLOB NOT NULL,
+    scope BLOB NOT NULL,
+    inventory BLOB NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (owner, digest)
+);
+CREATE TABLE IF NOT EXISTS bundle_inventories (
+    sha256 BLOB PRIMARY KEY,
+    owner BLOB NOT NULL,
+    digest BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS blob_manifests (
     id BLOB PRIMARY KEY,

@@ -12,6 +12,8 @@ from p2p import community as cm
 from p2p.blobs.attach import parse_size
 from p2p.blobs.exchange import Plan, known_have, known_wants
 from p2p.bundle import export as ex
+from p2p.bundle import inventories
+from p2p.bundle.importer import file_digest
 from p2p.bundle.source import bundle_paths
 from p2p.bundle.verify import inventory_of
 from p2p.cli import bundle_keys
@@ -89,8 +91,16 @@ def export(
         peer_key = resolve_peer(home, for_peer)
         peer = known_by(home, peer_key)
         blob_have = known_have(home, peer_key)
+    base = None
     if since:
-        earlier = inventory_of(bundle_paths(since), bundle_keys.for_import(ctx, [since]))
+        paths = bundle_paths(since)
+        kept = inventories.of_bundle(home, file_digest(paths))
+        if kept is not None:
+            earlier = kept[2]
+            if kept[0] == home.public_key:
+                base = kept[1]  # list only what changed since that bundle's inventory
+        else:
+            earlier = inventory_of(paths, bundle_keys.for_import(ctx, [since]), home)
         peer = earlier if peer is None else merge(peer, earlier)
     passphrase = None
     if use_passphrase:
@@ -118,6 +128,7 @@ def export(
                     peer=peer,
                     passphrase=passphrase,
                     progress=update,
+                    base=base,
                     plan=blobs,
                 )
             if built is None:

@@ -157,6 +157,8 @@ def sync(
                 console.print(f"{r['peer']}: {r['summary']}")
                 for x in r["rejected"]:
                     console.print(f"  rejected {(x['change'] or 'record')[:12]}: {x['reason']}")
+                for line in r.get("forks", []):
+                    console.print(f"  {line}", markup=False)
             else:
                 err_console.print(f"[red]{r['peer']}:[/] {r['error']}")
     rejected = sum(len(r["rejected"]) for r in results if r["ok"])

@@ -24,6 +24,7 @@ from p2p.cli import (
     cmd_mod,
     cmd_post,
     cmd_profile,
+    cmd_unlock,
     cmd_usb,
     cmd_verify,
 )
@@ -48,6 +49,7 @@ def cli(ctx: click.Context, home: Path | None) -> None:
 
 for module in (
     cmd_identity,
+    cmd_unlock,
     cmd_community,
     cmd_mod,
     cmd_post,
