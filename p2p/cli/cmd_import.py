@@ -101,7 +101,3 @@ def _print(results: list[ImportResult]) -> None:
             console.print(
                 f"  skipped {plural(len(r.skipped_communities), 'community')} you have not joined"
             )
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(import_)

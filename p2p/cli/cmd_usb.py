@@ -11,7 +11,7 @@ from p2p.bundle import usb
 from p2p.bundle.stick import DEFAULT_MAX_FILE_SIZE
 from p2p.cli.cmd_attach import attachment_lines, plan_lines
 from p2p.cli.cmd_import import describe, summary_line
-from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx
+from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural
 
 
 def _size(text: str) -> int:
@@ -104,14 +104,10 @@ def sync(
         console.print("skipped " + ", ".join(skipped))
     for paths, b in result.written:
         names = ", ".join(p.name for p in paths)
-        console.print(f"wrote {names} ({b.docs} documents, {b.size} bytes)")
+        console.print(f"wrote {names} ({plural(b.docs, 'document')}, {plural(b.size, 'byte')})")
         for line in plan_lines(b.extra["attachments"]):
             console.print(f"  {line}")
     if not result.written:
         console.print("nothing new to write: the others on this stick have all you have")
     if result.pruned:
         console.print(f"removed {len(result.pruned)} of your older bundles")
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(usb_group)
