@@ -81,6 +81,19 @@ class Listed:
         return rebuilt if inventories.digest(rebuilt) == claimed else None
 
 
+def once(rejected: list[Rejection]) -> list[Rejection]:
+    """Each rejected change listed once, with the first reason found (a change
+    whose signature fails is also one that nothing valid vouches for)."""
+    seen: set[tuple[bytes, bytes | None]] = set()
+    out = []
+    for r in rejected:
+        key = (r.doc, r.change)
+        if r.change is None or key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
 MAX_KNOWN_HASHES = 64  # per document and peer, newest first
 
 
@@ -196,6 +209,7 @@ def import_bundle(
                 flush()
             # the trailer has verified here (records() raised otherwise)
             result.attachments = blobs_in.finish()
+            result.report.rejected = once(result.report.rejected)
             result.news = tracker.count(result.report)
             now = int(time.time())
             if result.exporter != me:
