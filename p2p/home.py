@@ -10,17 +10,20 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgpack
-import platformdirs
 
 from p2p import identity as ident
-from p2p.accept import Acceptor
-from p2p.documents import Documents
-from p2p.errors import IdentityExists, NoIdentity, P2PError
+from p2p.errors import IdentityExists, NoHome, NoIdentity, P2PError
 from p2p.identity import Identity, PublicIdentity
-from p2p.store import Store
+from p2p.store import STORE_NAME, Store
+
+if TYPE_CHECKING:
+    from p2p.accept import Acceptor
+    from p2p.documents import Documents
 
 PassphraseProvider = Callable[[bool], str | None]  # argument: True when creating
 
@@ -29,7 +32,14 @@ def default_path() -> Path:
     env = os.environ.get("P2P_HOME")
     if env:
         return Path(env)
+    import platformdirs
+
     return platformdirs.user_data_path("p2p", appauthor=False)
+
+
+def exists(path: Path) -> bool:
+    """Whether `path` holds a home (its store), as opposed to nothing or an unrelated folder."""
+    return (Path(path) / STORE_NAME).is_file()
 
 
 def no_passphrase(_creating: bool) -> str | None:
@@ -37,12 +47,31 @@ def no_passphrase(_creating: bool) -> str | None:
 
 
 class Home:
-    def __init__(self, path: Path | None = None, passphrase: PassphraseProvider = no_passphrase):
+    """`create=False` refuses a path that holds no home (`NoHome`) instead of making one."""
+
+    def __init__(
+        self,
+        path: Path | None = None,
+        passphrase: PassphraseProvider = no_passphrase,
+        create: bool = True,
+    ):
         self.path = Path(path) if path else default_path()
-        self.store = Store(self.path / "p2p.db")
-        self.docs = Documents(self.store)
+        if not create and not exists(self.path):
+            raise NoHome(
+                f"no p2p data directory at {self.path}: run 'p2p init' to create one"
+                " (or check --home / P2P_HOME)",
+                path=str(self.path),
+            )
+        self.store = Store(self.path / STORE_NAME, create=create)
         self._passphrase = passphrase
         self._identity: Identity | None = None
+
+    @cached_property
+    def docs(self) -> Documents:
+        """Loaded on first use: commands that only read the store never import Automerge."""
+        from p2p.documents import Documents
+
+        return Documents(self.store)
 
     def close(self) -> None:
         self.store.close()
@@ -136,6 +165,33 @@ class Home:
         """A backup: the secrets sealed with age under `passphrase`."""
         return ident.backup(self.identity, passphrase)
 
+    @classmethod
+    def restore(
+        cls, path: Path, backup: bytes, passphrase: str | None, provider: PassphraseProvider
+    ) -> Home:
+        """A home holding the identity from `backup`, created only once the backup opened.
+
+        A wrong passphrase or a damaged file leaves `path` exactly as it was.
+        """
+        if exists(path):
+            home = cls(path, provider, create=False)
+            try:
+                if home.has_identity():
+                    raise IdentityExists()
+                home.import_identity(backup, passphrase)
+            except BaseException:
+                home.close()
+                raise
+            return home
+        identity = ident.unseal(backup, passphrase)
+        home = cls(path, provider, create=True)
+        try:
+            home.adopt_identity(identity, passphrase)
+        except BaseException:
+            home.close()
+            raise
+        return home
+
     def import_identity(self, backup: bytes, passphrase: str | None) -> Identity:
         """Restore a backup; it is kept sealed under the same passphrase."""
         identity = ident.unseal(backup, passphrase)
@@ -161,4 +217,6 @@ class Home:
         return dict(self.store.db.execute("SELECT id, owner FROM communities"))
 
     def acceptor(self) -> Acceptor:
+        from p2p.accept import Acceptor
+
         return Acceptor(self.docs, self.joined())

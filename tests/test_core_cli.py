@@ -98,7 +98,7 @@ def two(tmp_path: Path):
 def carry(src: Path, dst: Path, tmp: Path) -> None:
     """Move everything from one home to another the way users do: a bundle file."""
     out = tmp / f"{src.name}-to-{dst.name}.p2p"
-    ok(p2p(src, "export", "--out", str(out)))
+    ok(p2p(src, "export", "--out", str(out), "--force"))
     ok(p2p(dst, "import", str(out)))
 
 

@@ -199,11 +199,11 @@ def select(home: Home, wanted: list[Community] | None) -> list[Community]:
     return wanted if wanted else all_communities(home)
 
 
-def place(built: Built, dest: Path) -> Path:
-    """Move a built bundle to `dest` atomically (temporary name, fsync, rename)."""
+def place(built: Built, dest: Path, force: bool = False) -> Path:
+    """Move a built bundle to `dest` atomically; an existing `dest` only with `force`."""
 
     def fill(out: BinaryIO) -> None:
         with built.path.open("rb") as src:
             shutil.copyfileobj(src, out, 1 << 20)
 
-    return atomic.write_file(dest, fill)
+    return atomic.write_file(dest, fill, force=force)

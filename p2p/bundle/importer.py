@@ -154,12 +154,13 @@ def contents(home: Home, bundle: bytes) -> Inventory:
     }
 
 
-def keys_for(home: Home) -> Keys:
-    """Every key this home holds that may open a bundle."""
+def keys_for(home: Home, identity: bool = True) -> Keys:
+    """Every key this home holds that may open a bundle (`identity=False`: only
+    the community keys, which need no unlocking)."""
     from pyrage import x25519
 
     ids = [x25519.Identity.from_str(c.secret) for c in all_communities(home) if c.secret]
-    if home.has_identity():
+    if identity and home.has_identity():
         ids.append(home.identity.age_identity)
     return Keys(ids)
 

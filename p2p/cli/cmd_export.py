@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from p2p import atomic
 from p2p import community as cm
 from p2p.blobs.attach import parse_size
 from p2p.blobs.exchange import Plan, known_have, known_wants
@@ -23,6 +24,7 @@ from p2p.cli.context import (
     ask_passphrase,
     console,
     emit_json,
+    force_option,
     json_option,
     pass_ctx,
     plural,
@@ -42,6 +44,7 @@ from p2p.peers import resolve_peer
     type=click.Path(path_type=Path),
     help="Bundle file, or a folder to write one file per encryption domain.",
 )
+@force_option
 @click.option(
     "--for",
     "for_peer",
@@ -73,6 +76,7 @@ def export(
     ctx: Context,
     communities: tuple[str, ...],
     out: Path,
+    force: bool,
     for_peer: str | None,
     since: Path | None,
     use_passphrase: bool,
@@ -81,6 +85,8 @@ def export(
     as_json: bool,
 ) -> None:
     """Write COMMUNITIES (default: all) to a bundle file for a USB stick."""
+    if not out.is_dir():
+        atomic.check_destination(out, force)
     home = ctx.home
     chosen = ex.select(home, [cm.resolve(home, c) for c in communities])
     if not chosen:
@@ -134,7 +140,7 @@ def export(
             if built is None:
                 continue
             dest = out / f"{os.urandom(8).hex()}.p2p" if out.is_dir() else out
-            ex.place(built, dest)
+            ex.place(built, dest, force=force)
             written.append(
                 {
                     "file": str(dest),
@@ -155,13 +161,10 @@ def export(
     for w in written:
         lock = "encrypted" if w["encrypted"] else "signed, not encrypted"
         docs = plural(w["documents"], "document")
-        console.print(f"Wrote {w['file']}: {docs}, {w['bytes']} bytes ({lock})")
+        size = plural(w["bytes"], "byte")
+        console.print(f"Wrote {w['file']}: {docs}, {size} ({lock})")
     for blobs in plans:
         for line in plan_lines(blobs):
             console.print(f"  {line}")
     if passphrase:
         warn("anyone who knows the passphrase can read this bundle")
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(export)

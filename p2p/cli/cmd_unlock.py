@@ -92,8 +92,3 @@ def lock(ctx: Context, as_json: bool) -> None:
         emit_json({"locked": True, "was_unlocked": was})
         return
     console.print("Locked." if was else "Nothing was unlocked.")
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(unlock)
-    cli.add_command(lock)

@@ -8,6 +8,7 @@ import click
 
 from p2p.bundle import usb
 from p2p.bundle.stick import DEFAULT_MAX_FILE_SIZE
+from p2p.cli import safe
 from p2p.cli.cmd_import import describe, summary_line
 from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural
 
@@ -83,7 +84,7 @@ def sync(ctx: Context, folder: Path, prune: bool, max_file_size: str, as_json: b
         _line(f"removed {plural(len(result.cleaned), 'temporary file')} of an interrupted write")
     for paths, b in result.written:
         names = ", ".join(p.name for p in paths)
-        _line(f"wrote {names} ({plural(b.docs, 'document')}, {b.size} bytes)")
+        _line(f"wrote {names} ({plural(b.docs, 'document')}, {plural(b.size, 'byte')})")
     if result.problem is not None:
         raise result.problem
     if not result.written:
@@ -94,9 +95,4 @@ def sync(ctx: Context, folder: Path, prune: bool, max_file_size: str, as_json: b
 
 def _line(text: str) -> None:
     """One line that may hold names read from the stick: never markup, no controls."""
-    clean = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
-    console.print(clean, markup=False, highlight=False)
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(usb_group)
+    console.print(safe.clean(text), markup=False, highlight=False)
