@@ -20,6 +20,7 @@ from pathlib import Path
 import msgpack
 
 from p2p import exchange
+from p2p.blobs import exchange as blob_exchange
 from p2p.bundle import crypt, inventories, parts, stick
 from p2p.bundle.container import MAGIC
 from p2p.bundle.export import Built, build, domains, scratch_dir, select
@@ -141,6 +142,8 @@ def sync(
     max_file_size: int = stick.DEFAULT_MAX_FILE_SIZE,
     communities: list[Community] | None = None,
     say: Say | None = None,
+    max_size: int | None = None,
+    attachments: bool = True,
 ) -> SyncResult:
     """Each file on the stick is judged on its own: one that is damaged, cut
     short, hostile or not a bundle is set aside (named, with the reason) and
@@ -212,8 +215,17 @@ def sync(
             if not prune:
                 peers = [_union(exchange.known_by(home, x), carried) for x in sorted(exporters)]
                 peers = peers or [carried]
-            built = build(home, domain, scratch, peer=peers, base=base)
+            # attachments: never what a bundle on the stick already carries
+            blob_have = blob_exchange.union(
+                blob_exchange.on_stick(home, present),
+                blob_exchange.all_have([blob_exchange.known_have(home, x) for x in exporters]),
+            )
+            plan = blob_exchange.Plan(
+                max_size, attachments, blob_have, blob_exchange.known_wants(home)
+            )
+            built = build(home, domain, scratch, peer=peers, base=base, plan=plan)
             if built is not None:
+                built.extra["attachments"] = plan
                 built_all.append((key, built))
         # all of this sync's files in one pass, in random order, all with one
         # modification time: nothing ties one bundle of ours to another by when
@@ -255,6 +267,7 @@ def _write_one(
     for p in paths:
         os.utime(p, (stamp, stamp))
     digest = file_digest(paths)
+    blob_exchange.remember_carried(home, digest, built.extra["attachments"].carried)
     inventory = exchange.inventory(home, [c.id for c in built.domain.communities])
     with home.store.transaction() as db:
         db.execute(
