@@ -16,6 +16,7 @@ import msgpack
 import platformdirs
 
 from p2p import identity as ident
+from p2p import index as _index  # noqa: F401 - keeps the derived indexes in step with writes
 from p2p.accept import Acceptor
 from p2p.documents import Documents
 from p2p.errors import IdentityExists, NoIdentity
