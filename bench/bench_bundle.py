@@ -1,18 +1,24 @@
-"""Bundle benchmark: export, verify and import at scale, against physical limits.
+"""Bundle benchmark: export, verify and import at scale, against git and physical limits.
 
-    python -m bench.bench_bundle [--posts 100000] [--authors 50]
+    python -m bench.bench_bundle [--posts 100000] [--authors 50] [--new 100]
+                                 [--members 10,100,1000]
 
 Builds a community of POSTS posts by AUTHORS authors (one Automerge change per
-post, as `p2p post` makes them), then measures in the same run:
+post, as `p2p post` makes them), then measures in the same run, each step as
+a whole `p2p` command in its own process (start-up included):
 
-- export time and size, size as a ratio to the sum of the documents' save() sizes;
-- verify-only time, and its rate against a raw Ed25519 verify loop over one
+- `p2p export` time and size, size as a ratio to the sum of the documents' save() sizes;
+- `p2p verify` time, and its rate against a raw Ed25519 verify loop over one
   message per change (what per-change signatures would cost);
-- import time into a fresh store, against `git clone` from a git bundle of the
+- `p2p import` into a fresh store, against `git clone` from a git bundle of the
   same content as one small commit per post;
-- peak RSS of export, verify and import, each in its own process.
+- after NEW more posts: `p2p export --since` the first bundle and `p2p import`
+  of it, against `git bundle create` of the same NEW commits (`main ^old`);
+- peak RSS of every step: `ru_maxrss` of that one process (os.wait4), not of
+  the largest child so far;
+- the size of a one-post incremental bundle in communities of MEMBERS members.
 
-Prints a table; asserts nothing.
+Prints a table; asserts nothing but that each command succeeds.
 """
 
 from __future__ import annotations
@@ -22,7 +28,6 @@ import json
 import os
 import platform
 import random
-import resource
 import shutil
 import subprocess
 import sys
@@ -35,8 +40,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from p2p import community as cm
 from p2p import invites, signing
-from p2p.docref import FEED, DocRef
-from p2p.documents import as_raw
+from p2p.docref import FEED, PROFILE, DocRef
+from p2p.documents import as_raw, put_int, put_str
 from p2p.home import Home
 from p2p.identity import Identity
 
@@ -52,7 +57,9 @@ def text(rng: random.Random) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 30)))
 
 
-def build_store(path: Path, posts: int, authors: int) -> tuple[Home, cm.Community, int]:
+def build_store(
+    path: Path, posts: int, authors: int
+) -> tuple[Home, cm.Community, int, list[Identity]]:
     """A home holding `posts` posts by `authors` authors, each post one signed change."""
     owner = Home(path / "owner")
     owner.create_identity(None)
@@ -60,8 +67,10 @@ def build_store(path: Path, posts: int, authors: int) -> tuple[Home, cm.Communit
     per = posts // authors
     save_total = 0
     rng = random.Random(7)
+    people = []
     for _ in range(authors):
         me = Identity.generate()
+        people.append(me)
         ref = DocRef(c.id, FEED, me.public_key)
         doc = Document(actor_id=me.public_key)
         with doc.transaction() as tx:
@@ -82,7 +91,33 @@ def build_store(path: Path, posts: int, authors: int) -> tuple[Home, cm.Communit
                 "INSERT INTO sigs (doc, hash, signer, sig) VALUES (?, ?, ?, ?)", (ref.id, *sig)
             )
         save_total += len(doc.save())
-    return owner, c, save_total
+    return owner, c, save_total, people
+
+
+def add_post(home: Home, c: cm.Community, author: Identity, body: str) -> None:
+    """One more post by `author`, through the store's own write path (a signed change)."""
+
+    def edit(doc: Document, tx) -> None:  # noqa: ANN001
+        got = doc.get(ROOT, "posts")
+        posts = got[1] if got else tx.put_object(ROOT, "posts", ObjType.Map)
+        p = tx.put_object(posts, os.urandom(8).hex(), ObjType.Map)
+        put_str(tx, p, "text", body)
+        put_int(tx, p, "ts", int(time.time() * 1000))
+
+    home.docs.write(DocRef(c.id, FEED, author.public_key), author, edit)
+
+
+def add_member(home: Home, c: cm.Community, rng: random.Random) -> Identity:
+    """A member with a profile and one post, as the owner's store holds them."""
+    me = Identity.generate()
+
+    def profile(doc: Document, tx) -> None:  # noqa: ANN001
+        put_str(tx, ROOT, "name", f"member {rng.randint(0, 10**6)}")
+        put_str(tx, ROOT, "age", me.age_recipient)
+
+    home.docs.write(DocRef(c.id, PROFILE, me.public_key), me, profile)
+    add_post(home, c, me, text(rng))
+    return me
 
 
 def raw_verify_rate(n: int) -> float:
@@ -96,64 +131,37 @@ def raw_verify_rate(n: int) -> float:
     return n / (time.perf_counter() - t)
 
 
-def run_child(code: str, *args: str) -> tuple[float, int, str]:
-    """Run a step in its own interpreter: (seconds, peak RSS in KiB, stdout)."""
+def p2p(home: Path, *args: str) -> tuple[float, int, str]:
+    """One whole `p2p` command in its own process: (seconds, its peak RSS in KiB, stdout).
+
+    The child is reaped with os.wait4, whose ru_maxrss is that one process's
+    peak (RUSAGE_CHILDREN would report the largest child so far)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("P2P_")}
+    env["P2P_HOME"] = str(home)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "p2p.cli.main", *args], stdout=out, stderr=err, env=env
+        )
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - t
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            raise SystemExit(f"p2p {' '.join(args)} failed: {err.read().decode()[-2000:]}")
+        return elapsed, usage.ru_maxrss, out.read().decode()
+
+
+def git(repo: Path, *args: str, stdin: bytes | None = None) -> float:
     t = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True
-    )
-    elapsed = time.perf_counter() - t
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return elapsed, rss, out.stdout
+    subprocess.run(["git", "-C", str(repo), *args], input=stdin, check=True, capture_output=True)
+    return time.perf_counter() - t
 
 
-EXPORT = """
-import sys, resource, time
-from pathlib import Path
-from p2p.home import Home
-from p2p.bundle import export as ex
-from p2p.community import all_communities
-t = time.perf_counter()
-h = Home(Path(sys.argv[1]))
-with ex.scratch_dir(h) as tmp:
-    b = ex.build(h, ex.domains(all_communities(h))[0], Path(tmp))
-    ex.place(b, Path(sys.argv[2]))
-print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-"""
-
-VERIFY = """
-import sys, resource, time
-from pathlib import Path
-from p2p.bundle.verify import verify_bundle
-t = time.perf_counter()
-r = verify_bundle([Path(sys.argv[1])])
-assert r.ok, r.faults[:3]
-print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-"""
-
-IMPORT = """
-import sys, resource, time
-from pathlib import Path
-from p2p.home import Home
-from p2p import community as cm
-from p2p.bundle.importer import import_bundle
-h = Home(Path(sys.argv[1]))
-h.create_identity(None)
-invites.join(h, Path(sys.argv[3]).read_bytes())
-t = time.perf_counter()
-r = import_bundle(h, [Path(sys.argv[2])])
-assert not r.report.rejected, r.report.rejected[:3]
-print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, r.report.applied)
-"""
-
-
-def git_bench(tmp: Path, posts: int) -> dict[str, float]:
-    """The same content as one small commit per post, via git fast-import."""
-    repo = tmp / "git-src"
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    stream = []
-    rng = random.Random(7)
-    for i in range(posts):
+def fast_import(first: int, count: int, rng: random.Random) -> bytes:
+    stream = [] if not first else [b"reset refs/heads/main\nfrom refs/heads/main^0\n\n"]
+    for i in range(first, first + count):
         body = text(rng).encode()
         msg = f"post {i}".encode()
         stream.append(b"commit refs/heads/main\n")
@@ -162,31 +170,35 @@ def git_bench(tmp: Path, posts: int) -> dict[str, float]:
         stream.append(
             b"M 100644 inline posts/%02x/%d.txt\ndata %d\n%s\n" % (i % 256, i, len(body), body)
         )
-    subprocess.run(
-        ["git", "-C", str(repo), "fast-import", "--quiet"], input=b"".join(stream), check=True
-    )
+    return b"".join(stream)
+
+
+def git_bench(tmp: Path, posts: int, new: int) -> dict[str, float]:
+    """The same content as one small commit per post (git fast-import), then NEW more."""
+    repo = tmp / "git-src"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    rng = random.Random(7)
+    git(repo, "fast-import", "--quiet", stdin=fast_import(0, posts, rng))
     out: dict[str, float] = {}
     bundle = tmp / "posts.gitbundle"
-    t = time.perf_counter()
-    subprocess.run(
-        ["git", "-C", str(repo), "bundle", "create", "-q", str(bundle), "main"],
-        check=True,
-        capture_output=True,
-    )
-    out["create"] = time.perf_counter() - t
-    t = time.perf_counter()
-    subprocess.run(
-        ["git", "-C", str(repo), "bundle", "verify", "-q", str(bundle)],
-        check=True,
-        capture_output=True,
-    )
-    out["verify"] = time.perf_counter() - t
+    out["create"] = git(repo, "bundle", "create", "-q", str(bundle), "main")
+    out["verify"] = git(repo, "bundle", "verify", "-q", str(bundle))
     t = time.perf_counter()
     subprocess.run(
         ["git", "clone", "-q", str(bundle), str(tmp / "git-clone")], check=True, capture_output=True
     )
     out["clone"] = time.perf_counter() - t
     out["size"] = bundle.stat().st_size
+    old = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "main"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    git(repo, "fast-import", "--quiet", stdin=fast_import(posts, new, rng))
+    inc = tmp / "new.gitbundle"
+    out["inc_create"] = git(repo, "bundle", "create", "-q", str(inc), "main", f"^{old}")
+    clone = tmp / "git-clone"
+    git(clone, "bundle", "verify", "-q", str(inc))
+    out["inc_pull"] = git(clone, "pull", "-q", str(inc), "main")
+    out["inc_size"] = inc.stat().st_size
     return out
 
 
@@ -200,46 +212,106 @@ def disk_copy_rate(tmp: Path, size: int) -> float:
     return size / (time.perf_counter() - t)
 
 
+def member_sizes(tmp: Path, counts: list[int]) -> list[tuple[int, int, int]]:
+    """(members, full bundle bytes, one-post `export --since` bundle bytes) per size."""
+    rng = random.Random(11)
+    out = []
+    for n in counts:
+        where = tmp / f"members-{n}"
+        owner = Home(where)
+        owner.create_identity(None)
+        c = cm.create(owner, "Members")
+        people = [add_member(owner, c, rng) for _ in range(n)]
+        owner.close()
+        full = tmp / f"members-{n}.p2p"
+        p2p(where, "export", "--out", str(full))
+        owner = Home(where)
+        add_post(owner, c, people[0], text(rng))
+        owner.close()
+        inc = tmp / f"members-{n}-inc.p2p"
+        p2p(where, "export", "--since", str(full), "--out", str(inc))
+        out.append((n, full.stat().st_size, inc.stat().st_size))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--posts", type=int, default=100_000)
     ap.add_argument("--authors", type=int, default=50)
+    ap.add_argument("--new", type=int, default=100, help="posts in the incremental export")
+    ap.add_argument("--members", default="10,100,1000", help="community sizes ('' for none)")
     args = ap.parse_args()
     rows: list[tuple[str, str, str]] = []
+    figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         t0 = time.perf_counter()
-        owner, c, save_total = build_store(tmp, args.posts, args.authors)
+        owner, c, save_total, people = build_store(tmp, args.posts, args.authors)
         invite = tmp / "invite"
         invite.write_bytes(invites.write(owner, c))
         owner.close()
         build_s = time.perf_counter() - t0
         changes = args.posts + 2 * args.authors
+        src, fresh = tmp / "owner", tmp / "fresh"
+        fresh_home = Home(fresh)
+        fresh_home.create_identity(None)
+        invites.join(fresh_home, invite.read_bytes())
+        fresh_home.close()
 
+        start_s = min(p2p(src, "--version")[0] for _ in range(3))
         bundle = tmp / "bench.p2p"
-        ex_s, ex_rss, _ = run_child(EXPORT, str(tmp / "owner"), str(bundle))
+        ex_s, ex_rss, _ = p2p(src, "export", "--out", str(bundle))
         size = bundle.stat().st_size
-        ve_s, ve_rss, _ = run_child(VERIFY, str(bundle))
-        im_s, im_rss, out = run_child(IMPORT, str(tmp / "fresh"), str(bundle), str(invite))
+        ve_s, ve_rss, _ = p2p(tmp / "nobody", "verify", str(bundle))
+        im_s, im_rss, _ = p2p(fresh, "import", str(bundle))
+
+        owner = Home(src)
+        rng = random.Random(3)
+        for i in range(args.new):
+            add_post(owner, c, people[i % len(people)], text(rng))
+        owner.close()
+        inc = tmp / "new.p2p"
+        ix_s, ix_rss, _ = p2p(src, "export", "--since", str(bundle), "--out", str(inc))
+        inc_size = inc.stat().st_size
+        ii_s, ii_rss, _ = p2p(fresh, "import", str(inc))
+
         raw = raw_verify_rate(min(changes, 20_000))
         per_change_verify = changes / raw
-        git = git_bench(tmp, args.posts)
+        g = git_bench(tmp, args.posts, args.new)
         copy = disk_copy_rate(tmp, max(size, 1 << 20))
+        counts = [int(x) for x in args.members.split(",") if x.strip()]
+        members = member_sizes(tmp, counts)
+        figures = {
+            "startup_s": start_s,
+            "export_s": ex_s,
+            "import_s": im_s,
+            "export_rss_kib": ex_rss,
+            "import_rss_kib": im_rss,
+            "inc_export_s": ix_s,
+            "inc_import_s": ii_s,
+            "git_inc_create_s": g["inc_create"],
+            "bundle_bytes": size,
+            "inc_bundle_bytes": inc_size,
+            "save_bytes": save_total,
+            **{f"one_post_bytes_{n}": b for n, _full, b in members},
+        }
 
+        mib = 1024
         rows += [
             ("posts / authors / changes", f"{args.posts} / {args.authors} / {changes}", ""),
             ("build store (setup)", f"{build_s:.1f} s", ""),
             ("sum of save() sizes", f"{save_total / 1e6:.2f} MB", ""),
-            ("export", f"{ex_s:.2f} s", f"peak RSS {ex_rss / 1024:.0f} MiB"),
+            ("p2p --version (start-up, best of 3)", f"{start_s:.2f} s", "in every command below"),
+            ("p2p export", f"{ex_s:.2f} s", f"peak RSS {ex_rss / mib:.0f} MiB"),
             (
                 "bundle size",
                 f"{size / 1e6:.2f} MB",
                 f"{size / save_total:.2f}x save() (target <= 1.3)",
             ),
             (
-                "verify only",
+                "p2p verify",
                 f"{ve_s:.2f} s",
-                f"peak RSS {ve_rss / 1024:.0f} MiB; {changes / ve_s:,.0f} changes/s",
+                f"peak RSS {ve_rss / mib:.0f} MiB; {changes / ve_s:,.0f} changes/s",
             ),
             (
                 "raw Ed25519 verify",
@@ -251,16 +323,36 @@ def main() -> None:
                 f"{per_change_verify / ve_s:.1f}x faster",
                 "(target >= 5x)",
             ),
-            ("import (fresh store)", f"{im_s:.2f} s", f"peak RSS {im_rss / 1024:.0f} MiB"),
+            ("p2p import (fresh store)", f"{im_s:.2f} s", f"peak RSS {im_rss / mib:.0f} MiB"),
             (
                 "git bundle create / verify / clone",
-                f"{git['create']:.2f} / {git['verify']:.2f} / {git['clone']:.2f} s",
-                f"git bundle {git['size'] / 1e6:.2f} MB",
+                f"{g['create']:.2f} / {g['verify']:.2f} / {g['clone']:.2f} s",
+                f"git bundle {g['size'] / 1e6:.2f} MB",
             ),
             (
                 "ours / git: create, import",
-                f"{ex_s / git['create']:.2f} / {im_s / git['clone']:.2f}",
-                "(import target <= 1.0; git bundle verify checks only refs, not content)",
+                f"{ex_s / g['create']:.2f} / {im_s / g['clone']:.2f}",
+                "(git bundle verify checks only refs, not content)",
+            ),
+            (
+                f"p2p export --since, {args.new} new posts",
+                f"{ix_s:.2f} s",
+                f"peak RSS {ix_rss / mib:.0f} MiB; {inc_size} bytes",
+            ),
+            (
+                f"p2p import of those {args.new}",
+                f"{ii_s:.2f} s",
+                f"peak RSS {ii_rss / mib:.0f} MiB",
+            ),
+            (
+                f"git bundle create main ^old, {args.new} commits",
+                f"{g['inc_create']:.3f} s",
+                f"{g['inc_size']:.0f} bytes; git pull from it {g['inc_pull']:.3f} s",
+            ),
+            (
+                "ours / git: incremental export",
+                f"{ix_s / g['inc_create']:.1f}x",
+                "(target <= 3x at 100k posts)",
             ),
             (
                 "raw disk copy + fsync",
@@ -268,6 +360,14 @@ def main() -> None:
                 f"bundle write at disk speed would take {size / copy:.3f} s",
             ),
         ]
+        for n, full_b, one_b in members:
+            rows.append(
+                (
+                    f"one-post bundle, {n} members",
+                    f"{one_b / 1000:.1f} KB",
+                    f"(target <= 8 KB at 1,000); full bundle {full_b / 1000:.0f} KB",
+                )
+            )
     print(
         f"p2p bundle benchmark — {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}"
@@ -275,7 +375,7 @@ def main() -> None:
     width = max(len(r[0]) for r in rows)
     for name, value, note in rows:
         print(f"{name:<{width}}  {value:>24}  {note}")
-    print(json.dumps({"bundle_bytes": size, "save_bytes": save_total}))
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

@@ -144,3 +144,23 @@ class PeerTimeout(LanError):
 
 class PeerUnreachable(LanError):
     default = "could not connect to the peer"
+
+
+# --- Automerge data from outside (p2p/amformat.py) -----------------------------
+
+
+class AutomergeFormatError(P2PError):
+    """Received Automerge bytes refused before the binding loads them."""
+
+    default = "a received document or change is not valid Automerge data; it was set aside"
+
+
+class AutomergeMalformed(AutomergeFormatError):
+    default = "a received document or change is damaged (bad Automerge framing); it was set aside"
+
+
+class AutomergeBomb(AutomergeFormatError):
+    default = (
+        "a received document or change would expand to far more memory than its size"
+        " (a compression bomb); it was refused"
+    )

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from p2p.cli import (
+    cmd_app,
     cmd_chat,
     cmd_community,
     cmd_demo,
@@ -64,6 +65,7 @@ for module in (
     cmd_usb,
     cmd_lan,
     cmd_demo,
+    cmd_app,
 ):
     module.register(cli)
 

@@ -1,0 +1,296 @@
+"""How much loading Automerge bytes would cost, computed before the binding sees them.
+
+The binding trusts its input's compression: a deflated column inflates
+without limit and a run-length column says "this value, 2^40 times" in a few
+bytes, so a 95 KB `save` record can become hundreds of megabytes once loaded.
+`check` walks the chunks of the binary format (Automerge's "binary format
+spec": document chunks, change chunks and deflated change chunks), inflates
+every compressed part under a cap, and counts the rows every run-length,
+delta and boolean column expands to, without materialising any of them. The
+result is an upper bound on what loading allocates; when it exceeds the
+budget (`FIXED_BUDGET` plus `SIZE_FACTOR` times the input size) the bytes are
+refused with `AutomergeBomb` before any allocation by the binding.
+
+Only lengths are judged here: a chunk this module accepts may still be
+refused by Automerge for other reasons (bad checksum, missing dependencies).
+Malformed framing raises `AutomergeMalformed`. The format is specified in
+docs/core-model.md ("Bounded inflation").
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+from p2p.errors import AutomergeBomb, AutomergeMalformed
+
+MAGIC = b"\x85\x6f\x4a\x83"
+DOCUMENT, CHANGE, DEFLATED_CHANGE = 0, 1, 2
+
+# Memory the binding keeps per decoded op and per change, measured on
+# automerge 0.2.0.dev4 (peak RSS of `Document.load`: ~91 B per op of a list,
+# ~1.1 KB per change with its op; bench/bench_amformat.py), rounded up.
+OP_COST = 128
+CHANGE_COST = 1536
+FIXED_BUDGET = 64 * 1024 * 1024  # what any document may cost, however small
+# ... plus this many times its own size: honest feeds cost ~45x their saved
+# size once loaded, documents of many one-op changes up to ~100x.
+SIZE_FACTOR = 128
+
+# column value types (low 3 bits of a column spec)
+GROUP, ACTOR, ULEB, DELTA, BOOLEAN, STRING, VALUE_META, VALUE_RAW = range(8)
+DEFLATE_BIT = 0x08
+
+
+@dataclass
+class Cost:
+    """What loading would allocate: inflated bytes and decoded rows."""
+
+    inflated: int = 0  # bytes of chunk and column data after inflation
+    ops: int = 0  # rows of the op columns
+    changes: int = 0  # rows of a document's change columns, plus one per change chunk
+    chunks: int = 0
+
+    @property
+    def estimate(self) -> int:
+        return self.inflated + OP_COST * self.ops + CHANGE_COST * self.changes
+
+
+def budget_for(size: int) -> int:
+    """The most that input of `size` bytes may cost to load."""
+    return FIXED_BUDGET + SIZE_FACTOR * size
+
+
+def check(data: bytes, budget: int | None = None) -> Cost:
+    """The cost of loading `data` (chunks as `Document.load` accepts them).
+
+    Raises `AutomergeBomb` as soon as the running estimate passes `budget`
+    (default `budget_for(len(data))`), `AutomergeMalformed` on bad framing."""
+    walker = _Walker(budget_for(len(data)) if budget is None else budget)
+    pos = 0
+    view = memoryview(data)
+    while pos < len(data):
+        pos = walker.chunk(view, pos)
+    return walker.cost
+
+
+# --- reading integers -----------------------------------------------------------
+
+
+def _uleb(buf: memoryview, pos: int, end: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= end:
+            raise AutomergeMalformed("truncated integer")
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise AutomergeMalformed("integer too long")
+
+
+def _sleb(buf: memoryview, pos: int, end: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= end:
+            raise AutomergeMalformed("truncated integer")
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            if byte & 0x40:
+                value -= 1 << shift
+            return value, pos
+        if shift > 63:
+            raise AutomergeMalformed("integer too long")
+
+
+def _skip_lebs(buf: memoryview, pos: int, end: int, count: int) -> int:
+    """The offset after `count` LEB128 integers (each ends at a byte < 0x80)."""
+    for _ in range(count):
+        start = pos
+        while True:
+            if pos >= end:
+                raise AutomergeMalformed("truncated integer")
+            pos += 1
+            if buf[pos - 1] < 0x80:
+                break
+            if pos - start > 10:
+                raise AutomergeMalformed("integer too long")
+    return pos
+
+
+# --- the walk -------------------------------------------------------------------
+
+
+class _Walker:
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.cost = Cost()
+
+    def _charge(self, inflated: int = 0, ops: int = 0, changes: int = 0) -> None:
+        self.cost.inflated += inflated
+        self.cost.ops += ops
+        self.cost.changes += changes
+        if self.cost.estimate > self.budget:
+            raise AutomergeBomb()
+
+    def _room(self) -> int:
+        """Bytes that may still be inflated before the budget is passed."""
+        return max(0, self.budget - self.cost.estimate)
+
+    def inflate(self, data: memoryview) -> bytes:
+        """Raw deflate, stopped one byte past the remaining budget."""
+        room = self._room()
+        inflater = zlib.decompressobj(-15)
+        try:
+            out = inflater.decompress(data, room + 1)
+        except zlib.error as exc:
+            raise AutomergeMalformed("bad compressed data") from exc
+        if len(out) > room or inflater.unconsumed_tail:
+            raise AutomergeBomb()
+        self._charge(inflated=len(out))
+        return out
+
+    def chunk(self, buf: memoryview, pos: int) -> int:
+        end = len(buf)
+        if bytes(buf[pos : pos + 4]) != MAGIC:
+            raise AutomergeMalformed("not an Automerge chunk")
+        if pos + 9 > end:
+            raise AutomergeMalformed("truncated chunk header")
+        kind = buf[pos + 8]
+        length, body = _uleb(buf, pos + 9, end)
+        stop = body + length
+        if stop > end:
+            raise AutomergeMalformed("truncated chunk")
+        self.cost.chunks += 1
+        self._charge(inflated=length)
+        if kind == DOCUMENT:
+            self.document(buf, body, stop)
+        elif kind == CHANGE:
+            self.change(buf, body, stop)
+        elif kind == DEFLATED_CHANGE:
+            inner = memoryview(self.inflate(buf[body:stop]))
+            self.change(inner, 0, len(inner))
+        else:
+            raise AutomergeMalformed("unknown chunk type")
+        return stop
+
+    def _actors(self, buf: memoryview, pos: int, end: int) -> int:
+        count, pos = _uleb(buf, pos, end)
+        if count > end - pos:
+            raise AutomergeMalformed("bad actor list")
+        self._charge(inflated=count)
+        for _ in range(count):
+            size, pos = _uleb(buf, pos, end)
+            pos += size
+            if pos > end:
+                raise AutomergeMalformed("bad actor list")
+        return pos
+
+    def _specs(self, buf: memoryview, pos: int, end: int) -> tuple[list[tuple[int, int]], int]:
+        count, pos = _uleb(buf, pos, end)
+        if count > end - pos:
+            raise AutomergeMalformed("bad column list")
+        specs = []
+        for _ in range(count):
+            spec, pos = _uleb(buf, pos, end)
+            size, pos = _uleb(buf, pos, end)
+            specs.append((spec, size))
+        return specs, pos
+
+    def _columns(
+        self, buf: memoryview, specs: list[tuple[int, int]], pos: int, end: int, changes: bool
+    ) -> int:
+        """Read one block of columns; charge its longest column's rows (the rows
+        of a block are read in lock step, one op or change per row)."""
+        longest = 0
+        for spec, size in specs:
+            if pos + size > end:
+                raise AutomergeMalformed("column runs past its chunk")
+            data = buf[pos : pos + size]
+            pos += size
+            if spec & DEFLATE_BIT:
+                data = memoryview(self.inflate(data))
+            rows = self.column(spec & 0x07, data)
+            if rows > longest:
+                extra = rows - longest
+                self._charge(ops=0 if changes else extra, changes=extra if changes else 0)
+                longest = rows
+        return pos
+
+    def document(self, buf: memoryview, pos: int, end: int) -> None:
+        pos = self._actors(buf, pos, end)
+        heads, pos = _uleb(buf, pos, end)
+        if heads > (end - pos) // 32:
+            raise AutomergeMalformed("bad head list")
+        pos += 32 * heads
+        change_specs, pos = self._specs(buf, pos, end)
+        op_specs, pos = self._specs(buf, pos, end)
+        pos = self._columns(buf, change_specs, pos, end, changes=True)
+        self._columns(buf, op_specs, pos, end, changes=False)
+
+    def change(self, buf: memoryview, pos: int, end: int) -> None:
+        deps, pos = _uleb(buf, pos, end)
+        if deps > (end - pos) // 32:
+            raise AutomergeMalformed("bad dependency list")
+        pos += 32 * deps
+        size, pos = _uleb(buf, pos, end)  # author
+        pos += size
+        _seq, pos = _uleb(buf, pos, end)
+        _start, pos = _uleb(buf, pos, end)
+        _time, pos = _sleb(buf, pos, end)
+        size, pos = _uleb(buf, pos, end)  # message
+        pos += size
+        if pos > end:
+            raise AutomergeMalformed("truncated change")
+        pos = self._actors(buf, pos, end)
+        specs, pos = self._specs(buf, pos, end)
+        self._charge(changes=1)
+        self._columns(buf, specs, pos, end, changes=False)
+
+    def column(self, kind: int, data: memoryview) -> int:
+        """How many values the column decodes to (for a group column, also the
+        total its counts announce for the grouped columns, whichever is more)."""
+        end, pos, rows, grouped = len(data), 0, 0, 0
+        if kind == VALUE_RAW:
+            return 0  # plain bytes, already counted as bytes
+        limit = self.budget // OP_COST + 1
+        while pos < end and rows <= limit and grouped <= limit:
+            if kind == BOOLEAN:
+                count, pos = _uleb(data, pos, end)
+                rows += count
+                continue
+            run, pos = _sleb(data, pos, end)
+            if run > 0:  # one value, repeated
+                value, pos = self._value(kind, data, pos, end)
+                rows += run
+                if kind == GROUP:
+                    grouped += run * value
+            elif run < 0:  # literal values
+                if kind in (STRING, GROUP):
+                    for _ in range(-run):
+                        value, pos = self._value(kind, data, pos, end)
+                        grouped += value
+                else:
+                    pos = _skip_lebs(data, pos, end, -run)
+                rows -= run
+            else:  # nulls
+                count, pos = _uleb(data, pos, end)
+                rows += count
+        return max(rows, grouped if kind == GROUP else 0)
+
+    @staticmethod
+    def _value(kind: int, data: memoryview, pos: int, end: int) -> tuple[int, int]:
+        if kind == STRING:
+            size, pos = _uleb(data, pos, end)
+            if pos + size > end:
+                raise AutomergeMalformed("truncated string")
+            return 0, pos + size
+        if kind == DELTA:
+            return _sleb(data, pos, end)
+        return _uleb(data, pos, end)

@@ -1,0 +1,133 @@
+"""The feed: threads with replies, reactions, edits, deletes and moderator
+placeholders; compose, reply, react, edit, delete, hide; search."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from p2p import community as cm
+from p2p import content
+from p2p import feed as feed_view
+from p2p.app.pages.communities import head
+from p2p.app.view import (
+    EXPECTED,
+    act,
+    app_state,
+    community,
+    failed,
+    flash,
+    form,
+    gate,
+    gettext,
+    redirect,
+    render,
+)
+
+QUICK = ["👍", "❤️", "😂", "🙏", "🎉"]
+
+
+def _search(home, c: cm.Community, q: str) -> list[dict]:  # noqa: ANN001
+    """Posts whose text or author name holds `q` (case-insensitive), newest first."""
+    wanted = q.casefold()
+    found = [
+        {**p, "replies": []}
+        for p in feed_view.all_posts(home, c, moderated=True)
+        if not p["deleted"]
+        and (wanted in p["text"].casefold() or wanted in (p["author_name"] or "").casefold())
+    ]
+    return sorted(found, key=lambda p: -p["ts"])
+
+
+async def page(request: Request) -> Response:
+    if (sent := await gate(request)) is not None:
+        return sent
+    state = app_state(request)
+    c = await community(request)
+    q = request.query_params.get("q", "").strip()
+
+    def load() -> tuple[dict, list[dict]]:
+        posts = _search(state.home, c, q) if q else feed_view.thread(state.home, c)
+        return head(state.home, c), posts
+
+    info, posts = await state.call(load)
+    me = state.home.public_key.hex()
+    return await render(
+        request, "feed.html", c=info, posts=posts, q=q, me_key=me, quick=QUICK, active="feed"
+    )
+
+
+async def post(request: Request) -> Response:
+    state = app_state(request)
+    _ = gettext(request)
+    c = await community(request)
+    data = await form(request)
+    reply_to = data.get("reply_to") or None
+    back = f"/c/{c.hex}" + (f"#p-{reply_to}" if reply_to else "")
+    try:
+        created = await state.call(content.post, state.home, c, data.get("text", ""), reply_to)
+    except EXPECTED as exc:
+        failed(request, exc)
+        return redirect(back)
+    flash(request, _("Replied.") if reply_to else _("Posted."))
+    return redirect(f"/c/{c.hex}#p-{created['id']}")
+
+
+async def react(request: Request) -> Response:
+    state = app_state(request)
+    c = await community(request)
+    data = await form(request)
+    pid = data.get("post", "")
+    return await act(
+        request,
+        f"/c/{c.hex}#p-{pid}",
+        None,
+        content.react,
+        state.home,
+        c,
+        pid,
+        data.get("emoji", ""),
+        data.get("remove") == "1",
+    )
+
+
+async def edit(request: Request) -> Response:
+    state = app_state(request)
+    _ = gettext(request)
+    c = await community(request)
+    data = await form(request)
+    pid = data.get("post", "")
+    return await act(
+        request,
+        f"/c/{c.hex}#p-{pid}",
+        _("Edited."),
+        content.edit,
+        state.home,
+        c,
+        pid,
+        data.get("text", ""),
+    )
+
+
+async def delete(request: Request) -> Response:
+    state = app_state(request)
+    _ = gettext(request)
+    c = await community(request)
+    data = await form(request)
+    pid = data.get("post", "")
+    if data.get("sure") != "on":
+        flash(request, _("Tick the box to confirm the delete."), "error")
+        return redirect(f"/c/{c.hex}#p-{pid}")
+    return await act(
+        request, f"/c/{c.hex}#p-{pid}", _("Deleted."), content.delete, state.home, c, pid
+    )
+
+
+routes = [
+    Route("/c/{cid}", page),
+    Route("/c/{cid}/post", post, methods=["POST"]),
+    Route("/c/{cid}/react", react, methods=["POST"]),
+    Route("/c/{cid}/edit", edit, methods=["POST"]),
+    Route("/c/{cid}/delete", delete, methods=["POST"]),
+]

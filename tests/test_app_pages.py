@@ -1,0 +1,149 @@
+"""Every page through a plain HTTP client, two people in two homes: create,
+invite and join, post, reply, react, edit, delete, chat, direct messages,
+moderation, export, verify-then-import, a tampered bundle, the USB drop box."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from tests.app_helpers import app_client, ready
+
+
+def _cid(response) -> str:  # noqa: ANN001
+    return str(response.url).rstrip("/").rsplit("/", 1)[1]
+
+
+def _post_ids(html: str) -> list[str]:
+    return re.findall(r'id="p-([0-9a-f]+)"', html)
+
+
+def _wait_job(client, url: str) -> str:  # noqa: ANN001
+    for _ in range(200):
+        html = client.get(url).text
+        if "Working…" not in html:
+            return html
+        time.sleep(0.05)
+    raise AssertionError("job did not finish")
+
+
+def test_two_people_invite_join_post_and_move_a_bundle(tmp_path):
+    with app_client(tmp_path / "a") as (a, sa), app_client(tmp_path / "b") as (b, sb):
+        ready(sa, "Ha-eun")
+        ready(sb, "Min-jun")
+        r = a.post("/communities/create", data={"name": "River villages"})
+        cid = _cid(r)
+        assert "River villages" in r.text
+        invite = a.post(f"/c/{cid}/invite", data={"passphrase": ""})
+        assert invite.headers["content-disposition"].startswith("attachment")
+        r = b.post(
+            "/communities/join",
+            files={"file": ("invite.p2p", invite.content, "application/octet-stream")},
+        )
+        assert r.url.path == f"/c/{cid}" and "You joined River villages" in r.text
+
+        r = a.post(f"/c/{cid}/post", data={"text": "Seed swap on Thursday"})
+        first = _post_ids(r.text)[0]
+        a.post(f"/c/{cid}/post", data={"text": "Bring jars", "reply_to": first})
+        a.post(f"/c/{cid}/react", data={"post": first, "emoji": "👍"})
+        r = a.post(f"/c/{cid}/post", data={"text": "typo here"})
+        typo = [p for p in _post_ids(r.text) if p not in (first,)][-1]
+        a.post(f"/c/{cid}/edit", data={"post": typo, "text": "fixed text"})
+        r = a.post(f"/c/{cid}/delete", data={"post": typo, "sure": "on"})
+        assert "(deleted by its author)" in r.text and "fixed text" not in r.text
+        r = a.post(f"/c/{cid}/chat", data={"text": "Who has a battery?", "room": "market"})
+        assert "#market" in r.text and "Who has a battery?" in r.text
+
+        # A writes a bundle; B checks it, sees who signed it, then imports it
+        bundle = a.post("/move/export", data={"community": cid})
+        assert bundle.status_code == 200 and bundle.content
+        r = b.post("/move/verify", files={"file": ("x.p2p", bundle.content)})
+        assert "Every signature checked out" in r.text
+        assert sa.identity is not None and sa.identity.fingerprint in r.text
+        assert "Seed swap" not in b.get(f"/c/{cid}").text  # nothing applied yet
+        ticket = re.search(r'name="ticket" value="([^"]+)"', r.text).group(1)
+        r = b.post("/move/import", data={"ticket": ticket})
+        html = _wait_job(b, r.url.path)
+        assert "3 new posts" in html and "1 new member" in html
+        feed = b.get(f"/c/{cid}").text
+        assert "Seed swap on Thursday" in feed and "Bring jars" in feed and "👍 1" in feed
+        assert "Who has a battery?" in b.get(f"/c/{cid}/chat?room=market").text
+
+        # B replies and sends A a sealed direct message, then B's bundle goes back
+        b.post(f"/c/{cid}/post", data={"text": "I have jars", "reply_to": first})
+        akey = sa.identity.public_key.hex()
+        r = b.post(f"/c/{cid}/dm", data={"to": akey, "text": "See you at the hall"})
+        assert "See you at the hall" in r.text
+        back = b.post("/move/export", data={"community": cid})
+        r = a.post("/move/verify", files={"file": ("y.p2p", back.content)})
+        ticket = re.search(r'name="ticket" value="([^"]+)"', r.text).group(1)
+        html = _wait_job(a, a.post("/move/import", data={"ticket": ticket}).url.path)
+        assert "1 direct message for you" in html
+        assert "I have jars" in a.get(f"/c/{cid}").text
+        r = a.get(f"/c/{cid}/dm?with={sb.identity.public_key.hex()}")
+        assert "See you at the hall" in r.text and "Min-jun" in r.text
+
+        # moderation by the owner: hide B's reply, ban B, lift the ban
+        bkey = sb.identity.public_key.hex()
+        mine = [p for p in _post_ids(a.get(f"/c/{cid}").text) if p.startswith(bkey[:8])]
+        reply = mine[0]
+        r = a.post(f"/c/{cid}/hide", data={"post": reply})
+        assert "I have jars" not in r.text
+        r = a.get(f"/c/{cid}/manage")
+        assert reply in r.text  # listed as hidden, with "Show again"
+        r = a.post(f"/c/{cid}/unhide", data={"post": reply})
+        assert "Shown again" in r.text
+        r = a.post(f"/c/{cid}/ban", data={"member": bkey, "banned": "1"})
+        assert "Lift the ban" in r.text
+        assert "I have jars" not in a.get(f"/c/{cid}").text
+        a.post(f"/c/{cid}/ban", data={"member": bkey, "banned": "0"})
+        assert "I have jars" in a.get(f"/c/{cid}").text
+        r = a.post(f"/c/{cid}/role", data={"member": bkey, "role": "moderator"})
+        assert "Make a plain member" in r.text
+        # B may not change the settings until the role arrives; A may
+        r = a.post(f"/c/{cid}/settings", data={"name": "River", "description": "", "rules": "Kind"})
+        assert "Settings saved" in r.text
+        r = b.post(f"/c/{cid}/settings", data={"name": "Mine", "description": "", "rules": ""})
+        assert "That did not work" in r.text
+
+
+def test_a_tampered_bundle_is_refused_with_a_readable_message(tmp_path):
+    with app_client(tmp_path / "a") as (a, sa), app_client(tmp_path / "b") as (b, sb):
+        ready(sa)
+        ready(sb)
+        cid = _cid(a.post("/communities/create", data={"name": "Hall"}))
+        invite = a.post(f"/c/{cid}/invite", data={"passphrase": ""}).content
+        b.post("/communities/join", files={"file": ("i.p2p", invite)})
+        a.post(f"/c/{cid}/post", data={"text": "original words"})
+        data = bytearray(a.post("/move/export", data={"community": cid}).content)
+        at = data.find(b"original words")
+        assert at > 0
+        data[at : at + 8] = b"FORGED!!"
+        r = b.post("/move/verify", files={"file": ("t.p2p", bytes(data))})
+        assert r.status_code == 422
+        assert "refused" in r.text and "Import it" not in r.text
+        assert "Traceback" not in r.text
+        cut = a.post("/move/export", data={"community": cid}).content[:-40]
+        r = b.post("/move/verify", files={"file": ("cut.p2p", cut)})
+        assert r.status_code == 422 and "This bundle was refused" in r.text
+        assert "original words" not in b.get(f"/c/{cid}").text
+        assert not list((tmp_path / "b" / "tmp" / "app-uploads").iterdir())
+
+
+def test_usb_drop_box_through_the_page(tmp_path):
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    with app_client(tmp_path / "a") as (a, sa), app_client(tmp_path / "b") as (b, sb):
+        ready(sa)
+        ready(sb, "Min-jun")
+        cid = _cid(a.post("/communities/create", data={"name": "Ship"}))
+        invite = a.post(f"/c/{cid}/invite", data={"passphrase": ""}).content
+        b.post("/communities/join", files={"file": ("i.p2p", invite)})
+        a.post(f"/c/{cid}/post", data={"text": "from the bridge"})
+        html = _wait_job(a, a.post("/move/usb", data={"folder": str(stick)}).url.path)
+        assert "wrote 1 bundle for the others" in html
+        html = _wait_job(b, b.post("/move/usb", data={"folder": str(stick)}).url.path)
+        assert "1 new post" in html and "1 bundle imported" in html
+        assert "from the bridge" in b.get(f"/c/{cid}").text
+        r = b.post("/move/usb", data={"folder": str(tmp_path / "nothing")})
+        assert "is not a folder" in r.text

@@ -1,0 +1,42 @@
+"""Benchmarks cannot rot: each runs here at a tiny size (it completes and prints
+its table; nothing is timed or compared)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def test_bench_bundle_smoke() -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.bench_bundle",
+            "--posts",
+            "40",
+            "--authors",
+            "2",
+            "--new",
+            "3",
+            "--members",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("p2p bundle benchmark")
+    for row in (
+        "p2p export",
+        "p2p verify",
+        "p2p import (fresh store)",
+        "p2p export --since, 3 new posts",
+        "one-post bundle, 3 members",
+    ):
+        assert any(line.startswith(row) for line in lines), row
+    figures = json.loads(lines[-1])
+    assert figures["inc_bundle_bytes"] < figures["bundle_bytes"]
