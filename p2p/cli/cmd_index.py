@@ -24,7 +24,7 @@ def rebuild(ctx: Context, community_id: str | None, as_json: bool) -> None:
     """Rebuild the indexes of one community (or of all) from their documents."""
     home = ctx.home
     chosen = [cm.resolve(home, community_id)] if community_id else cm.all_communities(home)
-    out = []
+    out: list[dict] = []
     for c in chosen:
         start = time.monotonic()
         docs = index.rebuild(home.docs, c.id)
