@@ -152,7 +152,9 @@ def test_writing_loads_only_the_writers_own_documents(pair, monkeypatch) -> None
     from p2p import chat
 
     chat.send(bob, bc, "hi")
-    others = {r.id for r in (DocRef(c.id, k, alice.public_key) for k in ("feed", "chat", "profile"))}
+    others = {
+        r.id for r in (DocRef(c.id, k, alice.public_key) for k in ("feed", "chat", "profile"))
+    }
     assert loaded and not others & set(loaded)
 
 
