@@ -13,12 +13,14 @@ import time
 
 from automerge.core import ROOT, Document, ObjType
 
+from p2p.blobs.attach import describe_all
 from p2p.community import Community
-from p2p.content import _may_write, check_text, post_id
+from p2p.content import _may_write, check_text, post_id, put_attachments
 from p2p.docref import CHAT, DocRef
 from p2p.documents import get_obj, put_int, put_str
 from p2p.home import Home
 from p2p.identity import fingerprint
+from p2p.index.entries import unpack_attachments
 from p2p.index.view import View
 
 DEFAULT_ROOM = "general"
@@ -36,8 +38,15 @@ def check_room(room: str) -> str:
     return room
 
 
-def send(home: Home, community: Community, text: str, room: str = DEFAULT_ROOM) -> dict:
-    check_text(text, "message")
+def send(
+    home: Home,
+    community: Community,
+    text: str,
+    room: str = DEFAULT_ROOM,
+    attachments: list[dict] | None = None,
+) -> dict:
+    if not (attachments and not text.strip()):
+        check_text(text, "message")
     room = check_room(room)
     _may_write(home, community)
     local = os.urandom(8).hex()
@@ -51,10 +60,14 @@ def send(home: Home, community: Community, text: str, room: str = DEFAULT_ROOM) 
         put_str(tx, m, "room", room)
         put_str(tx, m, "text", text)
         put_int(tx, m, "ts", now)
+        put_attachments(tx, m, attachments or [])
 
     me = home.public_key
     home.docs.write(chat_ref(community, me), home.identity, edit)
-    return {"id": post_id(me, local), "room": room, "text": text, "author": me.hex(), "ts": now}
+    out = {"id": post_id(me, local), "room": room, "text": text, "author": me.hex(), "ts": now}
+    if attachments:
+        out["attachments"] = [{"hash": a["id"].hex(), "name": a["name"]} for a in attachments]
+    return out
 
 
 def messages(
@@ -65,13 +78,13 @@ def messages(
     banned = view.banned if moderated else set()
     hidden = view.hidden if moderated else set()
     wanted = check_room(room) if room is not None else None
-    sql = "SELECT author, id, room, text, ts FROM ix_chat WHERE community = ?"
+    sql = "SELECT author, id, room, text, ts, attachments FROM ix_chat WHERE community = ?"
     args: list[object] = [community.id]
     if wanted is not None:
         sql += " AND room = ?"
         args.append(wanted)
     out = []
-    for owner, mid, in_room, text, ts in view.db.execute(sql, args):
+    for owner, mid, in_room, text, ts, attached in view.db.execute(sql, args):
         if owner in banned or mid in hidden:
             continue
         out.append(
@@ -83,6 +96,7 @@ def messages(
                 "fingerprint": fingerprint(owner),
                 "text": text,
                 "ts": ts,
+                "attachments": describe_all(home, unpack_attachments(attached)),
             }
         )
     return sorted(out, key=lambda m: (m["ts"], m["id"]))
@@ -109,7 +123,7 @@ def find_message(home: Home, community: Community, wanted: str) -> dict | None:
     rows = prefix_rows(view, "ix_chat", wanted, 2)
     if len(rows) != 1:
         return None
-    owner, _local, mid, room, text, ts = rows[0]
+    owner, _local, mid, room, text, ts, attached = rows[0]
     return {
         "id": mid,
         "room": room,
@@ -118,4 +132,5 @@ def find_message(home: Home, community: Community, wanted: str) -> dict | None:
         "fingerprint": fingerprint(owner),
         "text": text,
         "ts": ts,
+        "attachments": describe_all(home, unpack_attachments(attached)),
     }

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 
-from automerge.core import ROOT, Document, ObjType
+from automerge.core import ROOT, Document, ObjType, ScalarType
 
 from p2p.community import Community, publish_profile, role
 from p2p.docref import FEED, DocRef
@@ -63,6 +63,7 @@ def find_post(home: Home, community: Community, wanted: str) -> dict:
 
     Read from the index: a range scan of the ids starting with `wanted`, never a
     load of anyone's feed."""
+    from p2p.blobs.attach import describe_all
     from p2p.index.view import View, prefix_rows
 
     wanted = wanted.strip().lower()
@@ -77,12 +78,34 @@ def find_post(home: Home, community: Community, wanted: str) -> dict:
         raise UnknownPost(f"{wanted!r} matches several posts: give more of the id")
     chosen = max(exact or rows, key=lambda r: r[0])  # of two posts with one id, the later author's
     post = view.post(chosen)
+    post["attachments"] = describe_all(home, post["attachments"]) if post["attachments"] else []
     view.react({post["id"]: post}, view.reactions([post["id"]]))
     return post
 
 
-def post(home: Home, community: Community, text: str, reply_to: str | None = None) -> dict:
-    check_text(text)
+def put_attachments(tx, obj: bytes, attachments: list[dict]) -> None:  # noqa: ANN001
+    """Write a post's attachment entries (see p2p.blobs.entries) into its map."""
+    if not attachments:
+        return
+    items = tx.put_object(obj, "attachments", ObjType.List)
+    for i, entry in enumerate(attachments):
+        m = tx.insert_object(items, i, ObjType.Map)
+        for key, value in entry.items():
+            kind = {bytes: ScalarType.Bytes, int: ScalarType.Int, str: ScalarType.Str}
+            tx.put(m, key, kind[type(value)], value)
+
+
+def post(
+    home: Home,
+    community: Community,
+    text: str,
+    reply_to: str | None = None,
+    attachments: list[dict] | None = None,
+) -> dict:
+    """Can raise NotAllowed, UnknownPost, ValueError (empty or too long text).
+    `attachments`: entries from p2p.blobs.attach.add_files, as `.as_doc()` maps."""
+    if not (attachments and not text.strip()):
+        check_text(text)
     me = home.public_key
     parent = find_post(home, community, reply_to)["id"] if reply_to else None
     _may_write(home, community)
@@ -96,9 +119,13 @@ def post(home: Home, community: Community, text: str, reply_to: str | None = Non
         put_int(tx, p, "ts", now)
         if parent:
             put_str(tx, p, "parent", parent)
+        put_attachments(tx, p, attachments or [])
 
     home.docs.write(feed_ref(community, me), home.identity, edit)
-    return {"id": post_id(me, local), "text": text, "author": me.hex(), "parent": parent, "ts": now}
+    out = {"id": post_id(me, local), "text": text, "author": me.hex(), "parent": parent, "ts": now}
+    if attachments:
+        out["attachments"] = [{"hash": a["id"].hex(), "name": a["name"]} for a in attachments]
+    return out
 
 
 def _own_post(home: Home, community: Community, wanted: str) -> tuple[dict, str]:
@@ -131,6 +158,8 @@ def delete(home: Home, community: Community, wanted: str) -> dict:
         p = need_obj(doc, need_obj(doc, ROOT, "posts"), local)
         put_str(tx, p, "text", "")
         put_int(tx, p, "deleted", now)
+        if get_obj(doc, p, "attachments") is not None:
+            tx.delete(p, "attachments")
 
     home.docs.write(feed_ref(community, home.public_key), home.identity, change)
     return {**target, "text": "", "deleted": now}

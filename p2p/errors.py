@@ -146,6 +146,29 @@ class PeerUnreachable(LanError):
     default = "could not connect to the peer"
 
 
+# --- attachments --------------------------------------------------------------
+
+
+class AttachmentError(P2PError):
+    default = "something is wrong with an attachment; the post's text is unaffected"
+
+
+class BadAttachment(AttachmentError):
+    default = "an attachment's data does not match what its post promises; it was refused"
+
+
+class AttachmentIncomplete(AttachmentError):
+    default = "this attachment has not fully arrived yet; sync again to get the rest"
+
+
+class AttachmentRefused(AttachmentError):
+    default = "this attachment is over the community's limits; the post's text was kept"
+
+
+class UnknownAttachment(AttachmentError):
+    default = "no attachment with that hash here: check it with 'p2p attachments ID POST'"
+
+
 # --- Automerge data from outside (p2p/amformat.py) -----------------------------
 
 

@@ -6,14 +6,22 @@ The signed data stays in the store; hiding and banning only change this view.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from p2p import index
+from p2p.blobs.attach import describe_all
 from p2p.community import Community, state
 from p2p.documents import to_py
 from p2p.home import Home
 from p2p.index.view import COLUMNS as _COLUMNS
 from p2p.index.view import View
+
+
+def _describe(home: Home, posts: Iterable[dict]) -> None:
+    """Attachments as a reader is told about them (what has arrived changes over time)."""
+    for p in posts:
+        raw = p["attachments"]
+        p["attachments"] = describe_all(home, raw) if raw else []
 
 
 def _collect(home: Home, community: Community) -> list[dict]:
@@ -26,6 +34,7 @@ def _collect(home: Home, community: Community) -> list[dict]:
         (community.id,),
     ):
         posts[row[2]] = view.post(row)  # a later author's post of the same id wins, as ever
+    _describe(home, posts.values())
     view.react(
         posts,
         view.db.execute(
@@ -53,6 +62,7 @@ def _placeholder(p: dict) -> dict:
         "text": "",
         "edited": None,
         "reactions": {},
+        "attachments": [],
     }
 
 
@@ -129,7 +139,7 @@ def _careful(home: Home, community: Community) -> bool:
     return bool(index.flags(home.store.db, community.id))
 
 
-def _tree(view: View, root: tuple) -> list[dict]:
+def _tree(home: Home, view: View, root: tuple) -> list[dict]:
     """One thread, built from its top post's row: [] when nothing of it is shown."""
     rows = [root]
     frontier = [root[2]]
@@ -145,6 +155,7 @@ def _tree(view: View, root: tuple) -> list[dict]:
         frontier += [r[2] for r in found]
     rows.sort(key=lambda r: (r[3], r[2]))
     posts = {r[2]: view.post(r) for r in rows}
+    _describe(home, posts.values())
     marks = ",".join("?" * len(posts))
     if len(posts) <= 30_000:
         view.react(
@@ -194,7 +205,7 @@ def latest(home: Home, community: Community, last: int) -> tuple[list[dict], int
     view = View(home.docs, community.id)
     shown: list[dict] = []
     for root in _roots(view, newest_first=True):
-        shown += _tree(view, root)
+        shown += _tree(home, view, root)
         if len(shown) >= last:
             break
     shown.reverse()
@@ -243,7 +254,7 @@ def stream(home: Home, community: Community) -> Iterator[dict]:
         return
     view = View(home.docs, community.id)
     for root in _roots(view, newest_first=False):
-        yield from _tree(view, root)
+        yield from _tree(home, view, root)
 
 
 def shared_state(home: Home, community: Community) -> dict:

@@ -125,6 +125,7 @@ CREATE TABLE IF NOT EXISTS ix_posts (
     edited INTEGER,
     deleted INTEGER NOT NULL,
     orphan INTEGER NOT NULL,
+    attachments BLOB,
     UNIQUE (community, author, local)
 );
 CREATE INDEX IF NOT EXISTS ix_posts_by_id ON ix_posts (community, id);
@@ -160,6 +161,7 @@ CREATE TABLE IF NOT EXISTS ix_chat (
     room TEXT NOT NULL,
     text TEXT NOT NULL,
     ts INTEGER NOT NULL,
+    attachments BLOB,
     UNIQUE (community, author, local)
 );
 CREATE INDEX IF NOT EXISTS ix_chat_by_room ON ix_chat (community, room, ts);
@@ -197,6 +199,43 @@ CREATE TABLE IF NOT EXISTS ix_moderation (
     key TEXT NOT NULL,
     value TEXT,
     PRIMARY KEY (community, what, key)
+);
+CREATE TABLE IF NOT EXISTS blob_manifests (
+    id BLOB PRIMARY KEY,
+    data BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    chunks INTEGER NOT NULL,
+    received INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS blob_parts (
+    manifest BLOB NOT NULL,
+    n INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (manifest, n)
+);
+CREATE INDEX IF NOT EXISTS blob_parts_by_hash ON blob_parts (hash);
+CREATE TABLE IF NOT EXISTS blob_chunks (
+    hash BLOB PRIMARY KEY,
+    size INTEGER NOT NULL,
+    received INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS blob_peer_have (
+    peer BLOB NOT NULL,
+    id BLOB NOT NULL,
+    bits BLOB NOT NULL,
+    PRIMARY KEY (peer, id)
+);
+CREATE TABLE IF NOT EXISTS blob_wants (
+    peer BLOB NOT NULL,
+    id BLOB NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (peer, id)
+);
+CREATE TABLE IF NOT EXISTS blob_carried (
+    bundle BLOB NOT NULL,
+    id BLOB NOT NULL,
+    bits BLOB NOT NULL,
+    PRIMARY KEY (bundle, id)
 );
 """
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from p2p.blobs.attach import describe_all
 from p2p.community import Community, profile
 from p2p.docref import CHAT, COMMUNITY, FEED
 from p2p.documents import to_py
@@ -90,6 +91,9 @@ def collect(home: Home, community: Community) -> list[dict]:
                 "deleted": p.get("deleted") is not None,
                 "removed": "banned" if owner in banned else "hidden" if pid in hidden else None,
                 "reactions": {},
+                "attachments": []
+                if p.get("deleted") is not None
+                else describe_all(home, p.get("attachments")),
             }
         if owner in banned:
             continue
@@ -139,6 +143,7 @@ def chat_messages(home: Home, community: Community) -> list[dict]:
                     "fingerprint": fingerprint(owner),
                     "text": text,
                     "ts": m.get("ts", 0),
+                    "attachments": describe_all(home, m.get("attachments")),
                 }
             )
     return sorted(out, key=lambda m: (m["ts"], m["id"]))

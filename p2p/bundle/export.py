@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from p2p import atomic, exchange
+from p2p.blobs import exchange as blob_exchange
 from p2p.bundle import crypt
 from p2p.bundle.container import write_bundle
 from p2p.bundle.records import community_record, inventory_records
@@ -68,6 +69,7 @@ def _records(
     domain: Domain,
     peer: Inventory | list[Inventory] | None,
     progress: Progress | None,
+    plan: blob_exchange.Plan | None = None,
 ) -> Iterator[dict]:
     ids = [c.id for c in domain.communities]
     for c in domain.communities:
@@ -79,7 +81,10 @@ def _records(
         done += 1
         if progress:
             progress(done, total)
+        if plan is not None:
+            plan.spend(len(record["data"]) + blob_exchange.RECORD_OVERHEAD)
         yield record
+    yield from blob_exchange.records_for(home, ids, plan or blob_exchange.Plan())
 
 
 def build(
@@ -90,21 +95,25 @@ def build(
     peer: Inventory | list[Inventory] | None = None,
     passphrase: str | None = None,
     progress: Progress | None = None,
+    plan: blob_exchange.Plan | None = None,
 ) -> Built | None:
-    """Write one domain's bundle into `scratch`; None when the peer lacks nothing."""
+    """Write one domain's bundle into `scratch`; None when the peer lacks nothing.
+    `plan`: the attachment budget and what the reader holds (default: send all)."""
     plain = scratch / f"plain-{os.urandom(6).hex()}"
-    docs = 0
+    docs = chunks = 0
 
     def counted() -> Iterator[dict]:
-        nonlocal docs
-        for r in _records(home, domain, peer, progress):
+        nonlocal docs, chunks
+        for r in _records(home, domain, peer, progress, plan):
             if r["t"] == "doc":
                 docs += 1
+            elif r["t"] == "blob-chunk":
+                chunks += 1
             yield r
 
     with plain.open("wb") as out:
         stats = write_bundle(out, home.identity, counted(), int(time.time()))
-    if peer is not None and docs == 0:
+    if peer is not None and docs == 0 and chunks == 0:
         plain.unlink()
         return None
     final = plain

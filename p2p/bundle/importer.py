@@ -17,6 +17,8 @@ from pathlib import Path
 import msgpack
 
 from p2p.accept import Incoming, Rejection, Report, from_record
+from p2p.blobs import exchange as blob_exchange
+from p2p.blobs.exchange import Received
 from p2p.bundle.records import parse_community, parse_have, parse_inventory
 from p2p.bundle.source import Keys, open_bundle
 from p2p.community import all_communities
@@ -40,6 +42,7 @@ class ImportResult:
     news: News = field(default_factory=News)
     skipped_communities: list[str] = field(default_factory=list)
     already_imported: bool = False
+    attachments: Received = field(default_factory=Received)
 
     @property
     def exporter_fingerprint(self) -> str:
@@ -91,6 +94,7 @@ def import_bundle(
         skipped: set[bytes] = set()
         batch: list[Incoming] = []
         tracker = Tracker(home)
+        blobs_in = blob_exchange.Receiver(home, reader.header.exporter)
 
         def flush() -> None:
             tracker.before(batch)
@@ -112,6 +116,10 @@ def import_bundle(
                     elif kind == "inventory":
                         inventories.update(parse_inventory(record))
                         haves.update(parse_have(record))
+                    elif kind in blob_exchange.RECORD_TYPES:
+                        if batch:
+                            flush()
+                        blobs_in.take(record)
                     elif kind == "doc":
                         inc = from_record(record)
                         if inc.ref.community in joined:
@@ -129,6 +137,7 @@ def import_bundle(
             if batch:
                 flush()
             # the trailer has verified here (records() raised otherwise)
+            result.attachments = blobs_in.finish()
             result.news = tracker.count(result.report)
             now = int(time.time())
             if result.exporter != me:

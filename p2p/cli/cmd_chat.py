@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 from rich.markup import escape
 
 from p2p import chat
 from p2p import community as cm
+from p2p.cli.cmd_attach import attach_option, entries_for, keep_metadata_option
+from p2p.cli.cmd_attach import render as render_attachments
 from p2p.cli.context import Context, console, emit_json, json_option, local_time, pass_ctx, plural
 
 
@@ -19,12 +23,23 @@ def chat_group() -> None:
 @click.argument("community_id")
 @click.argument("text")
 @click.option("--room", default=chat.DEFAULT_ROOM, show_default=True, help="Room to write in.")
+@attach_option
+@keep_metadata_option
 @json_option
 @pass_ctx
-def send(ctx: Context, community_id: str, text: str, room: str, as_json: bool) -> None:
-    """Write TEXT in a chat room."""
+def send(
+    ctx: Context,
+    community_id: str,
+    text: str,
+    room: str,
+    attach_files: tuple[Path, ...],
+    keep_metadata: bool,
+    as_json: bool,
+) -> None:
+    """Write TEXT in a chat room (with --attach FILE, files too)."""
     c = cm.resolve(ctx.home, community_id)
-    sent = chat.send(ctx.home, c, text, room)
+    made = entries_for(ctx, c, attach_files, keep_metadata)
+    sent = chat.send(ctx.home, c, text, room, attachments=made)
     if as_json:
         emit_json(sent)
     else:
@@ -51,6 +66,7 @@ def show(ctx: Context, community_id: str, room: str, last: int, as_json: bool) -
     for m in shown:
         name = escape(m["author_name"] or m["fingerprint"])
         console.print(f"[dim]{local_time(m['ts'])}[/] [bold]{name}[/]: {escape(m['text'])}")
+        render_attachments(m.get("attachments") or [])
 
 
 @chat_group.command("rooms")

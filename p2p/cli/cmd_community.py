@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from p2p import atomic, invites
 from p2p import community as cm
+from p2p.blobs.attach import LIMIT_LARGEST, LIMIT_MEMBER, parse_size
 from p2p.cli.context import (
     Context,
     ask_passphrase,
@@ -197,6 +198,8 @@ def role(ctx: Context, community_id: str, member: str, role: str, as_json: bool)
 @click.option("--name")
 @click.option("--description")
 @click.option("--rules")
+@click.option("--max-attachment", metavar="SIZE", help="Largest attachment allowed (e.g. 50M).")
+@click.option("--max-member-total", metavar="SIZE", help="Attachment total per member (e.g. 1G).")
 @json_option
 @pass_ctx
 def settings_(
@@ -205,13 +208,23 @@ def settings_(
     name: str | None,
     description: str | None,
     rules: str | None,
+    max_attachment: str | None,
+    max_member_total: str | None,
     as_json: bool,
 ) -> None:
-    """Change the community's name, description or rules (owner and moderators)."""
+    """Change the community's name, description, rules or attachment limits
+    (owner and moderators)."""
     c = cm.resolve(ctx.home, community_id)
-    if name is None and description is None and rules is None:
-        raise click.UsageError("give at least one of --name, --description, --rules")
-    cm.update_settings(ctx.home, c, name=name, description=description, rules=rules)
+    limits = {
+        LIMIT_LARGEST: str(parse_size(max_attachment)) if max_attachment else None,
+        LIMIT_MEMBER: str(parse_size(max_member_total)) if max_member_total else None,
+    }
+    if name is None and description is None and rules is None and not any(limits.values()):
+        raise click.UsageError(
+            "give at least one of --name, --description, --rules, --max-attachment, "
+            "--max-member-total"
+        )
+    cm.update_settings(ctx.home, c, name=name, description=description, rules=rules, **limits)
     if as_json:
         emit_json({"id": c.hex, **cm.settings(ctx.home, c)})
         return

@@ -9,10 +9,13 @@ from typing import Any
 import click
 
 from p2p import community as cm
+from p2p.blobs.attach import parse_size
+from p2p.blobs.exchange import Plan, known_have, known_wants
 from p2p.bundle import export as ex
 from p2p.bundle.source import bundle_paths
 from p2p.bundle.verify import inventory_of
 from p2p.cli import bundle_keys
+from p2p.cli.cmd_attach import plan_lines
 from p2p.cli.context import (
     Context,
     ask_passphrase,
@@ -56,6 +59,12 @@ from p2p.peers import resolve_peer
     is_flag=True,
     help="Encrypt with a passphrase (P2P_BUNDLE_PASSPHRASE or a prompt) instead.",
 )
+@click.option(
+    "--max-size",
+    metavar="SIZE",
+    help="Fit within SIZE (e.g. 700M): all text first, then attachments newest first.",
+)
+@click.option("--no-attachments", is_flag=True, help="Send only text, no attachment data.")
 @json_option
 @pass_ctx
 def export(
@@ -65,6 +74,8 @@ def export(
     for_peer: str | None,
     since: Path | None,
     use_passphrase: bool,
+    max_size: str | None,
+    no_attachments: bool,
     as_json: bool,
 ) -> None:
     """Write COMMUNITIES (default: all) to a bundle file for a USB stick."""
@@ -73,8 +84,11 @@ def export(
     if not chosen:
         raise P2PError("you are in no community yet: nothing to export")
     peer = None
+    blob_have: dict = {}
     if for_peer:
-        peer = known_by(home, resolve_peer(home, for_peer))
+        peer_key = resolve_peer(home, for_peer)
+        peer = known_by(home, peer_key)
+        blob_have = known_have(home, peer_key)
     if since:
         earlier = inventory_of(bundle_paths(since), bundle_keys.for_import(ctx, [since]))
         peer = earlier if peer is None else merge(peer, earlier)
@@ -91,10 +105,20 @@ def export(
         )
     written: list[dict[str, Any]] = []
     with ex.scratch_dir(home) as tmp:
+        budget = parse_size(max_size) if max_size else None
+        plans = []
         for domain in plan:
+            blobs = Plan(budget, not no_attachments, blob_have, known_wants(home))
+            plans.append(blobs)
             with bar(f"exporting {domain.label}") as update:
                 built = ex.build(
-                    home, domain, Path(tmp), peer=peer, passphrase=passphrase, progress=update
+                    home,
+                    domain,
+                    Path(tmp),
+                    peer=peer,
+                    passphrase=passphrase,
+                    progress=update,
+                    plan=blobs,
                 )
             if built is None:
                 continue
@@ -107,6 +131,8 @@ def export(
                     "documents": built.docs,
                     "encrypted": built.encrypted,
                     "communities": [c.hex for c in domain.communities],
+                    "attachment_bytes": blobs.sent_bytes,
+                    "left_for_later": blobs.left,
                 }
             )
     if as_json:
@@ -119,6 +145,9 @@ def export(
         lock = "encrypted" if w["encrypted"] else "signed, not encrypted"
         docs = plural(w["documents"], "document")
         console.print(f"Wrote {w['file']}: {docs}, {w['bytes']} bytes ({lock})")
+    for blobs in plans:
+        for line in plan_lines(blobs):
+            console.print(f"  {line}")
     if passphrase:
         warn("anyone who knows the passphrase can read this bundle")
 

@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from p2p import community as cm
 from p2p import feed as feed_view
+from p2p.cli.cmd_attach import render as render_attachments
 from p2p.cli.context import Context, console, emit_json, json_option, local_time, pass_ctx, plural
 
 
@@ -33,6 +34,7 @@ def render(posts: list[dict], depth: int = 0) -> None:
         console.print(header + ("  " + " ".join(marks) if marks else ""))
         text = "[dim](deleted)[/]" if p["deleted"] else escape(p["text"])
         console.print(f"{pad}  {text}")
+        render_attachments(p.get("attachments") or [], pad)
         if p["reactions"]:
             counts = "  ".join(
                 f"{escape(e)} {len(who)}" for e, who in sorted(p["reactions"].items())

@@ -8,6 +8,7 @@ import click
 
 from p2p.bundle.importer import ImportResult, import_bundle
 from p2p.cli import bundle_keys
+from p2p.cli.cmd_attach import attachment_lines, attachments_json
 from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural
 from p2p.cli.progress import bar
 from p2p.errors import P2PError
@@ -30,6 +31,7 @@ def describe(r: ImportResult) -> dict:
         ],
         "skipped_communities": r.skipped_communities,
         "imported_before": r.already_imported,
+        "attachments": attachments_json(r.attachments),
     }
 
 
@@ -90,6 +92,8 @@ def _print(results: list[ImportResult]) -> None:
         for x in r.report.rejected[:20]:
             what = x.change.hex()[:12] if x.change else "record"
             console.print(f"  rejected {what}: {x.reason}")
+        for line in attachment_lines(r.attachments):
+            console.print(f"  {line}")
         if r.skipped_communities:
             console.print(
                 f"  skipped {plural(len(r.skipped_communities), 'community')} you have not joined"

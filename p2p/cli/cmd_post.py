@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
+from rich.markup import escape
 
 from p2p import community as cm
 from p2p import content
+from p2p.cli.cmd_attach import attach_option, entries_for, keep_metadata_option
 from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx
 
 
@@ -13,16 +17,29 @@ from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx
 @click.argument("community_id")
 @click.argument("text")
 @click.option("--reply-to", metavar="POST", help="Reply to this post id (or unique prefix).")
+@attach_option
+@keep_metadata_option
 @json_option
 @pass_ctx
-def post(ctx: Context, community_id: str, text: str, reply_to: str | None, as_json: bool) -> None:
-    """Post TEXT to a community."""
+def post(
+    ctx: Context,
+    community_id: str,
+    text: str,
+    reply_to: str | None,
+    attach_files: tuple[Path, ...],
+    keep_metadata: bool,
+    as_json: bool,
+) -> None:
+    """Post TEXT to a community (with --attach FILE, files too)."""
     c = cm.resolve(ctx.home, community_id)
-    created = content.post(ctx.home, c, text, reply_to)
+    made = entries_for(ctx, c, attach_files, keep_metadata)
+    created = content.post(ctx.home, c, text, reply_to, attachments=made)
     if as_json:
         emit_json(created)
     else:
         console.print(f"Posted {created['id']}")
+        for a in created.get("attachments", []):
+            console.print(f"  attached {escape(a['name'])} ({a['hash'][:12]})")
 
 
 @click.command()

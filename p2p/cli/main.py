@@ -10,6 +10,7 @@ import click
 
 from p2p.cli import (
     cmd_app,
+    cmd_attach,
     cmd_chat,
     cmd_community,
     cmd_demo,
@@ -52,6 +53,7 @@ for module in (
     cmd_community,
     cmd_mod,
     cmd_post,
+    cmd_attach,
     cmd_feed,
     cmd_search,
     cmd_index,

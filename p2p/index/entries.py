@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgpack
+
 MAX_TS = 253_402_300_799_999  # 9999-12-31 in milliseconds: any later time cannot be shown
 DEFAULT_ROOM = "general"
 
@@ -38,6 +40,22 @@ def post(entry: Any) -> tuple[str, int, str | None, int | None, bool] | None:
     if not ok_ts or not ok_edited or ts is None:
         return None
     return text, ts, parent, edited, entry.get("deleted") is not None
+
+
+def attachments(entry: dict) -> bytes | None:
+    """A post's raw `attachments` value, kept as signed (p2p.blobs parses it when shown);
+    None when absent or not representable."""
+    value = entry.get("attachments")
+    if value is None:
+        return None
+    try:
+        return msgpack.packb(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def unpack_attachments(blob: bytes | None) -> Any:
+    return None if blob is None else msgpack.unpackb(blob, raw=False, strict_map_key=False)
 
 
 def reaction(entry: Any) -> list[str] | None:

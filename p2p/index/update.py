@@ -145,7 +145,7 @@ def _apply(db: Any, ref: DocRef, top: str, key: str, value: Any, present: bool) 
         if row is None:
             _drop_post(db, c, owner, key)
         else:
-            _put_post(db, c, owner, key, *row)
+            _put_post(db, c, owner, key, *row, entries.attachments(value))
     elif top == "reactions":
         emojis = entries.reaction(value) if present else None
         db.execute(
@@ -165,9 +165,9 @@ def _apply(db: Any, ref: DocRef, top: str, key: str, value: Any, present: bool) 
         )
         if msg is not None:
             db.execute(
-                "INSERT INTO ix_chat (community, author, local, id, room, text, ts)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (c, owner, key, owner[:4].hex() + key, *msg),
+                "INSERT INTO ix_chat (community, author, local, id, room, text, ts, attachments)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (c, owner, key, owner[:4].hex() + key, *msg, entries.attachments(value)),
             )
         return msg is not None or not present
     else:
@@ -194,22 +194,25 @@ def _put_post(
     parent: str | None,
     edited: int | None,
     deleted: bool,
+    attached: bytes | None,
 ) -> None:
     pid = owner[:4].hex() + local
     orphan = parent is None or not _exists(db, c, parent)
     old = db.execute(
-        "SELECT text, ts, parent, edited, deleted FROM ix_posts"
+        "SELECT text, ts, parent, edited, deleted, attachments FROM ix_posts"
         " WHERE community = ? AND author = ? AND local = ?",
         (c, owner, local),
     ).fetchone()
-    if old == (text, ts, parent, edited, int(deleted)):
+    if old == (text, ts, parent, edited, int(deleted), attached):
         return
     db.execute(
         "INSERT INTO ix_posts (community, author, local, id, ts, parent, text, edited, deleted,"
-        " orphan) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (community, author, local)"
-        " DO UPDATE SET ts = excluded.ts, parent = excluded.parent, text = excluded.text,"
-        " edited = excluded.edited, deleted = excluded.deleted, orphan = excluded.orphan",
-        (c, owner, local, pid, ts, parent, text, edited, int(deleted), int(orphan)),
+        " orphan, attachments) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (community, author, local) DO UPDATE SET ts = excluded.ts,"
+        " parent = excluded.parent, text = excluded.text, edited = excluded.edited,"
+        " deleted = excluded.deleted, orphan = excluded.orphan,"
+        " attachments = excluded.attachments",
+        (c, owner, local, pid, ts, parent, text, edited, int(deleted), int(orphan), attached),
     )
     if old is None:
         db.execute(

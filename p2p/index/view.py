@@ -6,9 +6,10 @@ from typing import Any
 
 from p2p.documents import Documents
 from p2p.identity import fingerprint
+from p2p.index.entries import unpack_attachments
 from p2p.index.update import refresh
 
-COLUMNS = "author, local, id, ts, parent, text, edited, deleted"
+COLUMNS = "author, local, id, ts, parent, text, edited, deleted, attachments"
 
 
 class View:
@@ -36,7 +37,7 @@ class View:
         self._fingerprints: dict[bytes, str] = {}
 
     def post(self, row: tuple) -> dict:
-        author, _local, pid, ts, parent, text, edited, deleted = row
+        author, _local, pid, ts, parent, text, edited, deleted, attached = row
         fp = self._fingerprints.get(author)
         if fp is None:
             fp = self._fingerprints[author] = fingerprint(author)
@@ -53,6 +54,7 @@ class View:
             "deleted": bool(deleted),
             "removed": removed,
             "reactions": {},
+            "attachments": [] if deleted else unpack_attachments(attached),  # raw: described later
         }
 
     def react(self, posts: dict[str, dict], rows: Any) -> None:
@@ -74,7 +76,7 @@ class View:
 def prefix_rows(view: View, table: str, prefix: str, distinct: int) -> list[tuple]:
     """Rows whose id starts with `prefix`, stopping once `distinct` different ids are seen
     (an indexed range scan: ids compare as UTF-8 bytes, as Python compares code points)."""
-    columns = COLUMNS if table == "ix_posts" else "author, local, id, room, text, ts"
+    columns = COLUMNS if table == "ix_posts" else "author, local, id, room, text, ts, attachments"
     upper = prefix[:-1] + chr(ord(prefix[-1]) + 1) if ord(prefix[-1]) < 0x10FFFF else None
     sql = f"SELECT {columns} FROM {table} WHERE community = ? AND id >= ?"
     args: list[object] = [view.cid, prefix]

@@ -1,0 +1,81 @@
+"""Images: metadata removed by re-encoding, and small thumbnails (Pillow).
+
+A photo's EXIF block can carry the GPS position where it was taken, the camera's
+serial number and the time; for the people p2p serves that can be deadly, so a
+recognised image is re-encoded from its pixels by default (orientation applied
+first, so nothing looks rotated), which drops every metadata block. Anything
+Pillow does not recognise is kept byte for byte.
+"""
+
+from __future__ import annotations
+
+import io
+import mimetypes
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+THUMB_MAX = 16 * 1024
+THUMB_SIDE = 160
+REENCODE = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WEBP", "GIF": "PNG", "TIFF": "PNG", "BMP": "PNG"}
+MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+Image.MAX_IMAGE_PIXELS = 80_000_000  # a decompression bomb is refused, not decoded
+
+
+@dataclass
+class Prepared:
+    path: Path  # the bytes to store (the original, or a re-encoded copy)
+    name: str
+    mime: str
+    thumb: bytes | None
+    stripped: bool
+
+
+def guess_mime(name: str) -> str:
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+def _open(path: Path) -> Image.Image | None:
+    try:
+        img = Image.open(path)
+        img.load()
+        return img
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+def thumbnail(img: Image.Image) -> bytes | None:
+    """A WebP of at most THUMB_MAX bytes, or None if the image will not shrink to it."""
+    small = ImageOps.exif_transpose(img.copy())
+    small = small.convert("RGBA" if "A" in small.getbands() else "RGB")
+    small.thumbnail((THUMB_SIDE, THUMB_SIDE))
+    for quality in (60, 40, 20):
+        buf = io.BytesIO()
+        small.save(buf, "WEBP", quality=quality)
+        if buf.tell() <= THUMB_MAX:
+            return buf.getvalue()
+    return None
+
+
+def prepare(path: Path, scratch: Path, keep_metadata: bool = False) -> Prepared:
+    """What to store for `path`: images re-encoded without metadata (unless asked
+    to keep it), with a thumbnail; anything else as it is."""
+    name = path.name
+    img = _open(path)
+    if img is None:
+        return Prepared(path, name, guess_mime(name), None, False)
+    fmt = img.format or ""
+    thumb = thumbnail(img)
+    if keep_metadata or fmt not in REENCODE:
+        return Prepared(path, name, MIME.get(fmt, guess_mime(name)), thumb, False)
+    out_fmt = REENCODE[fmt]
+    clean = ImageOps.exif_transpose(img)
+    if out_fmt == "JPEG" and clean.mode not in ("RGB", "L"):
+        clean = clean.convert("RGB")
+    dest = scratch / f"clean-{path.stem}"
+    options: dict = {"quality": 92} if out_fmt in ("JPEG", "WEBP") else {}
+    clean.save(dest, out_fmt, **options)  # no exif=, no icc/xmp: metadata is gone
+    if out_fmt != fmt:
+        name = f"{path.stem}.{out_fmt.lower()}"
+    return Prepared(dest, name, MIME[out_fmt], thumb, True)

@@ -1,0 +1,297 @@
+"""Chunks on disk, and in SQLite which chunks and manifests a home holds.
+
+Chunks live under `<home>/blobs/ab/cdef...` (named by their BLAKE3 hash; files
+0600, folders 0700), so a file named by many posts, or many manifests sharing
+chunks, is stored once. A chunk is written only after it hashed to what its
+manifest says, and made durable before its row is committed; the rows are the
+truth (a file without a row is debris that `sweep` removes). Everything moves
+one chunk (1 MiB) at a time: memory stays flat whatever the attachment's size.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from p2p.blobs import manifest as mf
+from p2p.blobs.manifest import Manifest
+from p2p.blobs.seal import Sealer
+from p2p.errors import AttachmentIncomplete, BadAttachment
+from p2p.home import Home
+
+UNREFERENCED_BUDGET = 256 * 1024 * 1024  # bytes kept of attachments no post names
+DEBRIS_AGE = 600  # seconds before an unregistered chunk file counts as debris
+
+
+@dataclass(frozen=True)
+class Presence:
+    have: int
+    total: int
+
+    @property
+    def state(self) -> str:
+        if self.total and self.have == self.total:
+            return "whole"
+        return "partial" if self.have else "absent"
+
+    @property
+    def percent(self) -> int:
+        return 100 * self.have // self.total if self.total else 0
+
+
+class BlobStore:
+    def __init__(self, home: Home) -> None:
+        self.home = home
+        self.db = home.store.db
+        self.root = home.path / "blobs"
+
+    # --- files -------------------------------------------------------------
+
+    def path(self, chunk_hash: bytes) -> Path:
+        h = chunk_hash.hex()
+        return self.root / h[:2] / h[2:]
+
+    def _write_chunk(self, chunk_hash: bytes, data: bytes) -> None:
+        dest = self.path(chunk_hash)
+        if not self.root.exists():
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not dest.parent.exists():
+            dest.parent.mkdir(mode=0o700, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{os.urandom(4).hex()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fdatasync(out.fileno())
+            os.replace(tmp, dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def read_chunk(self, chunk_hash: bytes) -> bytes | None:
+        """A stored chunk, checked against its hash; None (and forgotten) if damaged."""
+        try:
+            data = self.path(chunk_hash).read_bytes()
+        except OSError:
+            data = None
+        if data is None or mf.digest(data) != chunk_hash:
+            with self.home.store.transaction() as db:
+                db.execute("DELETE FROM blob_chunks WHERE hash = ?", (chunk_hash,))
+            return None
+        return data
+
+    # --- manifests ---------------------------------------------------------
+
+    def manifest(self, aid: bytes) -> Manifest | None:
+        row = self.db.execute("SELECT data FROM blob_manifests WHERE id = ?", (aid,)).fetchone()
+        return mf.parse(row[0]) if row else None
+
+    def manifest_bytes(self, aid: bytes) -> bytes | None:
+        row = self.db.execute("SELECT data FROM blob_manifests WHERE id = ?", (aid,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def put_manifest(self, data: bytes, aid: bytes | None = None) -> tuple[bytes, Manifest]:
+        """Keep a manifest (checked); `aid`, when given, must be its hash."""
+        m = mf.parse(data)
+        got = mf.digest(data)
+        if aid is not None and got != aid:
+            raise BadAttachment("an attachment manifest does not match its id; refused")
+        with self.home.store.transaction() as db:
+            if db.execute("SELECT 1 FROM blob_manifests WHERE id = ?", (got,)).fetchone():
+                return got, m
+            db.execute(
+                "INSERT INTO blob_manifests (id, data, size, chunks, received)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (got, data, m.stored_size, len(m.hashes), int(time.time())),
+            )
+            db.executemany(
+                "INSERT INTO blob_parts (manifest, n, hash) VALUES (?, ?, ?)",
+                [(got, i, h) for i, h in enumerate(m.hashes)],
+            )
+        return got, m
+
+    def has_chunk(self, chunk_hash: bytes) -> bool:
+        q = "SELECT 1 FROM blob_chunks WHERE hash = ?"
+        return self.db.execute(q, (chunk_hash,)).fetchone() is not None
+
+    def accept_chunk(self, aid: bytes, index: int, data: bytes) -> bool:
+        """Store chunk `index` of attachment `aid` if it hashes to what the manifest
+        says; True when it was new. BadAttachment for anything else."""
+        m = self.manifest(aid)
+        if m is None:
+            raise BadAttachment("a chunk arrived for an attachment whose manifest is unknown")
+        if type(index) is not int or not 0 <= index < len(m.hashes):
+            raise BadAttachment("a chunk's index is outside its attachment")
+        if len(data) != m.chunk_len(index):
+            raise BadAttachment(
+                f"chunk {index} of {m.name!r} has {len(data)} bytes where its manifest "
+                f"says {m.chunk_len(index)}; refused"
+            )
+        want = m.hashes[index]
+        if self.has_chunk(want):
+            return False
+        if mf.digest(data) != want:
+            raise BadAttachment(
+                f"chunk {index} of {m.name!r} does not match its hash (damaged or forged); refused"
+            )
+        self._write_chunk(want, data)
+        with self.home.store.transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO blob_chunks (hash, size, received) VALUES (?, ?, ?)",
+                (want, len(data), int(time.time())),
+            )
+        return True
+
+    # --- adding local files ------------------------------------------------
+
+    def add(
+        self, src: BinaryIO, size: int, name: str, mime: str, key: bytes | None = None
+    ) -> tuple[bytes, Manifest]:
+        """Chunk (and, with `key`, seal) a file into the store; returns its id."""
+        if size > mf.MAX_SIZE:
+            raise BadAttachment(f"attachments are limited to {mf.MAX_SIZE // 1024**3} GiB")
+        sealer = Sealer(key) if key is not None else None
+        count = mf.chunk_count(size)
+        hashes: list[bytes] = []
+        fresh: list[tuple[bytes, int]] = []
+        for i in range(count):
+            plain = src.read(min(mf.CHUNK, size - i * mf.CHUNK))
+            if len(plain) != min(mf.CHUNK, size - i * mf.CHUNK):
+                raise BadAttachment(f"{name} changed while it was being read; try again")
+            data = sealer.seal(i, i == count - 1, plain) if sealer else plain
+            h = mf.digest(data)
+            hashes.append(h)
+            if not self.has_chunk(h):
+                self._write_chunk(h, data)
+                fresh.append((h, len(data)))
+        m = Manifest(size, mf.clean_name(name), mime, tuple(hashes), sealer is not None)
+        with self.home.store.transaction() as db:
+            aid, _ = self.put_manifest(m.pack())
+            now = int(time.time())
+            db.executemany(
+                "INSERT OR IGNORE INTO blob_chunks (hash, size, received) VALUES (?, ?, ?)",
+                [(h, n, now) for h, n in fresh],
+            )
+        return aid, m
+
+    # --- what is here ------------------------------------------------------
+
+    def presence(self, aid: bytes) -> Presence | None:
+        """None when even the manifest is missing."""
+        row = self.db.execute("SELECT chunks FROM blob_manifests WHERE id = ?", (aid,)).fetchone()
+        if row is None:
+            return None
+        (have,) = self.db.execute(
+            "SELECT COUNT(DISTINCT p.n) FROM blob_parts p JOIN blob_chunks c ON c.hash = p.hash"
+            " WHERE p.manifest = ?",
+            (aid,),
+        ).fetchone()
+        return Presence(have, row[0])
+
+    def bitmap(self, aid: bytes) -> bytes:
+        """Which chunks are here, one bit per chunk (bit i: byte i//8, mask 0x80 >> i%8)."""
+        row = self.db.execute("SELECT chunks FROM blob_manifests WHERE id = ?", (aid,)).fetchone()
+        if row is None:
+            return b""
+        bits = bytearray((row[0] + 7) // 8)
+        for (n,) in self.db.execute(
+            "SELECT p.n FROM blob_parts p JOIN blob_chunks c ON c.hash = p.hash"
+            " WHERE p.manifest = ?",
+            (aid,),
+        ):
+            bits[n // 8] |= 0x80 >> (n % 8)
+        return bytes(bits)
+
+    def chunks(self, aid: bytes) -> Iterator[tuple[int, bytes]]:
+        """The stored chunks of `aid` in order, each checked."""
+        m = self.manifest(aid)
+        if m is None:
+            return
+        for i, h in enumerate(m.hashes):
+            data = self.read_chunk(h) if self.has_chunk(h) else None
+            if data is not None:
+                yield i, data
+
+    def save(self, aid: bytes, out: BinaryIO, key: bytes | None = None) -> Manifest:
+        """Write the attachment's plaintext to `out`, every chunk verified (and
+        opened with `key` when sealed); AttachmentIncomplete if any is missing."""
+        m = self.manifest(aid)
+        p = self.presence(aid)
+        if m is None or p is None or p.state != "whole":
+            done = f"{p.percent}% here" if p else "not here at all"
+            raise AttachmentIncomplete(
+                f"this attachment is not complete ({done}); sync again to get the rest"
+            )
+        if m.sealed and key is None:
+            raise BadAttachment("this attachment is encrypted and its post gives no key")
+        sealer = Sealer(key) if m.sealed and key is not None else None
+        last = len(m.hashes) - 1
+        for i, h in enumerate(m.hashes):
+            data = self.read_chunk(h)
+            if data is None:
+                raise AttachmentIncomplete(
+                    f"chunk {i} of this attachment was damaged on disk and was dropped; "
+                    "sync again to get it back"
+                )
+            out.write(sealer.open(i, i == last, data) if sealer else data)
+        return m
+
+    # --- forgetting --------------------------------------------------------
+
+    def collect(self, referenced: set[bytes], budget: int | None = None) -> int:
+        """Drop attachments no post names beyond `budget` bytes (oldest first), then
+        chunks no manifest lists; returns how many chunks were removed."""
+        budget = UNREFERENCED_BUDGET if budget is None else budget
+        rows = self.db.execute(
+            "SELECT id, size FROM blob_manifests ORDER BY received DESC, id"
+        ).fetchall()
+        kept = 0
+        drop = []
+        for aid, size in rows:
+            if aid in referenced:
+                continue
+            kept += size
+            if kept > budget:
+                drop.append(aid)
+        with self.home.store.transaction() as db:
+            for aid in drop:
+                db.execute("DELETE FROM blob_parts WHERE manifest = ?", (aid,))
+                db.execute("DELETE FROM blob_manifests WHERE id = ?", (aid,))
+            orphans = [
+                h
+                for (h,) in db.execute(
+                    "SELECT hash FROM blob_chunks WHERE hash NOT IN (SELECT hash FROM blob_parts)"
+                ).fetchall()
+            ]
+            db.executemany("DELETE FROM blob_chunks WHERE hash = ?", [(h,) for h in orphans])
+        for h in orphans:
+            self.path(h).unlink(missing_ok=True)
+        return len(orphans) + self.sweep()
+
+    def sweep(self) -> int:
+        """Remove chunk files no row registers (left by an import that rolled back)."""
+        if not self.root.is_dir():
+            return 0
+        removed = 0
+        now = time.time()
+        for sub in self.root.iterdir():
+            if not sub.is_dir():
+                continue
+            for f in sub.iterdir():
+                try:
+                    h = bytes.fromhex(sub.name + f.name.lstrip("."))
+                except ValueError:
+                    h = b""
+                fresh = now - f.stat().st_mtime < DEBRIS_AGE
+                if not fresh and (len(h) != mf.HASH or f.name.startswith(".")):
+                    f.unlink(missing_ok=True)
+                    removed += 1
+                elif len(h) == mf.HASH and not fresh and not self.has_chunk(h):
+                    f.unlink(missing_ok=True)
+                    removed += 1
+        return removed

@@ -1,0 +1,139 @@
+"""`p2p attachments ID POST` and `p2p attachment save HASH --out PATH`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.markup import escape
+
+from p2p import community as cm
+from p2p import content
+from p2p.blobs import attach
+from p2p.blobs.attach import human
+from p2p.blobs.exchange import Plan, Received
+from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx
+
+attach_option = click.option(
+    "--attach",
+    "attach_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Attach a file (repeat for several). Images lose their EXIF/GPS metadata.",
+)
+keep_metadata_option = click.option(
+    "--keep-metadata",
+    is_flag=True,
+    help="Attach images byte for byte, with their camera and location metadata.",
+)
+
+
+def entries_for(ctx: Context, c: cm.Community, files: tuple[Path, ...], keep: bool) -> list[dict]:
+    """Store FILES for a post in community `c`, within its limits; post entries."""
+    if not files:
+        return []
+    lim = attach.limits(cm.settings(ctx.home, c))
+    made = attach.add_files(ctx.home, files, private=c.private, keep_metadata=keep, lim=lim)
+    return [e.as_doc() for e in made]
+
+
+def state_text(a: dict) -> str:
+    if a["problem"]:
+        return f"[red]refused: {escape(a['problem'])}[/]"
+    if a["present"] == "whole":
+        return "[green]here[/]"
+    if a["present"] == "partial":
+        return f"[yellow]{a['percent']}% here[/]"
+    return "[dim]not here yet[/]"
+
+
+def render(items: list[dict], pad: str = "") -> None:
+    """One line per attachment: name, size, state (member text escaped)."""
+    for a in items:
+        console.print(
+            f"{pad}  [cyan]📎 {escape(a['name'])}[/] ({human(a['size'])}, {escape(a['mime'])}) "
+            f"{state_text(a)} [dim]{a['hash'][:12]}[/]"
+        )
+
+
+def attachments_json(r: Received) -> dict:
+    return {
+        "chunks": r.chunks,
+        "bytes": r.size,
+        "completed": r.completed,
+        "refused": r.refused,
+    }
+
+
+def attachment_lines(r: Received) -> list[str]:
+    """What an import or sync did with attachments, one plain line each."""
+    out = []
+    if r.chunks:
+        done = f"; complete: {', '.join(r.completed[:5])}" if r.completed else ""
+        out.append(f"attachments: {r.chunks} chunks, {human(r.size)}{done}")
+    out += [f"attachment refused: {why}" for why in r.refused[:20]]
+    return [escape(x) for x in out]
+
+
+def plan_lines(plan: Plan) -> list[str]:
+    out = []
+    if plan.sent_chunks:
+        out.append(
+            f"attachments: {human(plan.sent_bytes)} in {plan.sent_chunks} chunks "
+            f"({plan.sent_attachments} whole)"
+        )
+    if plan.left:
+        total = sum(x["bytes"] for x in plan.left)
+        names = ", ".join(x["name"] for x in plan.left[:5])
+        out.append(
+            f"left for a later trip (over --max-size): {len(plan.left)} attachments, "
+            f"{human(total)} ({names})"
+        )
+    return [escape(x) for x in out]
+
+
+@click.command("attachments")
+@click.argument("community_id")
+@click.argument("post_id")
+@json_option
+@pass_ctx
+def attachments(ctx: Context, community_id: str, post_id: str, as_json: bool) -> None:
+    """List a post's attachments: hash, name, size, type and whether they are here."""
+    c = cm.resolve(ctx.home, community_id)
+    found = content.find_post(ctx.home, c, post_id)
+    items = found.get("attachments") or []
+    if as_json:
+        emit_json(items)
+        return
+    if not items:
+        console.print("This post has no attachments.")
+    for a in items:
+        console.print(
+            f"{a['hash']}  {escape(a['name'])}  {a['size']} bytes  {escape(a['mime'])}  "
+            f"{state_text(a)}"
+        )
+
+
+@click.group("attachment")
+def attachment_group() -> None:
+    """Work with one attachment (by its hash)."""
+
+
+@attachment_group.command("save")
+@click.argument("hash_")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="File or folder.")
+@click.option("--force", is_flag=True, help="Replace an existing file.")
+@json_option
+@pass_ctx
+def save(ctx: Context, hash_: str, out: Path, force: bool, as_json: bool) -> None:
+    """Write an attachment out; refuses one that is incomplete or does not verify."""
+    done = attach.save(ctx.home, hash_, out, force=force)
+    if as_json:
+        emit_json(done)
+        return
+    console.print(f"Saved {escape(done['name'])} ({done['size']} bytes) to {escape(done['file'])}")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(attachments)
+    cli.add_command(attachment_group)
