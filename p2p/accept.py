@@ -1,12 +1,16 @@
 """The acceptance path: the only way content from outside enters a store.
 
-Every transport (bundle, LAN) hands its document records here. For each
-document: drop what is already known, check every signature carried, require
-each change to be vouched for by its own author (directly or through a signed
-same-author descendant), require the author may write that document, and keep
-changes whose dependencies have not arrived as pending. Then everything that
-passed is applied in one SQLite transaction; what failed is reported change by
-change and never touches the store.
+Every transport (bundle, drop box, LAN) hands its document records here. For
+each document: drop what is already known, check every signature carried,
+require each change to be vouched for by its own author (directly or through
+a signed same-author descendant), require the author may write that document,
+require each author's changes to form one chain (`p2p/sequence.py`: no gaps,
+each change on its author's previous one, forks resolved by one rule), apply
+the community document's moderation rules (`p2p/moderation.py`), keep changes
+whose dependencies have not arrived as pending (bounded), and check that the
+document about to be committed loads back. Each document is applied under its
+own savepoint: a document that fails any of this is refused on its own, with
+a reason, and the rest of the batch still applies.
 """
 
 from __future__ import annotations
@@ -14,17 +18,27 @@ from __future__ import annotations
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from automerge.core import ROOT, Document, ObjType
+import msgpack
+from automerge.core import Document
 
-from p2p import chunk, signing
+from p2p import binding, chunk, moderation, sequence, signing
 from p2p.chunk import RawChange
 from p2p.docref import COMMUNITY, KINDS, OWNED_KINDS, DocRef
-from p2p.documents import Documents, as_raw
+from p2p.documents import Documents
+from p2p.errors import DamagedData
+from p2p.sequence import Fork
 
 MAX_PENDING_PER_DOC = 100_000
+# Changes waiting for their dependencies, per author (document owner) and in all.
+PENDING_PER_AUTHOR = 20_000
+PENDING_BYTES_PER_AUTHOR = 32 * 1024 * 1024
+PENDING_TOTAL = 200_000
+PENDING_BYTES_TOTAL = 256 * 1024 * 1024
+PENDING_EXPIRY = 60 * 24 * 3600  # seconds: a dependency that never came in 60 days
 
 
 @dataclass
@@ -36,6 +50,7 @@ class Incoming:
     changes: list[RawChange]
     sigs: list[signing.Sig]
     loaded: Document | None = None  # set when the changes came as a saved document
+    saved: bytes | None = None  # the received save() bytes, stored as they are if accepted whole
 
 
 @dataclass
@@ -53,6 +68,9 @@ class Report:
     rejected: list[Rejection] = field(default_factory=list)
     docs_changed: list[DocRef] = field(default_factory=list)
     new_docs: list[DocRef] = field(default_factory=list)
+    forks: list[tuple[DocRef, Fork]] = field(default_factory=list)
+    fork_lines: list[str] = field(default_factory=list)  # one plain line per fork, for people
+    set_aside: int = 0  # changes this store held that a fork or a demotion set aside
 
     def merge(self, other: Report) -> None:
         self.applied += other.applied
@@ -61,6 +79,9 @@ class Report:
         self.rejected += other.rejected
         self.docs_changed += other.docs_changed
         self.new_docs += other.new_docs
+        self.forks += other.forks
+        self.fork_lines += other.fork_lines
+        self.set_aside += other.set_aside
 
 
 MAX_INFLATED = 64 * 1024 * 1024  # as large as a record may be
@@ -94,15 +115,16 @@ def from_record(record: dict) -> Incoming:
         if not data:
             raise ValueError("empty saved document")
         try:
-            loaded = Document.load(data)
-            changes = [as_raw(c) for c in loaded.get_changes([])]
-        except Exception as exc:
-            raise ValueError(f"saved document does not load ({exc})") from exc
-        return Incoming(ref, claimed, changes, sigs, loaded)
+            loaded = binding.load(data)
+            changes = binding.changes(loaded)
+        except DamagedData as exc:
+            raise ValueError(f"saved document does not load: {exc}") from None
+        return Incoming(ref, claimed, changes, sigs, loaded, data)
     if enc == "changes-zlib":
         data = inflate(data)
         enc = "changes"
     if enc == "changes":
+        binding.check_inflation(data)  # priced before anything loads it
         try:
             changes = list(chunk.split(data))
         except chunk.ChunkError as exc:
@@ -112,20 +134,7 @@ def from_record(record: dict) -> Incoming:
 
 
 def _role_at(doc: Document, heads: list[bytes], member: bytes) -> tuple[str | None, bool]:
-    """A member's role and banned flag as the document stood at `heads`."""
-    if not heads:
-        return None, False
-    role = None
-    roles = doc.get(ROOT, "roles", heads)
-    if roles is not None:
-        got = doc.get(roles[1], member.hex(), heads)
-        if got is not None and not isinstance(got[0], ObjType):
-            role = str(got[0][1])
-    banned = False
-    bans = doc.get(ROOT, "bans", heads)
-    if bans is not None:
-        banned = doc.get(bans[1], member.hex(), heads) is not None
-    return role, banned
+    return moderation.role_at(doc, heads, member)
 
 
 @dataclass
@@ -137,6 +146,9 @@ class Verdict:
     rejected: dict[bytes, str]
     waiting: list[bytes]  # dependencies missing: keep pending
     bad_sigs: list[bytes]
+    lost: set[bytes] = field(default_factory=set)  # set aside (fork, demotion), known or not
+    forks: list[Fork] = field(default_factory=list)
+    vouched: set[bytes] = field(default_factory=set)
 
 
 def evaluate(
@@ -146,11 +158,13 @@ def evaluate(
     known: set[bytes],
     existing: bytes,
     community_owner: bytes,
+    known_changes: Mapping[bytes, RawChange] | None = None,
 ) -> Verdict:
     """Apply every acceptance rule to `pool`; touches no store.
 
-    `known` are change hashes already present (with `existing` their bytes,
-    needed to judge shared-document changes against the roles of the time).
+    `known` are change hashes already present, `existing` their bytes and
+    `known_changes` (in causal order) their parsed form, needed to judge each
+    author's sequence and the community document's roles of the time.
     """
     doc_id = ref.id
     valid: dict[tuple[bytes, bytes], bytes] = {}
@@ -187,22 +201,45 @@ def evaluate(
     in_order = set(order)
     waiting += [h for h in pool if h not in in_order]
 
-    if ref.kind == COMMUNITY and any(pool[h].actor != community_owner for h in ready):
-        candidates = Document.load(existing + b"".join(pool[h].data for h in ready))
-        kept: list[bytes] = []
-        for h in ready:
-            c = pool[h]
-            if any(d in rejected for d in c.deps):
-                rejected[h] = "depends on a rejected change"
-                continue
-            if c.actor != community_owner:
-                role, banned = _role_at(candidates, list(c.deps), c.actor)
-                if role != "moderator" or banned:
-                    rejected[h] = "only the owner and moderators may change community settings"
-                    continue
-            kept.append(h)
-        ready = kept
-    return Verdict(valid, ready, rejected, waiting, bad)
+    known_map: Mapping[bytes, RawChange] = known_changes if known_changes is not None else {}
+    outcome = sequence.check(known_map, ready, pool)
+    rejected.update(outcome.rejected)
+    ready = outcome.keep
+    lost = set(outcome.lost)
+
+    if ref.kind == COMMUNITY:
+        every = {h: c for h, c in known_map.items() if h not in lost}
+        every.update((h, pool[h]) for h in ready)
+        base = (
+            existing
+            if not (lost & set(known_map))
+            else b"".join(c.data for h, c in known_map.items() if h not in lost)
+        )
+        while True:
+            if all(c.actor == community_owner for c in every.values()):
+                break
+            candidate = binding.load(base + b"".join(pool[h].data for h in ready), outside=False)
+            refused = binding.call(
+                "community document could not be judged",
+                moderation.offenders,
+                candidate,
+                every,
+                community_owner,
+            )
+            if not refused:
+                break
+            gone = sequence.descendants(refused, every)
+            for h in gone:
+                if h in known_map:
+                    lost.add(h)
+                else:
+                    rejected[h] = refused.get(h, "depends on a rejected change")
+            every = {h: c for h, c in every.items() if h not in gone}
+            ready = [h for h in ready if h not in gone]
+            base = b"".join(c.data for h, c in known_map.items() if h in every)
+    # a waiting change that builds on something refused now will never apply
+    waiting = [h for h in waiting if not any(d in rejected for d in pool[h].deps)]
+    return Verdict(valid, ready, rejected, waiting, bad, lost, outcome.forks, vouched)
 
 
 class Acceptor:
@@ -226,13 +263,28 @@ class Acceptor:
         touched: list[bytes] = []
         try:
             with self.store.transaction() as db:
+                db.execute(
+                    "DELETE FROM pending WHERE received < ?", (int(time.time()) - PENDING_EXPIRY,)
+                )
                 for doc_id, items in groups.items():
-                    report.merge(self._accept_doc(db, doc_id, items))
                     touched.append(doc_id)
+                    report.merge(self._accept_isolated(db, doc_id, items))
         finally:
             for doc_id in touched:
                 self.docs.forget(doc_id)
         return report
+
+    def _name(self, community: bytes, member: bytes) -> str:
+        """A member's display name from their profile in this store, if any."""
+        from p2p.docref import PROFILE
+        from p2p.documents import to_py
+
+        try:
+            doc = self.docs.load(DocRef(community, PROFILE, member).id)
+            name = to_py(doc).get("name") if doc is not None else None
+        except (DamagedData, ValueError, TypeError, KeyError):
+            return ""
+        return name if isinstance(name, str) else ""
 
     def _check_ref(self, inc: Incoming) -> str | None:
         if inc.ref.kind not in KINDS:
@@ -246,18 +298,42 @@ class Acceptor:
             return "community document not owned by the community's owner"
         return None
 
-    def _accept_doc(self, db, doc_id: bytes, items: list[Incoming]) -> Report:  # noqa: ANN001
+    def _accept_isolated(self, db: Any, doc_id: bytes, items: list[Incoming]) -> Report:
+        """One document under its own savepoint: its failure is its own."""
+        db.execute("SAVEPOINT accept_doc")
+        try:
+            report = self._accept_doc(db, doc_id, items)
+        except (DamagedData, ValueError) as exc:
+            db.execute("ROLLBACK TO accept_doc")
+            db.execute("RELEASE accept_doc")
+            self.docs.forget(doc_id)
+            reason = str(exc) or "document refused"
+            return Report(rejected=[Rejection(doc_id, None, reason)])
+        except BaseException:
+            db.execute("ROLLBACK TO accept_doc")
+            db.execute("RELEASE accept_doc")
+            raise
+        db.execute("RELEASE accept_doc")
+        return report
+
+    def _accept_doc(self, db: Any, doc_id: bytes, items: list[Incoming]) -> Report:
         ref = items[0].ref
         report = Report()
-        existing_data = self.docs.data(doc_id)
-        existing = Document.load(existing_data) if existing_data else None
-        known = {c.hash for c in existing.get_changes([])} if existing else set()
+        existing = self.docs.load(doc_id)  # repairs or sets aside a stored doc that fails
+        existing_data = self.docs.data(doc_id) if existing is not None else None
+        known_changes = (
+            {c.hash: c for c in binding.changes(existing)} if existing is not None else {}
+        )
+        known = set(known_changes)
+        lost_before = {
+            r[0] for r in db.execute("SELECT hash FROM forks_lost WHERE doc = ?", (doc_id,))
+        }
 
         pool: dict[bytes, RawChange] = {}
         sigs: list[signing.Sig] = []
         for inc in items:
             for c in inc.changes:
-                if c.hash in known:
+                if c.hash in known or c.hash in lost_before:
                     report.already += 1
                 else:
                     pool[c.hash] = c
@@ -265,13 +341,23 @@ class Acceptor:
         incoming_hashes = set(pool)
         for h, data in db.execute("SELECT hash, data FROM pending WHERE doc = ?", (doc_id,)):
             if h not in pool and h not in known:
-                pool[h] = chunk.parse_one(data)[0]
+                try:
+                    pool[h] = chunk.parse_one(data)[0]
+                except chunk.ChunkError:
+                    db.execute("DELETE FROM pending WHERE doc = ? AND hash = ?", (doc_id, h))
         sigs += [
             tuple(r)
             for r in db.execute(
                 "SELECT hash, signer, sig FROM pending_sigs WHERE doc = ?", (doc_id,)
             )
         ]
+        # what builds on a change set aside by a fork is set aside too, silently
+        silent: set[bytes] = set()
+        for h in signing.topo_order(pool):
+            if any(d in lost_before or d in silent for d in pool[h].deps):
+                silent.add(h)
+        for h in silent:
+            pool.pop(h, None)
         if not pool:
             return report
 
@@ -282,67 +368,265 @@ class Acceptor:
             known,
             existing_data or b"",
             self.communities[ref.community],
+            known_changes,
         )
-        valid, ready, rejected, waiting = (
-            verdict.valid,
-            verdict.ready,
-            verdict.rejected,
-            verdict.waiting,
-        )
+        valid, ready, rejected = verdict.valid, verdict.ready, verdict.rejected
         for h in verdict.bad_sigs:
             if h in incoming_hashes:
                 report.rejected.append(Rejection(doc_id, h, "signature does not verify"))
         for h, reason in rejected.items():
             if h in incoming_hashes:
                 report.rejected.append(Rejection(doc_id, h, reason))
+        waiting = self._admit_pending(db, ref, pool, verdict, incoming_hashes, report)
 
-        pending_count = len(waiting)
-        if pending_count > MAX_PENDING_PER_DOC:
-            for h in waiting[MAX_PENDING_PER_DOC:]:
-                report.rejected.append(Rejection(doc_id, h, "too many changes waiting"))
-            waiting = waiting[:MAX_PENDING_PER_DOC]
-
-        if ready:
-            fast = (
-                existing is None
-                and len(items) == 1
-                and items[0].loaded is not None
-                and set(ready) == {c.hash for c in items[0].changes}
+        lost = verdict.lost
+        lost_known = lost & known
+        if verdict.forks:
+            self._keep_proof(db, ref, verdict, pool, known_changes)
+            report.forks += [(ref, f) for f in verdict.forks]
+            report.fork_lines += [
+                describe_fork(ref, f, self._name(ref.community, f.actor)) for f in verdict.forks
+            ]
+        if lost:
+            db.executemany(
+                "INSERT OR IGNORE INTO forks_lost (doc, hash) VALUES (?, ?)",
+                [(doc_id, h) for h in lost],
             )
-            if fast:
-                merged = items[0].loaded
-            else:
-                merged = Document.load(
-                    (existing_data or b"") + b"".join(pool[h].data for h in ready)
-                )
-            assert merged is not None
-            self.docs.replace(db, ref, merged)
+        if ready or lost_known:
+            ready = list(ready)
+            refused = self._commit(
+                db, ref, items, ready, pool, known_changes, lost_known, existing_data
+            )
+            for h, reason in refused.items():
+                rejected[h] = reason
+                if h in incoming_hashes:
+                    report.rejected.append(Rejection(doc_id, h, reason))
+        if ready or lost_known:
             accepted = set(ready)
             db.executemany(
                 "INSERT OR IGNORE INTO sigs (doc, hash, signer, sig) VALUES (?, ?, ?, ?)",
                 [(doc_id, h, s, g) for (h, s), g in valid.items() if h in accepted],
             )
             report.applied += len(ready)
+            report.set_aside += len(lost_known)
             report.docs_changed.append(ref)
             if existing is None:
                 report.new_docs.append(ref)
 
-        done = [(doc_id, h) for h in list(ready) + list(rejected)]
+        done = [(doc_id, h) for h in list(ready) + list(rejected) + list(lost)]
         db.executemany("DELETE FROM pending WHERE doc = ? AND hash = ?", done)
         db.executemany("DELETE FROM pending_sigs WHERE doc = ? AND hash = ?", done)
+        report.pending += len([h for h in waiting if h in incoming_hashes])
+        return report
+
+    def _commit(
+        self,
+        db: Any,
+        ref: DocRef,
+        items: list[Incoming],
+        ready: list[bytes],
+        pool: Mapping[bytes, RawChange],
+        known_changes: Mapping[bytes, RawChange],
+        lost_known: set[bytes],
+        existing_data: bytes | None,
+    ) -> dict[bytes, str]:
+        """Store the document with `ready` applied (and `lost_known` removed),
+        only once its saved form is known to load back. A change the binding
+        cannot apply is found by bisection and refused on its own, with what
+        depends on it; returns those refused (`ready` is updated in place)."""
+        first = items[0]
+        if (
+            not known_changes
+            and len(items) == 1
+            and first.loaded is not None
+            and first.saved is not None
+            and set(ready) == {c.hash for c in first.changes}
+        ):
+            # a new document accepted whole: the received bytes loaded, keep them as they are
+            self.docs.replace(db, ref, first.loaded, first.saved)
+            return {}
+        if lost_known:
+            base = b"".join(c.data for h, c in known_changes.items() if h not in lost_known)
+        else:
+            base = existing_data or b""
+        refused: dict[bytes, str] = {}
+        for _attempt in range(4):
+            try:
+                merged = binding.load(base + b"".join(pool[h].data for h in ready), outside=False)
+                saved = binding.save(merged)
+                again = binding.reloads(saved)
+            except DamagedData as exc:
+                bad = self._first_bad(base, ready, pool)
+                if bad is None:
+                    raise
+                gone = sequence.descendants([bad], {h: pool[h] for h in ready})
+                for h in gone:
+                    refused[h] = str(exc) if h == bad else "depends on a rejected change"
+                ready[:] = [h for h in ready if h not in gone]
+                if not ready and not lost_known:
+                    return refused
+                continue
+            self.docs.replace(db, ref, again, saved)
+            return refused
+        raise DamagedData("too many changes of this document fail to apply")
+
+    @staticmethod
+    def _first_bad(
+        base: bytes, ready: list[bytes], pool: Mapping[bytes, RawChange]
+    ) -> bytes | None:
+        """The first of `ready` after which the document no longer loads and saves back."""
+
+        def fine(n: int) -> bool:
+            try:
+                binding.reloads(
+                    binding.save(
+                        binding.load(
+                            base + b"".join(pool[h].data for h in ready[:n]), outside=False
+                        )
+                    )
+                )
+                return True
+            except DamagedData:
+                return False
+
+        if not fine(0):
+            return None
+        lo, hi = 0, len(ready)  # fine(lo) holds, fine(hi) fails
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if fine(mid):
+                lo = mid
+            else:
+                hi = mid
+        return ready[hi - 1]
+
+    def _admit_pending(
+        self,
+        db: Any,
+        ref: DocRef,
+        pool: Mapping[bytes, RawChange],
+        verdict: Verdict,
+        incoming: set[bytes],
+        report: Report,
+    ) -> list[bytes]:
+        """Store the changes that wait for dependencies, if they may wait:
+        signed by their author, an author who may write this document, and
+        within the per-author and total bounds. Returns those kept."""
+        doc_id = ref.id
+        kept: list[bytes] = []
+        refused: list[tuple[bytes, str]] = []
+        fresh = [h for h in verdict.waiting if h in incoming]
+        already = [h for h in verdict.waiting if h not in incoming]
+        count, size = db.execute(
+            "SELECT count(*), coalesce(sum(length(data)), 0) FROM pending"
+            " WHERE community = ? AND owner = ?",
+            (ref.community, ref.owner),
+        ).fetchone()
+        total, total_size = db.execute(
+            "SELECT count(*), coalesce(sum(length(data)), 0) FROM pending"
+        ).fetchone()
+        per_doc = len(already)
+        for h in fresh:
+            c = pool[h]
+            if h not in verdict.vouched:
+                refused.append(
+                    (h, "waits for changes not received and is not signed by its author")
+                )
+            elif ref.kind in OWNED_KINDS and c.actor != ref.owner:
+                refused.append((h, f"only its owner may write this {ref.kind}"))
+            elif (
+                per_doc >= MAX_PENDING_PER_DOC
+                or count >= PENDING_PER_AUTHOR
+                or size + len(c.data) > PENDING_BYTES_PER_AUTHOR
+            ):
+                refused.append((h, "too many changes from this author waiting for earlier ones"))
+            elif total >= PENDING_TOTAL or total_size + len(c.data) > PENDING_BYTES_TOTAL:
+                refused.append((h, "too many changes waiting for earlier ones in this store"))
+            else:
+                kept.append(h)
+                per_doc += 1
+                count += 1
+                total += 1
+                size += len(c.data)
+                total_size += len(c.data)
+        if refused:
+            # one line per document for a flood, not one per change
+            reasons = sorted({r for _, r in refused})
+            for reason in reasons:
+                n = sum(1 for _, r in refused if r == reason)
+                first = next(h for h, r in refused if r == reason)
+                report.rejected.append(
+                    Rejection(doc_id, first, reason if n == 1 else f"{reason} ({n} changes)")
+                )
         now = int(time.time())
         db.executemany(
             "INSERT OR IGNORE INTO pending (doc, hash, community, kind, owner, data, received)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(doc_id, h, ref.community, ref.kind, ref.owner, pool[h].data, now) for h in waiting],
+            [(doc_id, h, ref.community, ref.kind, ref.owner, pool[h].data, now) for h in kept],
         )
-        waiting_set = set(waiting)
+        keep = set(kept)
         db.executemany(
             "INSERT OR IGNORE INTO pending_sigs (doc, hash, signer, sig) VALUES (?, ?, ?, ?)",
-            [(doc_id, h, s, g) for (h, s), g in valid.items() if h in waiting_set],
+            [(doc_id, h, s, g) for (h, s), g in verdict.valid.items() if h in keep],
         )
-        report.pending += len([h for h in waiting if h in incoming_hashes])
-        return report
+        return kept + already
+
+    def _keep_proof(
+        self,
+        db: Any,
+        ref: DocRef,
+        verdict: Verdict,
+        pool: Mapping[bytes, RawChange],
+        known_changes: Mapping[bytes, RawChange],
+    ) -> None:
+        """Keep both sides of each fork with a signature that covers it."""
+        every: dict[bytes, RawChange] = dict(known_changes)
+        every.update(pool)
+        stored = self.docs.sig_lookup(ref.id)
+        now = int(time.time())
+        for f in verdict.forks:
+            db.execute(
+                "INSERT OR IGNORE INTO forks (doc, actor, seq, kept, dropped, proof, detected)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    ref.id,
+                    f.actor,
+                    f.seq,
+                    f.kept,
+                    f.dropped,
+                    msgpack.packb(
+                        [_signed_path(h, every, verdict.valid, stored) for h in (f.kept, f.dropped)]
+                    ),
+                    now,
+                ),
+            )
+
+
+def _signed_path(
+    start: bytes,
+    every: Mapping[bytes, RawChange],
+    valid: Mapping[tuple[bytes, bytes], bytes],
+    stored: Any,
+) -> dict:
+    """`start` and its author's later changes up to one carrying their signature:
+    enough for anyone to check that the author signed `start`."""
+    actor = every[start].actor
+    children: dict[bytes, list[bytes]] = {}
+    for h, c in every.items():
+        if c.actor == actor:
+            for d in c.deps:
+                children.setdefault(d, []).append(h)
+    path = [start]
+    h = start
+    while True:
+        sig = valid.get((h, actor)) or stored(h, actor)
+        if sig is not None:
+            return {"changes": [every[x].data for x in path], "sig": [h, actor, sig]}
+        nxt = children.get(h)
+        if not nxt:
+            return {"changes": [every[x].data for x in path], "sig": None}
+        h = min(nxt)
+        path.append(h)
 
 
 def role_of(doc: Document | None, member: bytes) -> tuple[str | None, bool]:
@@ -351,3 +635,15 @@ def role_of(doc: Document | None, member: bytes) -> tuple[str | None, bool]:
         return None, False
     heads = doc.get_heads()
     return _role_at(doc, heads, member)
+
+
+def describe_fork(ref: DocRef, fork: Fork, name: str) -> str:
+    """The one line a user reads about a fork (`name` is the author's display name)."""
+    from p2p.identity import fingerprint
+
+    who = f"{name!r} ({fingerprint(fork.actor)})" if name else fingerprint(fork.actor)
+    return (
+        f"fork: {who} signed two different versions of change #{fork.seq} in their "
+        f"{ref.kind} (one identity used on two devices, or a hostile member); every peer "
+        "keeps the same one, the other is set aside and kept as proof"
+    )

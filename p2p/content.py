@@ -17,7 +17,7 @@ from automerge.core import ROOT, Document, ObjType, ScalarType
 from p2p.community import Community, publish_profile, role
 from p2p.docref import FEED, DocRef
 from p2p.documents import get_obj, need_obj, put_int, put_str, to_py
-from p2p.errors import NotAllowed, UnknownPost
+from p2p.errors import NotAllowed, PostDeleted, UnknownPost
 from p2p.home import Home
 
 MAX_TEXT = 64 * 1024
@@ -138,6 +138,8 @@ def _own_post(home: Home, community: Community, wanted: str) -> tuple[dict, str]
 def edit(home: Home, community: Community, wanted: str, text: str) -> dict:
     check_text(text)
     target, local = _own_post(home, community, wanted)
+    if target.get("deleted"):
+        raise PostDeleted(post=target["id"])
     now = int(time.time() * 1000)
 
     def change(doc: Document, tx) -> None:  # noqa: ANN001

@@ -9,12 +9,73 @@ from __future__ import annotations
 
 
 class P2PError(Exception):
-    """Base class: `str(err)` is one plain line a non-expert can act on."""
+    """Base class: `str(err)` is one plain line a non-expert can act on.
+
+    Keyword arguments are facts a script may want (a path, a fingerprint); they
+    are kept in `fields` and printed next to the message with `--json`.
+    """
 
     default = "something went wrong"
 
-    def __init__(self, message: str | None = None) -> None:
+    def __init__(self, message: str | None = None, **fields: object) -> None:
         super().__init__(message or self.default)
+        self.fields: dict[str, object] = fields
+
+    @property
+    def kind(self) -> str:
+        return kind_of(type(self))
+
+
+def kind_of(cls: type[BaseException]) -> str:
+    """A stable machine name for an error class: `BundleTruncated` -> "bundle_truncated"."""
+    name = cls.__name__
+    if name.endswith("Error") and name != "Error":
+        name = name[: -len("Error")]
+    out = []
+    for i, ch in enumerate(name):
+        if ch.isupper() and i and not name[i - 1].isupper():
+            out.append("_")
+        out.append(ch.lower())
+    return "".join(out)
+
+
+# --- the home and its files ---------------------------------------------------
+
+
+class HomeError(P2PError):
+    default = "the data directory cannot be used"
+
+
+class NoHome(HomeError):
+    default = "no p2p data directory here: run 'p2p init' (or check --home / P2P_HOME)"
+
+
+class StoreCorrupt(HomeError):
+    default = (
+        "the data store p2p.db is damaged (not a readable database); nothing was changed."
+        " Restore it from a backup, or move it away and restore your identity"
+        " with 'p2p identity import'"
+    )
+
+
+class StoreUnwritable(HomeError):
+    default = (
+        "the data store could not be written: is its disk full or failing? Nothing was changed"
+    )
+
+
+class OutputError(P2PError):
+    default = "the output file cannot be written there"
+
+
+class OutputExists(OutputError):
+    default = "the output file already exists: choose another name, or add --force to replace it"
+
+
+class NotARegularFile(OutputError):
+    default = (
+        "the output path is a device, a pipe or a folder, not a regular file; nothing was written"
+    )
 
 
 # --- identity -----------------------------------------------------------------
@@ -57,6 +118,17 @@ class NotAllowed(P2PError):
 
 class UnknownPost(P2PError):
     default = "no such post in this community"
+
+
+class PostDeleted(P2PError):
+    default = "that post was deleted; a deleted post cannot be edited"
+
+
+class UnknownMemberKey(P2PError):
+    default = (
+        "their encryption key is not known here yet: it arrives with the first thing they"
+        " write (a post or their profile); sync with them or wait for a bundle from them"
+    )
 
 
 class UnknownPeer(P2PError):
@@ -146,6 +218,15 @@ class PeerUnreachable(LanError):
     default = "could not connect to the peer"
 
 
+# --- hostile or damaged data --------------------------------------------------
+
+
+class DamagedData(P2PError, ValueError):
+    """Automerge data (from outside, or stored) that the binding cannot use."""
+
+    default = "a document or change is damaged or malformed; it was set aside"
+
+
 # --- attachments --------------------------------------------------------------
 
 
@@ -187,3 +268,10 @@ class AutomergeBomb(AutomergeFormatError):
         "a received document or change would expand to far more memory than its size"
         " (a compression bomb); it was refused"
     )
+
+
+# --- unlock agent (p2p/agent.py) ------------------------------------------------
+
+
+class AgentError(P2PError):
+    default = "the unlock agent is not available; run 'p2p unlock' again"

@@ -15,9 +15,9 @@ from collections.abc import Iterable, Iterator
 
 import msgpack
 
-from p2p import signing
+from p2p import chunk, signing
 from p2p.chunk import RawChange
-from p2p.docref import DocRef
+from p2p.docref import OWNED_KINDS, DocRef
 from p2p.documents import as_raw
 from p2p.home import Home
 
@@ -70,13 +70,68 @@ def _record(ref: DocRef, enc: str, data: bytes, sigs: list[signing.Sig]) -> dict
 
 
 def full_record(home: Home, ref: DocRef) -> dict:
-    doc = home.docs.load(ref.id)
-    if doc is None:
+    """The whole document: its stored bytes as they are (a snapshot and the log of
+    later changes, which Automerge loads as one), never loaded and saved again."""
+    data = home.docs.data(ref.id)
+    if data is None:
         raise KeyError(ref.id)
-    changes = {c.hash: as_raw(c) for c in doc.get_changes([])}
-    order = signing.topo_order(changes)
-    sigs = signing.choose(order, changes, home.docs.sig_lookup(ref.id))
-    return _record(ref, "save", doc.save(), sigs)
+    sigs = _head_sigs(home, ref)
+    if sigs is None:  # several authors: the fewest signatures need the change graph
+        doc = home.docs.load(ref.id)
+        if doc is None:
+            raise KeyError(ref.id)
+        changes = {c.hash: as_raw(c) for c in doc.get_changes([])}
+        order = signing.topo_order(changes)
+        sigs = signing.choose(order, changes, home.docs.sig_lookup(ref.id))
+    return _record(ref, "save", data, sigs)
+
+
+def _head_sigs(home: Home, ref: DocRef) -> list[signing.Sig] | None:
+    """For a document only its owner writes, the owner's signatures on its heads
+    vouch for every change (each is an ancestor of a head, by the same author)."""
+    if ref.kind not in OWNED_KINDS:
+        return None
+    lookup = home.docs.sig_lookup(ref.id)
+    sigs = []
+    for h in home.docs.heads(ref.id):
+        sig = lookup(h, ref.owner)
+        if sig is None:
+            return None
+        sigs.append((h, ref.owner, sig))
+    return sigs or None
+
+
+def _log_delta(
+    home: Home, doc_id: bytes, peers: list[list[bytes]]
+) -> dict[bytes, RawChange] | None:
+    """What peers lack, from the store's change log alone (no Automerge load), or
+    None when the log cannot tell. Every logged change is a local write built on
+    all heads of its time, so the log is a chain starting at the snapshot's heads;
+    a peer holding a link (or all the snapshot's heads) lacks only what follows."""
+    rows = home.store.db.execute(
+        "SELECT data FROM changes WHERE doc = ? ORDER BY n", (doc_id,)
+    ).fetchall()
+    if not rows:
+        return None
+    try:
+        log = [chunk.parse_one(r[0])[0] for r in rows]
+    except (chunk.ChunkError, IndexError):
+        return None
+    snapshot_heads = set(log[0].deps)
+    for prev, c in zip(log, log[1:], strict=False):
+        if c.deps != (prev.hash,):
+            return None
+    index = {c.hash: i for i, c in enumerate(log)}
+    missing: dict[bytes, RawChange] = {}
+    for heads in peers:
+        at = max((index[h] for h in heads if h in index), default=None)
+        if at is None:
+            if not snapshot_heads or not snapshot_heads <= set(heads):
+                return None
+            at = -1
+        for c in log[at + 1 :]:
+            missing.setdefault(c.hash, c)
+    return missing
 
 
 def delta_record(home: Home, ref: DocRef, peer_heads: list[bytes]) -> dict | None:
@@ -86,24 +141,28 @@ def delta_record(home: Home, ref: DocRef, peer_heads: list[bytes]) -> dict | Non
 
 def lacking_record(home: Home, ref: DocRef, peers: list[list[bytes]]) -> dict | None:
     """What any of several peers (given by their heads) lacks, as one record."""
-    doc = home.docs.load(ref.id)
-    if doc is None:
+    mine = set(home.docs.heads(ref.id))
+    if not mine and home.docs.data(ref.id) is None:
         return None
-    mine = set(doc.get_heads())
     peers = [h for h in peers if not set(h) >= mine]
     if not peers:
         return None
     if any(not h for h in peers):
         return full_record(home, ref)
-    # get_changes() ignores unknown heads and then returns everything
-    have = {c.hash for c in doc.get_changes([])}
-    missing: dict[bytes, RawChange] = {}
-    for heads in peers:
-        known = [h for h in heads if h in have]
-        if not known:
-            return full_record(home, ref)
-        for c in doc.get_changes(known):
-            missing.setdefault(c.hash, as_raw(c))
+    missing = _log_delta(home, ref.id, peers)
+    if missing is None:
+        doc = home.docs.load(ref.id)
+        if doc is None:
+            return None
+        # get_changes() ignores unknown heads and then returns everything
+        have = {c.hash for c in doc.get_changes([])}
+        missing = {}
+        for heads in peers:
+            known = [h for h in heads if h in have]
+            if not known:
+                return full_record(home, ref)
+            for c in doc.get_changes(known):
+                missing.setdefault(c.hash, as_raw(c))
     if not missing:
         return None
     order = signing.topo_order(missing)
@@ -125,12 +184,17 @@ def records_for(
     if not peers:
         peers = [{}]
     wanted = set(communities) if communities is not None else None
-    rows = home.store.db.execute("SELECT id, community, kind, owner FROM docs ORDER BY id")
-    for doc_id, community, kind, owner in list(rows):
+    rows = home.store.db.execute(
+        "SELECT id, community, kind, owner, heads FROM docs ORDER BY id"
+    ).fetchall()
+    for doc_id, community, kind, owner, heads in rows:
         if wanted is not None and community not in wanted:
             continue
-        ref = DocRef(community, kind, owner)
-        record = lacking_record(home, ref, [p.get(doc_id, []) for p in peers])
+        mine = set(msgpack.unpackb(heads)) if heads else set()
+        theirs = [p.get(doc_id, []) for p in peers]
+        if mine and all(set(h) >= mine for h in theirs):
+            continue  # decided from the stored heads, without loading anything
+        record = lacking_record(home, DocRef(community, kind, owner), theirs)
         if record is not None:
             yield record
 

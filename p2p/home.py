@@ -10,18 +10,20 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgpack
-import platformdirs
 
 from p2p import identity as ident
-from p2p import index as _index  # noqa: F401 - keeps the derived indexes in step with writes
-from p2p.accept import Acceptor
-from p2p.documents import Documents
-from p2p.errors import IdentityExists, NoIdentity
+from p2p.errors import IdentityExists, NoHome, NoIdentity, P2PError
 from p2p.identity import Identity, PublicIdentity
-from p2p.store import Store
+from p2p.store import STORE_NAME, Store
+
+if TYPE_CHECKING:
+    from p2p.accept import Acceptor
+    from p2p.documents import Documents
 
 PassphraseProvider = Callable[[bool], str | None]  # argument: True when creating
 
@@ -30,7 +32,14 @@ def default_path() -> Path:
     env = os.environ.get("P2P_HOME")
     if env:
         return Path(env)
+    import platformdirs
+
     return platformdirs.user_data_path("p2p", appauthor=False)
+
+
+def exists(path: Path) -> bool:
+    """Whether `path` holds a home (its store), as opposed to nothing or an unrelated folder."""
+    return (Path(path) / STORE_NAME).is_file()
 
 
 def no_passphrase(_creating: bool) -> str | None:
@@ -38,12 +47,32 @@ def no_passphrase(_creating: bool) -> str | None:
 
 
 class Home:
-    def __init__(self, path: Path | None = None, passphrase: PassphraseProvider = no_passphrase):
+    """`create=False` refuses a path that holds no home (`NoHome`) instead of making one."""
+
+    def __init__(
+        self,
+        path: Path | None = None,
+        passphrase: PassphraseProvider = no_passphrase,
+        create: bool = True,
+    ):
         self.path = Path(path) if path else default_path()
-        self.store = Store(self.path / "p2p.db")
-        self.docs = Documents(self.store)
+        if not create and not exists(self.path):
+            raise NoHome(
+                f"no p2p data directory at {self.path}: run 'p2p init' to create one"
+                " (or check --home / P2P_HOME)",
+                path=str(self.path),
+            )
+        self.store = Store(self.path / STORE_NAME, create=create)
         self._passphrase = passphrase
         self._identity: Identity | None = None
+
+    @cached_property
+    def docs(self) -> Documents:
+        """Loaded on first use: commands that only read the store never import Automerge."""
+        from p2p import index  # noqa: F401 - keeps the derived indexes in step with every write
+        from p2p.documents import Documents
+
+        return Documents(self.store)
 
     def close(self) -> None:
         self.store.close()
@@ -91,18 +120,78 @@ class Home:
 
     @property
     def identity(self) -> Identity:
-        """The unlocked identity; asks the passphrase provider once if needed."""
+        """The unlocked identity: from the unlock agent if one runs for this home
+        (`p2p unlock`), else by asking the passphrase provider once."""
         if self._identity is None:
-            row = self.store.db.execute("SELECT sealed FROM identity").fetchone()
+            row = self.store.db.execute("SELECT public_key, sealed FROM identity").fetchone()
             if row is None:
                 raise NoIdentity()
-            phrase = self._passphrase(False) if ident.is_sealed(row[0]) else None
-            self._identity = ident.unseal(row[0], phrase)
+            public_key, sealed = row
+            if not ident.is_sealed(sealed):
+                self._identity = ident.unseal(sealed, None)
+            else:
+                self._identity = self._from_agent(public_key) or self._unlock(sealed)
         return self._identity
+
+    def _from_agent(self, public_key: bytes) -> Identity | None:
+        from p2p import agent
+
+        got = agent.fetch(self.path)
+        if got is None or got[0] != public_key:
+            return None
+        try:
+            identity = Identity.from_secret_bytes(got[1])
+        except P2PError:
+            return None
+        return identity if identity.public_key == public_key else None
+
+    def _unlock(self, sealed: bytes) -> Identity:
+        phrase = self._passphrase(False)
+        identity = ident.unseal(sealed, phrase)
+        if ident.needs_reseal(sealed) and phrase:
+            # sealed with age by an older version: reseal with our work factor
+            with self.store.transaction() as db:
+                db.execute("UPDATE identity SET sealed = ?", (ident.seal(identity, phrase),))
+        return identity
+
+    def unlock_with_passphrase(self) -> Identity:
+        """Unlock by passphrase even if an agent runs (for `p2p unlock`)."""
+        row = self.store.db.execute("SELECT sealed FROM identity").fetchone()
+        if row is None:
+            raise NoIdentity()
+        self._identity = self._unlock(row[0]) if ident.is_sealed(row[0]) else None
+        return self.identity
 
     def export_identity(self, passphrase: str) -> bytes:
         """A backup: the secrets sealed with age under `passphrase`."""
-        return ident.seal(self.identity, passphrase)
+        return ident.backup(self.identity, passphrase)
+
+    @classmethod
+    def restore(
+        cls, path: Path, backup: bytes, passphrase: str | None, provider: PassphraseProvider
+    ) -> Home:
+        """A home holding the identity from `backup`, created only once the backup opened.
+
+        A wrong passphrase or a damaged file leaves `path` exactly as it was.
+        """
+        if exists(path):
+            home = cls(path, provider, create=False)
+            try:
+                if home.has_identity():
+                    raise IdentityExists()
+                home.import_identity(backup, passphrase)
+            except BaseException:
+                home.close()
+                raise
+            return home
+        identity = ident.unseal(backup, passphrase)
+        home = cls(path, provider, create=True)
+        try:
+            home.adopt_identity(identity, passphrase)
+        except BaseException:
+            home.close()
+            raise
+        return home
 
     def import_identity(self, backup: bytes, passphrase: str | None) -> Identity:
         """Restore a backup; it is kept sealed under the same passphrase."""
@@ -129,4 +218,6 @@ class Home:
         return dict(self.store.db.execute("SELECT id, owner FROM communities"))
 
     def acceptor(self) -> Acceptor:
+        from p2p.accept import Acceptor
+
         return Acceptor(self.docs, self.joined())

@@ -1,21 +1,29 @@
 """Who you are: an Ed25519 signing key and an X25519 (age) encryption key.
 
-The secret half is kept as an age-encrypted blob (scrypt passphrase recipient),
-so a backup file can also be opened with the standard `age` tool. Keys are
-never logged and never part of an exception message.
+At rest the secret half is sealed with scrypt + ChaCha20-Poly1305 from
+`cryptography` (format "p2p-sealed-v2", docs/core-model.md), whose work factor
+we choose: age (pyrage) picks its own by timing the machine, which made every
+unlock cost 1.4-2.9 s and 300-575 MB. Backups (`identity export`) stay age
+files, so the standard `age` tool opens them; stores sealed with age by older
+versions still unlock and are resealed on the next unlock. Keys are never
+logged and never part of an exception message.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import os
+import struct
 from dataclasses import dataclass
 
 import msgpack
 import pyrage
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from pyrage import x25519
 
 from p2p.errors import KeyFormatError, WrongPassphrase
@@ -111,16 +119,44 @@ class Identity:
             raise KeyFormatError() from exc
 
 
+# --- sealing at rest ------------------------------------------------------------
+
+SEALED_V2 = b"p2p-sealed-v2\n"
+AGE_MAGIC = b"age-encryption.org/v1\n"
+# scrypt N = 2^16, r = 8, p = 1: 64 MiB and ~0.35 s here, < 0.5 s on one core shared
+# with a busy process (docs/threat-model.md, "Work factor").
+SCRYPT_LOG_N, SCRYPT_R, SCRYPT_P = 16, 8, 1
+_HEADER = struct.Struct(">16sBBB12s")  # salt, log2 N, r, p, nonce
+MAX_LOG_N, MAX_R, MAX_P = 20, 16, 4  # refuse sealed blobs that would cost more than 2 GiB
+
+
+def _kdf(passphrase: str, salt: bytes, log_n: int, r: int, p: int) -> bytes:
+    return Scrypt(salt=salt, length=32, n=1 << log_n, r=r, p=p).derive(passphrase.encode())
+
+
 def seal(identity: Identity, passphrase: str | None) -> bytes:
-    """The at-rest form: age(scrypt) when a passphrase is given, else plain msgpack."""
+    """The at-rest form: p2p-sealed-v2 when a passphrase is given, else plain msgpack."""
     secret = identity.secret_bytes()
     if passphrase is None:
         return secret
-    return pyrage.passphrase.encrypt(secret, passphrase)
+    salt, nonce = os.urandom(16), os.urandom(12)
+    header = SEALED_V2 + _HEADER.pack(salt, SCRYPT_LOG_N, SCRYPT_R, SCRYPT_P, nonce)
+    key = _kdf(passphrase, salt, SCRYPT_LOG_N, SCRYPT_R, SCRYPT_P)
+    return header + ChaCha20Poly1305(key).encrypt(nonce, secret, header)
+
+
+def backup(identity: Identity, passphrase: str) -> bytes:
+    """A backup file: age with a scrypt passphrase, so `age -d` opens it anywhere."""
+    return pyrage.passphrase.encrypt(identity.secret_bytes(), passphrase)
 
 
 def is_sealed(blob: bytes) -> bool:
-    return blob.startswith(b"age-encryption.org/v1\n")
+    return blob.startswith(SEALED_V2) or blob.startswith(AGE_MAGIC)
+
+
+def needs_reseal(blob: bytes) -> bool:
+    """Sealed with age by an older version: reseal with our own work factor."""
+    return blob.startswith(AGE_MAGIC)
 
 
 def unseal(blob: bytes, passphrase: str | None) -> Identity:
@@ -128,8 +164,22 @@ def unseal(blob: bytes, passphrase: str | None) -> Identity:
         return Identity.from_secret_bytes(blob)
     if passphrase is None:
         raise WrongPassphrase("this identity is protected by a passphrase; none was given")
+    if blob.startswith(AGE_MAGIC):
+        try:
+            secret = pyrage.passphrase.decrypt(blob, passphrase)
+        except Exception as exc:
+            raise WrongPassphrase() from exc
+        return Identity.from_secret_bytes(secret)
+    split = len(SEALED_V2) + _HEADER.size
+    if len(blob) < split + 16:
+        raise KeyFormatError()
+    salt, log_n, r, p, nonce = _HEADER.unpack(blob[len(SEALED_V2) : split])
+    if not (1 <= log_n <= MAX_LOG_N and 1 <= r <= MAX_R and 1 <= p <= MAX_P):
+        raise KeyFormatError()
     try:
-        secret = pyrage.passphrase.decrypt(blob, passphrase)
-    except Exception as exc:
+        secret = ChaCha20Poly1305(_kdf(passphrase, salt, log_n, r, p)).decrypt(
+            nonce, blob[split:], blob[:split]
+        )
+    except InvalidTag as exc:
         raise WrongPassphrase() from exc
     return Identity.from_secret_bytes(secret)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from automerge.core import ROOT
+from automerge.core import ROOT, Document
 
 from p2p import dm
 from p2p.accept import Incoming, Report
@@ -33,21 +33,27 @@ class News:
         }
 
 
-def _entries(home: Home, ref: DocRef) -> set[str]:
-    doc = home.docs.load(ref.id)
-    if doc is None:
+def _entries(doc: Document, kind: str, heads: list[bytes] | None = None) -> set[str]:
+    """The keys of a document's map of entries, now or as it stood at `heads`."""
+    if heads == []:
         return set()
-    got = doc.get(ROOT, ENTRIES[ref.kind])
-    return set(doc.keys(got[1])) if got else set()
+    try:
+        got = doc.get(ROOT, ENTRIES[kind], heads)
+        return set(doc.keys(got[1], heads)) if got else set()
+    except Exception:  # noqa: BLE001 - a member may have made "posts" anything
+        return set()
 
 
 @dataclass
 class Tracker:
     """Call `before(batch)` before each batch is accepted, `count(report)` at the end
-    (inside the same transaction, so the numbers describe what was committed)."""
+    (inside the same transaction, so the numbers describe what was committed).
+
+    Only heads are noted before; each changed document is loaded once, after,
+    and read both as it is and as it stood at those heads."""
 
     home: Home
-    _before: dict[bytes, tuple[DocRef, set[str]]] = field(default_factory=dict)
+    _before: dict[bytes, tuple[DocRef, list[bytes]]] = field(default_factory=dict)
     _authors: set[tuple[bytes, bytes]] | None = None
 
     def before(self, batch: Iterable[Incoming]) -> None:
@@ -60,13 +66,18 @@ class Tracker:
             }
         for inc in batch:
             if inc.ref.kind in ENTRIES and inc.ref.id not in self._before:
-                self._before[inc.ref.id] = (inc.ref, _entries(self.home, inc.ref))
+                self._before[inc.ref.id] = (inc.ref, self.home.docs.heads(inc.ref.id))
 
     def count(self, report: Report) -> News:
         news = News()
         joined = {c.id: c for c in all_communities(self.home)}
-        for ref, old in self._before.values():
-            new = _entries(self.home, ref) - old
+        for ref, heads in self._before.values():
+            if self.home.docs.heads(ref.id) == heads:
+                continue  # nothing of it was taken
+            doc = self.home.docs.load(ref.id)
+            if doc is None:
+                continue
+            new = _entries(doc, ref.kind) - _entries(doc, ref.kind, heads)
             if ref.kind == FEED:
                 news.posts += len(new)
             elif ref.kind == CHAT:

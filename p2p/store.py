@@ -6,10 +6,14 @@ leaves the store as it was before or after a write, never between.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from p2p.errors import NoHome, StoreCorrupt
 
 SCHEMA_VERSION = 1
 
@@ -70,6 +74,30 @@ CREATE TABLE IF NOT EXISTS pending_sigs (
     sig BLOB NOT NULL,
     PRIMARY KEY (doc, hash, signer)
 );
+CREATE TABLE IF NOT EXISTS forks (
+    doc BLOB NOT NULL,
+    actor BLOB NOT NULL,
+    seq INTEGER NOT NULL,
+    kept BLOB NOT NULL,
+    dropped BLOB NOT NULL,
+    proof BLOB NOT NULL,
+    detected INTEGER NOT NULL,
+    PRIMARY KEY (doc, actor, seq, dropped)
+);
+CREATE TABLE IF NOT EXISTS forks_lost (
+    doc BLOB NOT NULL,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (doc, hash)
+);
+CREATE TABLE IF NOT EXISTS set_aside (
+    doc BLOB NOT NULL,
+    community BLOB NOT NULL,
+    kind TEXT NOT NULL,
+    owner BLOB NOT NULL,
+    data BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS peers (
     public_key BLOB PRIMARY KEY,
     last_seen INTEGER NOT NULL,
@@ -100,6 +128,8 @@ CREATE TABLE IF NOT EXISTS bundles_written (
 CREATE TABLE IF NOT EXISTS ix_docs (
     doc BLOB PRIMARY KEY,
     community BLOB NOT NULL,
+    kind TEXT NOT NULL,
+    owner BLOB NOT NULL,
     heads BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS ix_bad (
@@ -200,6 +230,19 @@ CREATE TABLE IF NOT EXISTS ix_moderation (
     value TEXT,
     PRIMARY KEY (community, what, key)
 );
+CREATE TABLE IF NOT EXISTS inventories (
+    owner BLOB NOT NULL,
+    digest BLOB NOT NULL,
+    scope BLOB NOT NULL,
+    inventory BLOB NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (owner, digest)
+);
+CREATE TABLE IF NOT EXISTS bundle_inventories (
+    sha256 BLOB PRIMARY KEY,
+    owner BLOB NOT NULL,
+    digest BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS blob_manifests (
     id BLOB PRIMARY KEY,
     data BLOB NOT NULL,
@@ -240,6 +283,12 @@ CREATE TABLE IF NOT EXISTS blob_carried (
 """
 
 
+STORE_NAME = "p2p.db"
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+_CORRUPT_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB (https://sqlite.org/rescode.html)
+
+
 def statements(script: str) -> list[str]:
     """The SQL statements of a script (a trigger body's `;` does not end one)."""
     out, part = [], ""
@@ -252,24 +301,73 @@ def statements(script: str) -> list[str]:
     return out
 
 
-class Store:
-    """A connection to a home's database."""
+def _private_dir(folder: Path) -> None:
+    """Create `folder` (and missing parents) owner-only; an existing folder is left alone."""
+    missing = []
+    for p in (folder, *folder.parents):
+        if p.exists():
+            break
+        missing.append(p)
+    for p in reversed(missing):
+        try:
+            p.mkdir(mode=DIR_MODE)
+        except FileExistsError:
+            continue
+        os.chmod(p, DIR_MODE)  # mkdir's mode is filtered by the umask; chmod is not
 
-    def __init__(self, path: Path) -> None:
+
+def _private_files(path: Path) -> None:
+    """The store and its WAL/SHM companions are the owner's only, whatever the umask."""
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            continue
+        if stat.S_IMODE(st.st_mode) != FILE_MODE and st.st_uid == os.getuid():
+            os.chmod(p, FILE_MODE)
+
+
+class Store:
+    """A connection to a home's database.
+
+    `create=False` never makes a file: a missing store raises `NoHome`. A file
+    that is not a SQLite database, or a damaged one, raises `StoreCorrupt`.
+    """
+
+    def __init__(self, path: Path, create: bool = True) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.execute("PRAGMA busy_timeout=60000")  # another process may be importing
-        self._depth = 0
-        with self.transaction():
-            for statement in statements(SCHEMA):
-                self.db.execute(statement)
-            self.db.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
+        if create:
+            _private_dir(path.parent)
+            try:  # the file exists 0600 before SQLite opens it: its WAL and SHM copy that mode
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+            except FileExistsError:
+                pass
+        elif not path.is_file():
+            raise NoHome(f"no p2p data store at {path}", path=str(path))
+        try:
+            self.db = sqlite3.connect(
+                f"{path.absolute().as_uri()}?mode=rw",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
             )
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.execute("PRAGMA busy_timeout=60000")  # another process may be importing
+            self._depth = 0
+            with self.transaction():
+                for statement in statements(SCHEMA):
+                    self.db.execute(statement)
+                self.db.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)",
+                    (SCHEMA_VERSION,),
+                )
+        except sqlite3.DatabaseError as exc:
+            if is_corrupt(exc):
+                raise StoreCorrupt(path=str(path)) from exc
+            raise
+        _private_files(path)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -295,3 +393,12 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+
+def is_corrupt(exc: sqlite3.Error) -> bool:
+    """Whether SQLite says the file is not a database, or a damaged one."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _CORRUPT_CODES
+    text = str(exc)
+    return "not a database" in text or "malformed" in text

@@ -59,7 +59,7 @@ def test_identity_with_passphrase(tmp_path: Path) -> None:
     con = sqlite3.connect(home / "p2p.db")
     sealed = con.execute("SELECT sealed FROM identity").fetchone()[0]
     con.close()
-    assert sealed.startswith(b"age-encryption.org/v1\n")
+    assert sealed.startswith(b"p2p-sealed-v2\n")
     cid = js(p2p(home, "community", "create", "Village", "--json", passphrase=PASS))["id"]
     one_line_error(p2p(home, "post", cid, "hi", passphrase="wrong"), "wrong passphrase")
     one_line_error(p2p(home, "post", cid, "hi"), "P2P_PASSPHRASE")
@@ -98,7 +98,7 @@ def two(tmp_path: Path):
 def carry(src: Path, dst: Path, tmp: Path) -> None:
     """Move everything from one home to another the way users do: a bundle file."""
     out = tmp / f"{src.name}-to-{dst.name}.p2p"
-    ok(p2p(src, "export", "--out", str(out)))
+    ok(p2p(src, "export", "--out", str(out), "--force"))
     ok(p2p(dst, "import", str(out)))
 
 

@@ -177,6 +177,6 @@ def save(home: Home, wanted: str, out: Path, force: bool = False) -> dict:
     def fill(fh) -> None:  # noqa: ANN001
         store.save(ref.entry.id, fh, ref.entry.key)
 
-    atomic.write_file(out, fill)
+    atomic.write_file(out, fill, force=force)
     os.chmod(out, 0o600)
     return {**info, "file": str(out)}

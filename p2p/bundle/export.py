@@ -9,6 +9,7 @@ leaves nothing half-written behind.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -20,7 +21,7 @@ from typing import BinaryIO
 
 from p2p import atomic, exchange
 from p2p.blobs import exchange as blob_exchange
-from p2p.bundle import crypt
+from p2p.bundle import crypt, inventories
 from p2p.bundle.container import write_bundle
 from p2p.bundle.records import community_record, inventory_records
 from p2p.community import Community, all_communities
@@ -61,7 +62,44 @@ class Built:
     docs: int
     size: int
     encrypted: bool
+    sha256: bytes = b""  # of the file as written
+    inventory: bytes = b""  # digest of the full inventory it describes
     extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Listing:
+    """The inventory a bundle carries: full, or what changed since `base`."""
+
+    scope: bytes
+    full: Inventory
+    base: bytes | None
+    records: list[dict]
+    digest: bytes
+
+
+def listing(home: Home, ids: list[bytes], base: bytes | None | bool) -> Listing:
+    """`base`: a digest of one of our earlier inventories, True for our latest one
+    of the same communities, False or None for a full inventory."""
+    full = exchange.inventory(home, ids)
+    scope = inventories.scope_of(ids)
+    me = home.public_key
+    earlier: tuple[bytes, Inventory] | None = None
+    if base is True:
+        earlier = inventories.latest(home, me, scope)
+    elif isinstance(base, bytes):
+        got = inventories.known(home, me, base)
+        earlier = (base, got) if got is not None else None
+    digest = inventories.digest(full)
+    if earlier is None:
+        records = inventory_records(full, digest=digest)
+        return Listing(scope, full, None, records, digest)
+    listed = inventories.delta(full, earlier[1])
+    # the heads we listed last time are hashes we still hold: a reader that is
+    # behind on a document likely has one, and then sends back only what follows
+    hints = {d: earlier[1][d] for d in listed if full.get(d) and earlier[1].get(d)}
+    records = inventory_records(listed, hints, base=earlier[0], digest=digest)
+    return Listing(scope, full, earlier[0], records, digest)
 
 
 def _records(
@@ -70,11 +108,12 @@ def _records(
     peer: Inventory | list[Inventory] | None,
     progress: Progress | None,
     plan: blob_exchange.Plan | None = None,
+    listed: Listing | None = None,
 ) -> Iterator[dict]:
     ids = [c.id for c in domain.communities]
     for c in domain.communities:
         yield community_record(home, c)
-    yield from inventory_records(exchange.inventory(home, ids), exchange.have_hints(home, ids))
+    yield from (listed or listing(home, ids, None)).records
     total = sum(len(home.docs.ids(i)) for i in ids) if progress else 0
     done = 0
     for record in exchange.records_for(home, peer, ids):
@@ -95,16 +134,22 @@ def build(
     peer: Inventory | list[Inventory] | None = None,
     passphrase: str | None = None,
     progress: Progress | None = None,
+    base: bytes | None = None,
     plan: blob_exchange.Plan | None = None,
 ) -> Built | None:
     """Write one domain's bundle into `scratch`; None when the peer lacks nothing.
-    `plan`: the attachment budget and what the reader holds (default: send all)."""
+    `plan`: the attachment budget and what the reader holds (default: send all).
+
+    With a peer, the inventory lists only what changed since `base` (one of our
+    earlier inventories, by digest; default our latest of these communities)."""
     plain = scratch / f"plain-{os.urandom(6).hex()}"
     docs = chunks = 0
+    ids = [c.id for c in domain.communities]
+    listed = listing(home, ids, (base or True) if peer is not None else None)
 
     def counted() -> Iterator[dict]:
         nonlocal docs, chunks
-        for r in _records(home, domain, peer, progress, plan):
+        for r in _records(home, domain, peer, progress, plan, listed):
             if r["t"] == "doc":
                 docs += 1
             elif r["t"] == "blob-chunk":
@@ -127,7 +172,19 @@ def build(
                 assert domain.recipient is not None
                 crypt.encrypt(src, dst, [domain.recipient])
         plain.unlink()
-    return Built(domain, final, stats.count, docs, final.stat().st_size, encrypted)
+    sha = file_sha256(final)
+    inventories.remember(home, home.public_key, listed.scope, listed.full, bundle=sha)
+    return Built(
+        domain, final, stats.count, docs, final.stat().st_size, encrypted, sha, listed.digest
+    )
+
+
+def file_sha256(path: Path) -> bytes:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.digest()
 
 
 def scratch_dir(home: Home) -> tempfile.TemporaryDirectory:
@@ -142,11 +199,11 @@ def select(home: Home, wanted: list[Community] | None) -> list[Community]:
     return wanted if wanted else all_communities(home)
 
 
-def place(built: Built, dest: Path) -> Path:
-    """Move a built bundle to `dest` atomically (temporary name, fsync, rename)."""
+def place(built: Built, dest: Path, force: bool = False) -> Path:
+    """Move a built bundle to `dest` atomically; an existing `dest` only with `force`."""
 
     def fill(out: BinaryIO) -> None:
         with built.path.open("rb") as src:
             shutil.copyfileobj(src, out, 1 << 20)
 
-    return atomic.write_file(dest, fill)
+    return atomic.write_file(dest, fill, force=force)

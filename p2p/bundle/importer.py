@@ -19,11 +19,12 @@ import msgpack
 from p2p.accept import Incoming, Rejection, Report, from_record
 from p2p.blobs import exchange as blob_exchange
 from p2p.blobs.exchange import Received
-from p2p.bundle.records import parse_community, parse_have, parse_inventory
+from p2p.bundle import inventories
+from p2p.bundle.records import parse_community, parse_digests, parse_have, parse_inventory
 from p2p.bundle.source import Keys, open_bundle
 from p2p.community import all_communities
 from p2p.errors import NotABundle
-from p2p.exchange import Inventory, merge
+from p2p.exchange import Inventory
 from p2p.home import Home
 from p2p.identity import fingerprint
 from p2p.news import News, Tracker
@@ -47,6 +48,64 @@ class ImportResult:
     @property
     def exporter_fingerprint(self) -> str:
         return fingerprint(self.exporter)
+
+
+@dataclass
+class Listed:
+    """The inventory records of one bundle, gathered while reading it."""
+
+    docs: Inventory = field(default_factory=dict)
+    have: Inventory = field(default_factory=dict)  # older hashes the exporter holds too
+    claims: set[tuple[bytes | None, bytes | None]] = field(default_factory=set)
+    communities: list[bytes] = field(default_factory=list)
+
+    def add(self, record: dict) -> None:
+        """ValueError when malformed (then nothing of it is kept)."""
+        docs, have, claim = parse_inventory(record), parse_have(record), parse_digests(record)
+        self.docs.update(docs)
+        self.have.update(have)
+        self.claims.add(claim)
+
+    def full(self, home: Home | None, exporter: bytes) -> Inventory | None:
+        """The exporter's whole inventory, when the bundle lists it or this home
+        holds the base it was listed against (and the result has the claimed digest)."""
+        if len(self.claims) != 1:
+            return None  # no inventory, or records that disagree
+        ((base, claimed),) = self.claims
+        if base is None:
+            return self.docs
+        earlier = inventories.known(home, exporter, base) if home is not None else None
+        if earlier is None:
+            return None
+        rebuilt = inventories.apply(earlier, self.docs)
+        return rebuilt if inventories.digest(rebuilt) == claimed else None
+
+
+MAX_KNOWN_HASHES = 64  # per document and peer, newest first
+
+
+def learn(home: Home, exporter: bytes, listed: Listed, bundle: bytes | None) -> None:
+    """Remember what the exporter holds: its whole inventory when it can be
+    rebuilt, else only the documents listed. Hashes add to those already known
+    (a store never loses a change), so bundles may arrive in any order."""
+    full = listed.full(home, exporter)
+    if full is not None:
+        scope = inventories.scope_of(listed.communities)
+        inventories.remember(home, exporter, scope, full, bundle=bundle)
+    now = full if full is not None else {d: h for d, h in listed.docs.items() if h}
+    if not now:
+        return
+    db = home.store.db
+    old = dict(
+        db.execute("SELECT doc, heads FROM peer_heads WHERE peer = ?", (exporter,)).fetchall()
+    )
+    rows = []
+    for doc, heads in now.items():
+        hashes = list(dict.fromkeys([*heads, *listed.have.get(doc, [])]))
+        if doc in old:
+            hashes += [h for h in msgpack.unpackb(old[doc]) if h not in hashes]
+        rows.append((exporter, doc, msgpack.packb(hashes[:MAX_KNOWN_HASHES])))
+    db.executemany("INSERT OR REPLACE INTO peer_heads (peer, doc, heads) VALUES (?, ?, ?)", rows)
 
 
 def keys_for(home: Home) -> Keys:
@@ -89,8 +148,7 @@ def import_bundle(
             "SELECT 1 FROM bundles_seen WHERE sha256 = ?", (digest,)
         ).fetchone()
         acceptor = home.acceptor()
-        inventories: Inventory = {}
-        haves: Inventory = {}  # older hashes the exporter holds too
+        listed = Listed()
         skipped: set[bytes] = set()
         batch: list[Incoming] = []
         tracker = Tracker(home)
@@ -111,11 +169,11 @@ def import_bundle(
                 try:
                     if kind == "community":
                         described = parse_community(record)
+                        listed.communities.append(described.id)
                         if described.id not in joined:
                             skipped.add(described.id)
                     elif kind == "inventory":
-                        inventories.update(parse_inventory(record))
-                        haves.update(parse_have(record))
+                        listed.add(record)
                     elif kind in blob_exchange.RECORD_TYPES:
                         if batch:
                             flush()
@@ -146,14 +204,8 @@ def import_bundle(
                     " ON CONFLICT (public_key) DO UPDATE SET last_seen = excluded.last_seen",
                     (result.exporter, now),
                 )
-                db.executemany(
-                    "INSERT OR REPLACE INTO peer_heads (peer, doc, heads) VALUES (?, ?, ?)",
-                    [
-                        (result.exporter, d, msgpack.packb(sorted(h)))
-                        for d, h in merge(inventories, haves).items()
-                        if d in inventories
-                    ],
-                )
+                if any(c in joined for c in listed.communities):
+                    learn(home, result.exporter, listed, digest)
             db.execute(
                 "INSERT OR IGNORE INTO bundles_seen (sha256, exporter, at) VALUES (?, ?, ?)",
                 (digest, result.exporter, now),

@@ -52,18 +52,41 @@ def parse_community(record: dict) -> Described:
     return Described(cid, owner, private, name)
 
 
-def inventory_records(inv: Inventory, hints: Inventory | None = None) -> list[dict]:
+def inventory_records(
+    inv: Inventory,
+    hints: Inventory | None = None,
+    *,
+    base: bytes | None = None,
+    digest: bytes | None = None,
+) -> list[dict]:
+    """`inv` split into records; with `base`, `inv` lists only what differs from the
+    exporter's inventory of that digest, and `digest` names the full one."""
     items = sorted(inv.items())
     hints = hints or {}
     out = []
     for i in range(0, max(len(items), 1), MAX_INVENTORY_DOCS):
         chunk = items[i : i + MAX_INVENTORY_DOCS]
         record: dict = {"t": "inventory", "docs": {k: v for k, v in chunk}}
-        have = {k: hints[k] for k, _ in chunk if hints.get(k)}
+        have = {k: hints[k][:MAX_HAVE] for k, _ in chunk if hints.get(k)}
         if have:
             record["have"] = have
+        if base is not None:
+            record["base"] = base
+        if digest is not None:
+            record["digest"] = digest
         out.append(record)
     return out
+
+
+def parse_digests(record: dict) -> tuple[bytes | None, bytes | None]:
+    """An inventory record's optional `base` and `digest` (32 bytes each)."""
+    out = []
+    for key in ("base", "digest"):
+        value = record.get(key)
+        if value is not None and not (isinstance(value, bytes) and len(value) == 32):
+            raise ValueError(f"malformed inventory record ({key})")
+        out.append(value)
+    return out[0], out[1]
 
 
 def parse_have(record: dict) -> Inventory:

@@ -15,11 +15,14 @@ from pathlib import Path
 from automerge.core import ROOT, ObjType
 
 from p2p.accept import evaluate, from_record
-from p2p.bundle.records import parse_community, parse_have, parse_inventory
+from p2p.bundle import inventories
+from p2p.bundle.importer import Listed, file_digest
+from p2p.bundle.records import parse_community, parse_inventory
 from p2p.bundle.source import Keys, open_bundle
 from p2p.docref import CHAT, COMMUNITY, DM, FEED, PROFILE
 from p2p.errors import BundleCorrupt
 from p2p.exchange import Inventory, merge
+from p2p.home import Home
 from p2p.identity import fingerprint
 
 
@@ -162,18 +165,31 @@ def _check_doc(
         result.faults.append(f"{what}: change {h.hex()[:12]} {reason}")
 
 
-def inventory_of(paths: list[Path], keys: Keys | None = None) -> Inventory:
+def inventory_of(
+    paths: list[Path], keys: Keys | None = None, home: Home | None = None
+) -> Inventory:
     """The exporter's inventory carried by a bundle, once the whole bundle verifies
     (so a damaged earlier bundle can never make a later export leave things out),
-    with its older-hash hints: every hash listed is one its writer held."""
-    inv: Inventory = {}
-    have: Inventory = {}
+    with its older-hash hints: every hash listed is one its writer held.
+
+    With `home`: a bundle this home wrote or imported is looked up, not re-read,
+    and an incremental inventory is rebuilt from the base this home holds (else
+    only the documents it lists are known: an export after it sends more, never less).
+    """
+    if home is not None:
+        kept = inventories.of_bundle(home, file_digest(paths))
+        if kept is not None:
+            return kept[2]
+    listed = Listed()
     with open_bundle(paths, keys) as opened:
         for record in opened.reader.records():
             if record.get("t") == "inventory":
                 try:
-                    inv.update(parse_inventory(record))
-                    have.update(parse_have(record))
+                    listed.add(record)
                 except ValueError as exc:
                     raise BundleCorrupt(f"this bundle's inventory is malformed ({exc})") from exc
-    return {doc: heads for doc, heads in merge(inv, have).items() if doc in inv}
+        exporter = opened.reader.header.exporter
+    full = listed.full(home, exporter)
+    if full is None:
+        full = {d: h for d, h in listed.docs.items() if h}
+    return {doc: heads for doc, heads in merge(full, listed.have).items() if doc in full}

@@ -27,7 +27,3 @@ def app(ctx: Context, no_browser: bool, lan_host: str | None, no_mdns: bool) -> 
         sys.stdout.flush()
 
     run(ctx.home_path, open_browser=not no_browser, lan_host=lan_host, mdns=not no_mdns, say=say)
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(app)

@@ -12,7 +12,7 @@ from p2p import content
 from p2p.blobs import attach
 from p2p.blobs.attach import human
 from p2p.blobs.exchange import Plan, Received
-from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx
+from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural
 
 attach_option = click.option(
     "--attach",
@@ -109,7 +109,7 @@ def attachments(ctx: Context, community_id: str, post_id: str, as_json: bool) ->
         console.print("This post has no attachments.")
     for a in items:
         console.print(
-            f"{a['hash']}  {escape(a['name'])}  {a['size']} bytes  {escape(a['mime'])}  "
+            f"{a['hash']}  {escape(a['name'])}  {plural(a['size'], 'byte')}  {escape(a['mime'])}  "
             f"{state_text(a)}"
         )
 
@@ -131,9 +131,5 @@ def save(ctx: Context, hash_: str, out: Path, force: bool, as_json: bool) -> Non
     if as_json:
         emit_json(done)
         return
-    console.print(f"Saved {escape(done['name'])} ({done['size']} bytes) to {escape(done['file'])}")
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(attachments)
-    cli.add_command(attachment_group)
+    size = plural(done["size"], "byte")
+    console.print(f"Saved {escape(done['name'])} ({size}) to {escape(done['file'])}")

@@ -5,13 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.markup import escape
 
 from p2p import chat
 from p2p import community as cm
+from p2p.cli import safe
 from p2p.cli.cmd_attach import attach_option, entries_for, keep_metadata_option
 from p2p.cli.cmd_attach import render as render_attachments
-from p2p.cli.context import Context, console, emit_json, json_option, local_time, pass_ctx, plural
+from p2p.cli.context import (
+    Context,
+    console,
+    emit_json,
+    json_option,
+    local_time,
+    pass_ctx,
+    plural,
+    say,
+)
 
 
 @click.group("chat")
@@ -43,7 +52,7 @@ def send(
     if as_json:
         emit_json(sent)
     else:
-        console.print(f"Sent to #{sent['room']} ({sent['id']})")
+        say(f"Sent to #{sent['room']} ({sent['id']})")
 
 
 @chat_group.command("show")
@@ -60,12 +69,12 @@ def show(ctx: Context, community_id: str, room: str, last: int, as_json: bool) -
     if as_json:
         emit_json(shown)
         return
-    console.print(f"[bold]#{escape(chat.check_room(room))}[/]")
+    say((f"#{chat.check_room(room)}", "bold"))
     if not shown:
         console.print("No messages yet.")
     for m in shown:
-        name = escape(m["author_name"] or m["fingerprint"])
-        console.print(f"[dim]{local_time(m['ts'])}[/] [bold]{name}[/]: {escape(m['text'])}")
+        name = m["author_name"] or m["fingerprint"]
+        say((local_time(m["ts"]), "dim"), " ", (name, "bold"), ": ", m["text"])
         render_attachments(m.get("attachments") or [])
 
 
@@ -83,10 +92,5 @@ def rooms(ctx: Context, community_id: str, as_json: bool) -> None:
     if not found:
         console.print("No chat yet: 'p2p chat send ID TEXT' starts #general.")
     for r in found:
-        console.print(
-            f"#{escape(r['room']):20} {plural(r['messages'], 'message'):14} {local_time(r['last'])}"
-        )
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(chat_group)
+        room_name = f"#{safe.clean(r['room'])}"
+        say(f"{room_name:20} {plural(r['messages'], 'message'):14} {local_time(r['last'])}")

@@ -6,18 +6,21 @@ import sys
 from pathlib import Path
 
 import click
-from rich.markup import escape
 
 from p2p import atomic, invites
 from p2p import community as cm
 from p2p.blobs.attach import LIMIT_LARGEST, LIMIT_MEMBER, parse_size
+from p2p.cli import safe
 from p2p.cli.context import (
     Context,
     ask_passphrase,
     console,
     emit_json,
+    force_option,
     json_option,
     pass_ctx,
+    plural,
+    say,
     warn,
 )
 from p2p.docref import FEED
@@ -62,7 +65,7 @@ def create(ctx: Context, name: str, private: bool, description: str, as_json: bo
         emit_json(summary(ctx, c))
         return
     kind = "private" if private else "open"
-    console.print(f"Created {kind} community [bold]{name}[/] with id {c.hex}")
+    say(f"Created {kind} community ", (name, "bold"), f" with id {c.hex}")
 
 
 @community.command("list")
@@ -78,9 +81,8 @@ def list_(ctx: Context, as_json: bool) -> None:
         console.print("You are in no community yet: 'p2p community create NAME' or 'join FILE'.")
     for r in rows:
         flag = "private" if r["private"] else "open"
-        console.print(
-            f"{r['id'][:12]}  [bold]{r['name']}[/]  ({flag}, {r['role']}, {r['members']} members)"
-        )
+        members = plural(r["members"], "member")
+        say(f"{r['id'][:12]}  ", (r["name"], "bold"), f"  ({flag}, {r['role']}, {members})")
 
 
 @community.command()
@@ -108,21 +110,23 @@ def show(ctx: Context, community_id: str, as_json: bool) -> None:
     if as_json:
         emit_json(info)
         return
-    console.print(f"[bold]{info['name']}[/]  {info['id']}")
+    say((info["name"], "bold"), f"  {info['id']}")
     console.print(
         f"{'private' if c.private else 'open'} community, owner {info['owner_fingerprint']}"
     )
     if info["description"]:
-        console.print(info["description"])
+        say(safe.block(info["description"], "  "))
     if info["rules"]:
-        console.print(f"Rules: {info['rules']}")
+        say("Rules: ", safe.block(info["rules"], "  "))
     for m in info["member_list"]:
-        console.print(f"  {m['fingerprint']}  {m['name'] or '(no name)':20} {m['role']}")
+        name = safe.clean(m["name"]) if m["name"] else "(no name)"
+        say(f"  {m['fingerprint']}  ", f"{name:20}", f" {safe.clean(m['role'])}")
 
 
 @community.command()
 @click.argument("community_id")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@force_option
 @click.option(
     "--passphrase/--no-passphrase",
     default=None,
@@ -132,19 +136,25 @@ def show(ctx: Context, community_id: str, as_json: bool) -> None:
 @json_option
 @pass_ctx
 def invite(
-    ctx: Context, community_id: str, out: Path, passphrase: bool | None, as_json: bool
+    ctx: Context,
+    community_id: str,
+    out: Path,
+    force: bool,
+    passphrase: bool | None,
+    as_json: bool,
 ) -> None:
     """Write an invite file that lets someone join."""
+    atomic.check_destination(out, force)
     c = cm.resolve(ctx.home, community_id)
     seal = c.private if passphrase is None else passphrase
     phrase = ask_passphrase(True, INVITE_ENV, "invite passphrase") if seal else None
     if seal and not phrase:
         raise click.UsageError("an empty invite passphrase is not allowed; use --no-passphrase")
-    atomic.write_bytes(out, invites.write(ctx.home, c, phrase))
+    atomic.write_bytes(out, invites.write(ctx.home, c, phrase), force=force)
     if as_json:
         emit_json({"file": str(out), "community": c.hex, "private": c.private, "sealed": seal})
     else:
-        console.print(f"Wrote invite to {out}" + (" (sealed with a passphrase)" if seal else ""))
+        say(f"Wrote invite to {out}" + (" (sealed with a passphrase)" if seal else ""))
     if c.private and seal:
         warn(
             "this invite contains the community's secret key, sealed with your passphrase: "
@@ -169,11 +179,11 @@ def join(ctx: Context, file: Path, as_json: bool) -> None:
     phrase = None
     if invites.is_sealed(data):
         phrase = ask_passphrase(False, INVITE_ENV, "invite passphrase")
-    c = invites.join(ctx.home, data, phrase)
+    c = invites.join(ctx.new_home(), data, phrase)
     if as_json:
         emit_json(summary(ctx, c))
         return
-    console.print(f"Joined [bold]{cm.settings(ctx.home, c).get('name', c.name)}[/] ({c.hex})")
+    say("Joined ", (cm.settings(ctx.home, c).get("name", c.name), "bold"), f" ({c.hex})")
 
 
 @community.command()
@@ -252,13 +262,9 @@ def leave(ctx: Context, community_id: str, yes: bool, as_json: bool) -> None:
     if as_json:
         emit_json({"id": c.hex, "name": name, "documents_removed": removed})
         return
-    console.print(f"Left {escape(name)}: removed {removed} documents from this device")
+    say("Left ", name, f": removed {plural(removed, 'document')} from this device")
     if owner:
         warn(
             "you own this community: your key still does, and a member's invite brings "
             "you back with your role"
         )
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(community)

@@ -5,16 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.markup import escape
 
 from p2p import chat, invites
 from p2p import community as cm
 from p2p import feed as feed_view
 from p2p.bundle.importer import import_bundle
 from p2p.bundle.verify import verify_bundle
+from p2p.cli import safe
 from p2p.cli.cmd_feed import render
 from p2p.cli.cmd_import import summary_line
-from p2p.cli.context import Context, console, pass_ctx, warn
+from p2p.cli.context import Context, console, pass_ctx, plural, say, warn
 
 
 def shipped() -> Path:
@@ -38,31 +38,26 @@ def demo(ctx: Context, folder: Path | None) -> None:
     """
     folder = folder or shipped()
     bundle, invite = folder / "demo.p2p", folder / "demo-invite.p2p"
-    home = ctx.home
+    home = ctx.new_home()
     if not home.has_identity():
         home.create_identity(None)
         cm.set_profile(home, "Visitor", None)
         warn("created an unprotected demo identity in this home; use a throwaway --home")
     checked = verify_bundle([bundle])
-    console.print(
-        f"verified {bundle.name}: {len(checked.docs)} documents, "
-        f"{checked.signatures_checked} signatures, signed by "
+    say(
+        f"verified {bundle.name}: {plural(len(checked.docs), 'document')}, "
+        f"{plural(checked.signatures_checked, 'signature')}, signed by "
         f"{checked.as_json()['exporter_fingerprint']}"
     )
     c = invites.join(home, invite.read_bytes())
     result = import_bundle(home, [bundle])
-    console.print(f"imported {bundle.name}: {summary_line(result)}")
+    say(f"imported {bundle.name}: {summary_line(result)}")
     console.print()
-    console.print(f"[bold underline]{cm.settings(home, c).get('name', c.name)}[/]  [dim]{c.hex}[/]")
+    say((cm.settings(home, c).get("name", c.name), "bold underline"), "  ", (c.hex, "dim"))
     render(feed_view.thread(home, c))
     for room in chat.rooms(home, c):
         console.print()
-        console.print(
-            f"[bold]#{room['room']}[/] [dim](p2p chat show {c.hex[:8]} --room {room['room']})[/]"
-        )
+        name = safe.clean(room["room"])
+        say((f"#{name}", "bold"), (f" (p2p chat show {c.hex[:8]} --room {name})", "dim"))
         for m in chat.messages(home, c, room["room"]):
-            console.print(f"  [bold]{escape(m['author_name'])}[/]: {escape(m['text'])}")
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(demo)
+            say("  ", (m["author_name"] or m["fingerprint"], "bold"), ": ", m["text"])

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import click
-from rich.markup import escape
 
 from p2p import community as cm
 from p2p import dm
-from p2p.cli.context import Context, console, emit_json, json_option, local_time, pass_ctx
+from p2p.cli.context import Context, console, emit_json, json_option, local_time, pass_ctx, say
+from p2p.errors import UnknownMemberKey, UnknownPeer
 
 
 @click.group("dm")
@@ -24,13 +24,21 @@ def dm_group() -> None:
 def send(ctx: Context, community_id: str, member: str, text: str, as_json: bool) -> None:
     """Send TEXT to MEMBER (fingerprint or display name), sealed to their key."""
     c = cm.resolve(ctx.home, community_id)
-    key = cm.resolve_member(ctx.home, c, member)
+    try:
+        key = cm.resolve_member(ctx.home, c, member)
+    except UnknownPeer:
+        raise UnknownMemberKey(
+            f"no member matching {member!r} is known here yet, so neither is their encryption"
+            " key: a member becomes known when something they wrote (their profile, a post)"
+            " reaches you; sync with them first ('p2p usb sync' or 'p2p sync')",
+            member=member,
+        ) from None
     sent = dm.send(ctx.home, c, key, text)
     if as_json:
         emit_json(sent)
     else:
         name = cm.display_name(ctx.home, c, key) or "them"
-        console.print(f"Sealed for {escape(name)}; it travels with the community ({sent['id']})")
+        say("Sealed for ", name, f"; it travels with the community ({sent['id']})")
 
 
 @dm_group.command("show")
@@ -49,10 +57,6 @@ def show(ctx: Context, community_id: str, member: str | None, as_json: bool) -> 
     if not found:
         console.print("No direct messages.")
     for m in found:
-        other = escape(m["with_name"] or m["with_fingerprint"])
+        other = m["with_name"] or m["with_fingerprint"]
         arrow = f"to {other}" if m["sent"] else f"from {other}"
-        console.print(f"[dim]{local_time(m['ts'])}[/] [bold]{arrow}[/]: {escape(m['text'])}")
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(dm_group)
+        say((local_time(m["ts"]), "dim"), " ", (arrow, "bold"), ": ", m["text"])

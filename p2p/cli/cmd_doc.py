@@ -8,7 +8,8 @@ import click
 
 from p2p import atomic
 from p2p import community as cm
-from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx
+from p2p.cli import safe
+from p2p.cli.context import Context, emit_json, force_option, json_option, pass_ctx, plural, say
 from p2p.errors import AmbiguousId, P2PError
 from p2p.identity import fingerprint
 
@@ -49,16 +50,19 @@ def list_(ctx: Context, community_id: str, as_json: bool) -> None:
         emit_json(rows)
         return
     for r in rows:
-        console.print(f"{r['id']}  {r['kind']:9}  {r['owner_fingerprint']}  {r['owner_name']}")
+        kind = f"{safe.clean(r['kind']):9}"
+        say(f"{r['id']}  ", kind, f"  {r['owner_fingerprint']}  ", r["owner_name"] or "")
 
 
 @doc.command("export")
 @click.argument("doc_id")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@force_option
 @json_option
 @pass_ctx
-def export(ctx: Context, doc_id: str, out: Path, as_json: bool) -> None:
+def export(ctx: Context, doc_id: str, out: Path, force: bool, as_json: bool) -> None:
     """Write one document as a standard Automerge file (loadable by any Automerge)."""
+    atomic.check_destination(out, force)
     home = ctx.home
     wanted = doc_id.lower()
     found = [i for i in home.docs.ids() if i.hex().startswith(wanted)] if len(wanted) >= 6 else []
@@ -68,7 +72,7 @@ def export(ctx: Context, doc_id: str, out: Path, as_json: bool) -> None:
         raise AmbiguousId()
     loaded = home.docs.load(found[0])
     assert loaded is not None
-    atomic.write_bytes(out, loaded.save())
+    atomic.write_bytes(out, loaded.save(), force=force)
     if as_json:
         emit_json(
             {
@@ -79,8 +83,4 @@ def export(ctx: Context, doc_id: str, out: Path, as_json: bool) -> None:
             }
         )
         return
-    console.print(f"Wrote {found[0].hex()} to {out} ({out.stat().st_size} bytes)")
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(doc)
+    say(f"Wrote {found[0].hex()} to {out} ({plural(out.stat().st_size, 'byte')})")

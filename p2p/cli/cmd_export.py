@@ -8,10 +8,13 @@ from typing import Any
 
 import click
 
+from p2p import atomic
 from p2p import community as cm
 from p2p.blobs.attach import parse_size
 from p2p.blobs.exchange import Plan, known_have, known_wants
 from p2p.bundle import export as ex
+from p2p.bundle import inventories
+from p2p.bundle.importer import file_digest
 from p2p.bundle.source import bundle_paths
 from p2p.bundle.verify import inventory_of
 from p2p.cli import bundle_keys
@@ -21,6 +24,7 @@ from p2p.cli.context import (
     ask_passphrase,
     console,
     emit_json,
+    force_option,
     json_option,
     pass_ctx,
     plural,
@@ -40,6 +44,7 @@ from p2p.peers import resolve_peer
     type=click.Path(path_type=Path),
     help="Bundle file, or a folder to write one file per encryption domain.",
 )
+@force_option
 @click.option(
     "--for",
     "for_peer",
@@ -71,6 +76,7 @@ def export(
     ctx: Context,
     communities: tuple[str, ...],
     out: Path,
+    force: bool,
     for_peer: str | None,
     since: Path | None,
     use_passphrase: bool,
@@ -79,6 +85,8 @@ def export(
     as_json: bool,
 ) -> None:
     """Write COMMUNITIES (default: all) to a bundle file for a USB stick."""
+    if not out.is_dir():
+        atomic.check_destination(out, force)
     home = ctx.home
     chosen = ex.select(home, [cm.resolve(home, c) for c in communities])
     if not chosen:
@@ -89,8 +97,16 @@ def export(
         peer_key = resolve_peer(home, for_peer)
         peer = known_by(home, peer_key)
         blob_have = known_have(home, peer_key)
+    base = None
     if since:
-        earlier = inventory_of(bundle_paths(since), bundle_keys.for_import(ctx, [since]))
+        paths = bundle_paths(since)
+        kept = inventories.of_bundle(home, file_digest(paths))
+        if kept is not None:
+            earlier = kept[2]
+            if kept[0] == home.public_key:
+                base = kept[1]  # list only what changed since that bundle's inventory
+        else:
+            earlier = inventory_of(paths, bundle_keys.for_import(ctx, [since]), home)
         peer = earlier if peer is None else merge(peer, earlier)
     passphrase = None
     if use_passphrase:
@@ -118,12 +134,13 @@ def export(
                     peer=peer,
                     passphrase=passphrase,
                     progress=update,
+                    base=base,
                     plan=blobs,
                 )
             if built is None:
                 continue
             dest = out / f"{os.urandom(8).hex()}.p2p" if out.is_dir() else out
-            ex.place(built, dest)
+            ex.place(built, dest, force=force)
             written.append(
                 {
                     "file": str(dest),
@@ -144,13 +161,10 @@ def export(
     for w in written:
         lock = "encrypted" if w["encrypted"] else "signed, not encrypted"
         docs = plural(w["documents"], "document")
-        console.print(f"Wrote {w['file']}: {docs}, {w['bytes']} bytes ({lock})")
+        size = plural(w["bytes"], "byte")
+        console.print(f"Wrote {w['file']}: {docs}, {size} ({lock})")
     for blobs in plans:
         for line in plan_lines(blobs):
             console.print(f"  {line}")
     if passphrase:
         warn("anyone who knows the passphrase can read this bundle")
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(export)

@@ -6,40 +6,56 @@ import json
 from collections.abc import Iterator
 
 import click
-from rich.markup import escape
 
 from p2p import community as cm
 from p2p import feed as feed_view
+from p2p.cli import safe
 from p2p.cli.cmd_attach import render as render_attachments
-from p2p.cli.context import Context, console, emit_json, json_option, local_time, pass_ctx, plural
+from p2p.cli.context import (
+    Context,
+    console,
+    emit_json,
+    json_option,
+    local_time,
+    pass_ctx,
+    plural,
+    say,
+)
+
+BAR = "\u2502 "  # "│ " starts every line of a post's text: no text can look like a header
 
 
 def render(posts: list[dict], depth: int = 0) -> None:
+    """Threads on the terminal; member text only through `safe` (never markup, never raw)."""
     for p in posts:
         pad = "    " * depth
         if p["removed"]:
             why = "hidden by a moderator" if p["removed"] == "hidden" else "author banned"
-            console.print(f"{pad}[dim]({why})  {p['id']}[/]")
+            say(pad, (f"({why})  {p['id']}", "dim"))
             render(p["replies"], depth + 1)
             continue
-        name = escape(p["author_name"] or "(no name)")
-        marks = []
+        mark: tuple[str, str] | str = ""
         if p["deleted"]:
-            marks.append("[red]deleted[/]")
+            mark = ("  deleted", "red")
         elif p["edited"]:
-            marks.append("[yellow]edited[/]")
-        header = (
-            f"{pad}[bold]{name}[/] [dim]{p['fingerprint']}  {local_time(p['ts'])}  {p['id']}[/]"
+            mark = ("  edited", "yellow")
+        say(
+            pad,
+            (p["author_name"] or "(no name)", "bold"),
+            (f" {p['fingerprint']}  {local_time(p['ts'])}  {safe.clean(p['id'])}", "dim"),
+            mark,
         )
-        console.print(header + ("  " + " ".join(marks) if marks else ""))
-        text = "[dim](deleted)[/]" if p["deleted"] else escape(p["text"])
-        console.print(f"{pad}  {text}")
+        if p["deleted"]:
+            say(pad, "  ", (BAR, "dim"), ("(deleted)", "dim"))
+        else:
+            lead = f"{pad}  "
+            say(lead, (BAR, "dim"), safe.block(p["text"], lead + BAR))
         render_attachments(p.get("attachments") or [], pad)
         if p["reactions"]:
             counts = "  ".join(
-                f"{escape(e)} {len(who)}" for e, who in sorted(p["reactions"].items())
+                f"{safe.clean(e)} {len(who)}" for e, who in sorted(p["reactions"].items())
             )
-            console.print(f"{pad}  {counts}")
+            say(pad, "  ", counts)
         render(p["replies"], depth + 1)
 
 
@@ -66,9 +82,9 @@ def feed(ctx: Context, community_id: str, last: int | None, as_json: bool) -> No
         emit_json(posts)
         return
     title = cm.settings(ctx.home, c).get("name", c.name)
-    console.print(f"[bold underline]{escape(title)}[/]")
+    say((title, "bold underline"))
     if older:
-        console.print(f"[dim]({plural(older, 'older thread')} not shown: --last 0 shows all)[/]")
+        say((f"({plural(older, 'older thread')} not shown: --last 0 shows all)", "dim"))
     if not posts:
         console.print("No posts yet.")
     render(posts)
@@ -77,15 +93,14 @@ def feed(ctx: Context, community_id: str, last: int | None, as_json: bool) -> No
 def _stream_json(threads: Iterator[dict]) -> None:
     """A JSON list written thread by thread (memory does not grow with the feed);
     the same text `emit_json` would print for the whole list."""
+    from p2p.cli.context import _default
+    from p2p.cli.safe import json_safe
+
     out = click.get_text_stream("stdout")
     first = True
     for t in threads:
-        text = json.dumps(t, indent=2, ensure_ascii=False)
+        text = json_safe(json.dumps(t, indent=2, ensure_ascii=False, default=_default))
         out.write(("[\n" if first else ",\n") + "\n".join("  " + ln for ln in text.split("\n")))
         first = False
     out.write("[]\n" if first else "\n]\n")
     out.flush()
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(feed)

@@ -7,9 +7,20 @@ from pathlib import Path
 import click
 
 from p2p import atomic
-from p2p import community as cm
-from p2p.cli.context import Context, ask_passphrase, console, emit_json, json_option, pass_ctx, warn
+from p2p.cli import safe
+from p2p.cli.context import (
+    Context,
+    ask_passphrase,
+    console,
+    emit_json,
+    force_option,
+    json_option,
+    pass_ctx,
+    warn,
+)
 from p2p.errors import IdentityExists
+from p2p.home import Home
+from p2p.home import exists as home_exists
 
 
 @click.command()
@@ -19,21 +30,23 @@ from p2p.errors import IdentityExists
 @pass_ctx
 def init(ctx: Context, no_passphrase: bool, name: str | None, as_json: bool) -> None:
     """Create your identity (signing and encryption keys)."""
-    home = ctx.home
-    if home.has_identity():
+    if home_exists(ctx.home_path) and ctx.home.has_identity():
         raise IdentityExists()
     phrase = None if no_passphrase else ask_passphrase(True)
     if not no_passphrase and not phrase:
         raise click.UsageError("an empty passphrase is not allowed; use --no-passphrase instead")
+    home = ctx.new_home()
     identity = home.create_identity(phrase)
     if name:
+        from p2p import community as cm
+
         cm.set_profile(home, name, None)
     if no_passphrase:
         warn("your private keys are stored UNENCRYPTED; anyone with this device can post as you")
     if as_json:
         emit_json(_whoami(ctx))
         return
-    console.print(f"Created identity [bold]{identity.fingerprint}[/] in {home.path}")
+    click.echo(f"Created identity {click.style(identity.fingerprint, bold=True)} in {home.path}")
 
 
 def _whoami(ctx: Context) -> dict:
@@ -61,11 +74,15 @@ def whoami(ctx: Context, as_json: bool) -> None:
     if as_json:
         emit_json(info)
         return
-    console.print(f"[bold]{info['name'] or '(no name set)'}[/]  {info['fingerprint']}")
-    console.print(f"public key    {info['public_key']}")
-    console.print(f"age recipient {info['age_recipient']}")
-    console.print(f"keys          {'passphrase-protected' if info['protected'] else 'UNENCRYPTED'}")
-    console.print(f"home          {info['home']}")
+    name = safe.clean(info["name"]) if info["name"] else "(no name set)"
+    lines = [
+        f"{click.style(name, bold=True)}  {info['fingerprint']}",
+        f"public key    {info['public_key']}",
+        f"age recipient {info['age_recipient']}",
+        f"keys          {'passphrase-protected' if info['protected'] else 'UNENCRYPTED'}",
+        f"home          {info['home']}",
+    ]
+    click.echo("\n".join(lines))  # plain click, not rich: whoami must start fast
 
 
 @click.group()
@@ -75,16 +92,18 @@ def identity() -> None:
 
 @identity.command("export")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@force_option
 @json_option
 @pass_ctx
-def identity_export(ctx: Context, file: Path, as_json: bool) -> None:
+def identity_export(ctx: Context, file: Path, force: bool, as_json: bool) -> None:
     """Write an encrypted backup of your keys (age, passphrase) to FILE."""
+    atomic.check_destination(file, force)
     home = ctx.home
     home.identity  # unlock first, with the current passphrase  # noqa: B018
     phrase = ask_passphrase(True) if not home.is_protected() else home_passphrase()
     if not phrase:
         raise click.UsageError("a backup needs a passphrase")
-    atomic.write_bytes(file, home.export_identity(phrase))
+    atomic.write_bytes(file, home.export_identity(phrase), force=force)
     if as_json:
         emit_json({"file": str(file), "fingerprint": home.public_identity().fingerprint})
         return
@@ -102,16 +121,14 @@ def home_passphrase() -> str | None:
 @pass_ctx
 def identity_import(ctx: Context, file: Path, as_json: bool) -> None:
     """Restore an identity from a backup FILE (kept under the backup's passphrase)."""
-    data = file.read_bytes()[: 1024 * 1024]
-    restored = ctx.home.import_identity(data, ask_passphrase(False))
+    with file.open("rb") as fh:
+        data = fh.read(1024 * 1024)
+    if home_exists(ctx.home_path) and ctx.home.has_identity():
+        raise IdentityExists()
+    home = ctx.adopt(Home.restore(ctx.home_path, data, ask_passphrase(False), ask_passphrase))
     if as_json:
         emit_json(_whoami(ctx))
         return
-    console.print(f"Restored identity [bold]{restored.fingerprint}[/]")
+    fp = home.public_identity().fingerprint
+    click.echo(f"Restored identity {click.style(fp, bold=True)}")
     warn("do not use one identity on two devices at the same time (their edits would collide)")
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(init)
-    cli.add_command(whoami)
-    cli.add_command(identity)

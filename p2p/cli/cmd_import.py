@@ -29,6 +29,7 @@ def describe(r: ImportResult) -> dict:
             {"doc": x.doc.hex(), "change": x.change.hex() if x.change else None, "reason": x.reason}
             for x in r.report.rejected
         ],
+        "forks": r.report.fork_lines,
         "skipped_communities": r.skipped_communities,
         "imported_before": r.already_imported,
         "attachments": attachments_json(r.attachments),
@@ -92,13 +93,11 @@ def _print(results: list[ImportResult]) -> None:
         for x in r.report.rejected[:20]:
             what = x.change.hex()[:12] if x.change else "record"
             console.print(f"  rejected {what}: {x.reason}")
+        for line in r.report.fork_lines:
+            console.print(f"  {line}", markup=False)
         for line in attachment_lines(r.attachments):
             console.print(f"  {line}")
         if r.skipped_communities:
             console.print(
                 f"  skipped {plural(len(r.skipped_communities), 'community')} you have not joined"
             )
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(import_)

@@ -45,7 +45,3 @@ def rebuild(ctx: Context, community_id: str | None, as_json: bool) -> None:
             f"{r['community'][:12]}: {plural(r['documents'], 'document')} indexed"
             f" in {r['seconds']:.2f} s{bad}"
         )
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(index_group)

@@ -32,6 +32,8 @@ def _hostport(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit():
         raise click.BadParameter(f"{text!r} is not HOST:PORT")
+    if not 0 < int(port) < 65536:
+        raise click.BadParameter(f"{text!r}: the port must be between 1 and 65535")
     return host, int(port)
 
 
@@ -40,7 +42,11 @@ def _hostport(text: str) -> tuple[str, int]:
     "--host", help="Address to listen and announce on (default: this machine's LAN address)."
 )
 @click.option(
-    "--port", default=7420, show_default=True, type=int, help="TCP port (0: any free port)."
+    "--port",
+    default=7420,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="TCP port (0: any free port).",
 )
 @click.option("--no-mdns", is_flag=True, help="Listen without announcing (peers use --peer).")
 @click.option("--duration", type=float, default=None, hidden=True)
@@ -157,6 +163,8 @@ def sync(
                 console.print(f"{r['peer']}: {r['summary']}")
                 for x in r["rejected"]:
                     console.print(f"  rejected {(x['change'] or 'record')[:12]}: {x['reason']}")
+                for line in r.get("forks", []):
+                    console.print(f"  {line}", markup=False)
             else:
                 err_console.print(f"[red]{r['peer']}:[/] {r['error']}")
     rejected = sum(len(r["rejected"]) for r in results if r["ok"])
@@ -197,9 +205,3 @@ def peers(ctx: Context, timeout: float, interface: str | None, as_json: bool) ->
     for k in past:
         when = dt.datetime.fromtimestamp(k["last_seen"]).strftime("%Y-%m-%d %H:%M")
         console.print(f"  {k['fingerprint']}  {k['name'] or '(no name)':20} {k['via']:6} {when}")
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(serve)
-    cli.add_command(sync)
-    cli.add_command(peers)

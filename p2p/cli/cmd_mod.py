@@ -84,7 +84,3 @@ def ban(ctx: Context, community_id: str, member: str, as_json: bool) -> None:
 def unban(ctx: Context, community_id: str, member: str, as_json: bool) -> None:
     """Lift a ban: MEMBER's posts, messages and reactions show again."""
     _banned(ctx, community_id, member, False, as_json)
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(mod)

@@ -91,8 +91,3 @@ def delete(ctx: Context, community_id: str, post_id: str, as_json: bool) -> None
         emit_json(done)
     else:
         console.print(f"Deleted {done['id']}")
-
-
-def register(cli: click.Group) -> None:
-    for command in (post, react, edit, delete):
-        cli.add_command(command)

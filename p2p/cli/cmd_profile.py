@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from p2p import community as cm
-from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx
+from p2p.cli import safe
+from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, say
 
 
 @click.group()
@@ -40,8 +41,5 @@ def show(ctx: Context, as_json: bool) -> None:
         emit_json(data)
         return
     assert isinstance(data, dict)
-    console.print(f"name: {data.get('name', '')}\nbio:  {data.get('bio', '')}")
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(profile)
+    say("name: ", data.get("name") or "")
+    say("bio:  ", safe.block(data.get("bio") or "", "      "))

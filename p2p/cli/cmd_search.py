@@ -5,16 +5,9 @@ from __future__ import annotations
 import click
 
 from p2p import community as cm
-from p2p.cli.context import Context, console, emit_json, json_option, local_time, pass_ctx
+from p2p.cli import safe
+from p2p.cli.context import Context, console, emit_json, json_option, local_time, pass_ctx, say
 from p2p.index.search import search as find
-
-
-def _line(text: str) -> str:
-    """Member text as one plain line: control characters shown, never interpreted."""
-    from rich.markup import escape
-
-    out = "".join(c if c.isprintable() else "\ufffd" for c in text.replace("\n", " "))
-    return escape(out)
 
 
 @click.command()
@@ -35,11 +28,9 @@ def search(
     if not found:
         console.print("Nothing found.")
     for r in found:
-        who = _line(r["author_name"] or r["fingerprint"])
         where = "post" if r["kind"] == "post" else "chat"
-        console.print(f"[dim]{local_time(r['ts'])}  {where} {r['id']}[/]  [bold]{who}[/]")
-        console.print(f"  {_line(r['text'])}")
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(search)
+        say(
+            (r["author_name"] or "(no name)", "bold"),
+            (f" {r['fingerprint']}  {local_time(r['ts'])}  {where} {safe.clean(r['id'])}", "dim"),
+        )
+        say("  ", ("\u2502 ", "dim"), safe.block(r["text"], "  \u2502 "))

@@ -9,7 +9,7 @@ import click
 from p2p.bundle import usb
 from p2p.bundle.stick import DEFAULT_MAX_FILE_SIZE
 from p2p.cli.cmd_import import describe, summary_line
-from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx
+from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural
 
 
 def _size(text: str) -> int:
@@ -77,12 +77,8 @@ def sync(ctx: Context, folder: Path, prune: bool, max_file_size: str, as_json: b
         console.print("skipped " + ", ".join(skipped))
     for paths, b in result.written:
         names = ", ".join(p.name for p in paths)
-        console.print(f"wrote {names} ({b.docs} documents, {b.size} bytes)")
+        console.print(f"wrote {names} ({plural(b.docs, 'document')}, {plural(b.size, 'byte')})")
     if not result.written:
         console.print("nothing new to write: the others on this stick have all you have")
     if result.pruned:
         console.print(f"removed {len(result.pruned)} of your older bundles")
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(usb_group)

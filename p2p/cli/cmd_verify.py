@@ -114,8 +114,3 @@ def inspect(ctx: Context, file: Path, as_json: bool) -> None:
         console.print(f"  [red]fault:[/] {fault}")
     if not result.ok:
         sys.exit(1)
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(verify)
-    cli.add_command(inspect)

@@ -7,16 +7,36 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
-from rich.console import Console
 
 from p2p.errors import WrongPassphrase
-from p2p.home import Home, default_path
 
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
-console = Console(highlight=False, soft_wrap=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
+    from p2p.home import Home
+
+
+class _LazyConsole:
+    """A `safe_console()` built on first use: importing rich costs more than `p2p whoami` may."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._kwargs = kwargs
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from p2p.cli.safe import safe_console
+
+            self._console = safe_console(**self._kwargs)
+        return getattr(self._console, name)
+
+
+err_console = cast("Console", _LazyConsole(stderr=True, soft_wrap=True))
+console = cast("Console", _LazyConsole(soft_wrap=True))
 
 
 def ask_passphrase(
@@ -27,7 +47,8 @@ def ask_passphrase(
     if value is not None:
         return value
     if not sys.stdin.isatty():
-        raise WrongPassphrase(f"a {label} is needed: set {env} or run this from a terminal")
+        article = "an" if label[:1] in "aeiou" else "a"
+        raise WrongPassphrase(f"{article} {label} is needed: set {env} or run this from a terminal")
     return click.prompt(
         f"New {label}" if creating else label[:1].upper() + label[1:],
         hide_input=True,
@@ -37,14 +58,32 @@ def ask_passphrase(
 
 class Context:
     def __init__(self, home_path: Path | None) -> None:
+        from p2p.home import default_path
+
         self.home_path = home_path or default_path()
         self._home: Home | None = None
 
     @property
     def home(self) -> Home:
+        """The existing home (`NoHome` if there is none); creating one is `new_home()`'s job."""
         if self._home is None:
-            self._home = Home(self.home_path, ask_passphrase)
+            from p2p.home import Home
+
+            self._home = Home(self.home_path, ask_passphrase, create=False)
         return self._home
+
+    def new_home(self) -> Home:
+        """The home, created (0700) if it does not exist yet: init, identity import, join, demo."""
+        if self._home is None:
+            from p2p.home import Home
+
+            self._home = Home(self.home_path, ask_passphrase, create=True)
+        return self._home
+
+    def adopt(self, home: Home) -> Home:
+        """Use a home a command opened itself (e.g. `Home.restore`)."""
+        self._home = home
+        return home
 
     def close(self) -> None:
         if self._home is not None:
@@ -55,9 +94,15 @@ pass_ctx = click.make_pass_decorator(Context)
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
+force_option = click.option(
+    "--force", is_flag=True, help="Replace the output file if it exists (never a device or pipe)."
+)
+
 
 def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=_default))
+    from p2p.cli.safe import json_safe
+
+    click.echo(json_safe(json.dumps(data, indent=2, ensure_ascii=False, default=_default)))
 
 
 def _default(value: Any) -> Any:
@@ -79,5 +124,28 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word[:-1]}ies" if word.endswith("y") else f"{n} {word}s"
 
 
+def say(*parts: str | Text | tuple[str, str], err: bool = False) -> None:
+    """Print one line built from parts, none of them ever read as markup.
+
+    A `str` is printed as it is, a `(str, style)` pair styled; both are cleaned
+    of control characters (`p2p.cli.safe.clean`), so member text is safe in
+    either form. A `Text` (e.g. `safe.block(post_text, prefix)`) is used as given.
+    """
+    from rich.text import Text
+
+    from p2p.cli.safe import clean
+
+    pieces: list[Any] = []
+    for p in parts:
+        if isinstance(p, tuple):
+            pieces.append((clean(p[0]), p[1]))
+        elif isinstance(p, str):
+            pieces.append(clean(p))
+        else:
+            pieces.append(p)
+    (err_console if err else console).print(Text.assemble(*pieces))
+
+
 def warn(message: str) -> None:
-    err_console.print(f"[bold yellow]warning:[/] {message}")
+    """A warning on stderr; `message` is printed as plain text, never as markup."""
+    say(("warning:", "bold yellow"), " ", message, err=True)

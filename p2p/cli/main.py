@@ -1,46 +1,88 @@
-"""`p2p`: the click group and the one place errors become exit codes."""
+"""`p2p`: the click group, its command table, and the one place errors become exit codes.
+
+Commands are loaded lazily: `p2p whoami` must not pay for importing the LAN
+stack, rich tables or the bundle code. Each command is one line in `COMMANDS`,
+"name": "module:attribute", and its module is imported only when that command
+runs (or when `--help` lists them all).
+"""
 
 from __future__ import annotations
 
-import sqlite3
+import importlib
+import os
 import sys
 from pathlib import Path
 
 import click
 
-from p2p.cli import (
-    cmd_app,
-    cmd_attach,
-    cmd_chat,
-    cmd_community,
-    cmd_demo,
-    cmd_dm,
-    cmd_doc,
-    cmd_export,
-    cmd_feed,
-    cmd_identity,
-    cmd_import,
-    cmd_index,
-    cmd_lan,
-    cmd_mod,
-    cmd_post,
-    cmd_profile,
-    cmd_search,
-    cmd_usb,
-    cmd_verify,
-)
-from p2p.cli.context import Context, err_console
-from p2p.errors import P2PError
+from p2p import __version__
+from p2p.cli.context import Context
+
+# One line per top-level command: name -> "module:attribute" (a click command or group).
+COMMANDS: dict[str, str] = {
+    "init": "p2p.cli.cmd_identity:init",
+    "whoami": "p2p.cli.cmd_identity:whoami",
+    "identity": "p2p.cli.cmd_identity:identity",
+    "unlock": "p2p.cli.cmd_unlock:unlock",
+    "lock": "p2p.cli.cmd_unlock:lock",
+    "community": "p2p.cli.cmd_community:community",
+    "mod": "p2p.cli.cmd_mod:mod",
+    "post": "p2p.cli.cmd_post:post",
+    "react": "p2p.cli.cmd_post:react",
+    "edit": "p2p.cli.cmd_post:edit",
+    "delete": "p2p.cli.cmd_post:delete",
+    "attachments": "p2p.cli.cmd_attach:attachments",
+    "attachment": "p2p.cli.cmd_attach:attachment_group",
+    "feed": "p2p.cli.cmd_feed:feed",
+    "search": "p2p.cli.cmd_search:search",
+    "index": "p2p.cli.cmd_index:index_group",
+    "chat": "p2p.cli.cmd_chat:chat_group",
+    "dm": "p2p.cli.cmd_dm:dm_group",
+    "profile": "p2p.cli.cmd_profile:profile",
+    "doc": "p2p.cli.cmd_doc:doc",
+    "export": "p2p.cli.cmd_export:export",
+    "import": "p2p.cli.cmd_import:import_",
+    "verify": "p2p.cli.cmd_verify:verify",
+    "inspect": "p2p.cli.cmd_verify:inspect",
+    "usb": "p2p.cli.cmd_usb:usb_group",
+    "serve": "p2p.cli.cmd_lan:serve",
+    "sync": "p2p.cli.cmd_lan:sync",
+    "peers": "p2p.cli.cmd_lan:peers",
+    "demo": "p2p.cli.cmd_demo:demo",
+    "app": "p2p.cli.cmd_app:app",
+}
 
 
-@click.group()
+def load(name: str) -> click.Command:
+    """The click command registered under `name` (imports its module)."""
+    module, _, attr = COMMANDS[name].partition(":")
+    command = getattr(importlib.import_module(module), attr)
+    assert isinstance(command, click.Command), COMMANDS[name]
+    return command
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use, from `COMMANDS`."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMANDS) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        if cmd_name not in COMMANDS:
+            return None
+        return load(cmd_name)
+
+
+@click.group(cls=LazyGroup)
 @click.option(
     "--home",
     type=click.Path(file_okay=False, path_type=Path),
     envvar="P2P_HOME",
     help="Data directory (default: the platform's user data dir; env P2P_HOME).",
 )
-@click.version_option(package_name="p2p")
+@click.version_option(__version__, prog_name="p2p")
 @click.pass_context
 def cli(ctx: click.Context, home: Path | None) -> None:
     """Offline-first community sync: signed posts over USB bundles and local Wi-Fi."""
@@ -48,59 +90,40 @@ def cli(ctx: click.Context, home: Path | None) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-for module in (
-    cmd_identity,
-    cmd_community,
-    cmd_mod,
-    cmd_post,
-    cmd_attach,
-    cmd_feed,
-    cmd_search,
-    cmd_index,
-    cmd_chat,
-    cmd_dm,
-    cmd_profile,
-    cmd_doc,
-    cmd_export,
-    cmd_import,
-    cmd_verify,
-    cmd_usb,
-    cmd_lan,
-    cmd_demo,
-    cmd_app,
-):
-    module.register(cli)
+def wants_json(argv: list[str]) -> bool:
+    """Whether the command line asks for JSON (so errors are JSON too)."""
+    for arg in argv:
+        if arg == "--":
+            return False
+        if arg == "--json":
+            return True
+    return False
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    as_json = wants_json(args)
     try:
-        cli.main(standalone_mode=False)
-    except P2PError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        cli.main(args=args, prog_name="p2p", standalone_mode=False)
+    except SystemExit:
+        raise
+    except BaseException as exc:  # every failure becomes one line (or one JSON object)
+        from p2p.cli import failures
+
+        code = failures.report(exc, as_json)
+        sys.stdout.flush()
+        sys.exit(code)
+    _flush_or_quiet()
+
+
+def _flush_or_quiet() -> None:
+    """A closed pipe (`p2p feed | head`) is not an error worth a traceback."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         sys.exit(1)
-    except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
-        sys.exit(1)
-    except sqlite3.Error as exc:  # the store's disk is full or failing
-        err_console.print(
-            f"[bold red]error:[/] the data store could not be written ({exc}): is its disk "
-            "full or failing? Nothing was changed",
-            soft_wrap=True,
-        )
-        sys.exit(1)
-    except OSError as exc:  # a full disk, a pulled stick, a read-only folder
-        where = f": {exc.filename}" if exc.filename else ""
-        err_console.print(f"[bold red]error:[/] {exc.strerror or exc}{where}", soft_wrap=True)
-        sys.exit(1)
-    except click.exceptions.Abort:
-        err_console.print("aborted")
-        sys.exit(1)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        sys.exit(130)
 
 
 if __name__ == "__main__":

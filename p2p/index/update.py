@@ -68,9 +68,9 @@ def _unreadable(db: Any, ref: DocRef, doc: Document) -> None:
 
 def _set_heads(db: Any, ref: DocRef, heads: bytes) -> None:
     db.execute(
-        "INSERT INTO ix_docs (doc, community, heads) VALUES (?, ?, ?)"
+        "INSERT INTO ix_docs (doc, community, kind, owner, heads) VALUES (?, ?, ?, ?, ?)"
         " ON CONFLICT (doc) DO UPDATE SET heads = excluded.heads",
-        (ref.id, ref.community, heads),
+        (ref.id, ref.community, ref.kind, ref.owner, heads),
     )
 
 
@@ -341,7 +341,7 @@ def forget_community(db: Any, community: bytes) -> None:
     db.execute("INSERT INTO ix_chat_fts (ix_chat_fts) VALUES ('rebuild')")
 
 
-def stale(db: Any, community: bytes) -> list[tuple[bytes, str, bytes]]:
+def stale(db: Any, community: bytes) -> list[tuple[bytes, str, bytes, bool]]:
     """Documents of a community the index does not reflect as stored now."""
     rows = db.execute(
         "SELECT d.id, d.kind, d.owner FROM docs d LEFT JOIN ix_docs x ON x.doc = d.id"
@@ -349,11 +349,11 @@ def stale(db: Any, community: bytes) -> list[tuple[bytes, str, bytes]]:
         (community,),
     ).fetchall()
     gone = db.execute(
-        "SELECT x.doc FROM ix_docs x LEFT JOIN docs d ON d.id = x.doc"
+        "SELECT x.doc, x.kind, x.owner FROM ix_docs x LEFT JOIN docs d ON d.id = x.doc"
         " WHERE x.community = ? AND d.id IS NULL",
         (community,),
     ).fetchall()
-    return rows + [(r[0], "", b"") for r in gone]
+    return [(*r, True) for r in rows] + [(*r, False) for r in gone]
 
 
 def refresh(docs: Documents, community: bytes) -> int:
@@ -364,12 +364,11 @@ def refresh(docs: Documents, community: bytes) -> int:
         return 0
     n = 0
     with docs.store.transaction() as db:
-        for doc_id, kind, owner in stale(db, community):
-            if not kind:  # the document is gone: so are its rows
-                db.execute("DELETE FROM ix_docs WHERE doc = ?", (doc_id,))
-                db.execute("DELETE FROM ix_bad WHERE doc = ?", (doc_id,))
-                continue
+        for doc_id, kind, owner, stored in stale(db, community):
             ref = DocRef(community, kind, owner)
+            if not stored:  # the document is gone (set aside as damaged): so are its rows
+                clear_doc(db, ref)
+                continue
             try:
                 doc = docs.load(doc_id)
             except (KeyboardInterrupt, SystemExit):

@@ -95,6 +95,7 @@ class SessionResult:
                 {"change": x.change.hex() if x.change else None, "reason": x.reason}
                 for x in self.report.rejected
             ],
+            "forks": self.report.fork_lines,
             **self.news.as_json(),
             "bytes_sent": self.bytes_sent,
             "bytes_received": self.bytes_received,

@@ -1,0 +1,111 @@
+"""Start fast: commands load only what they use, and every command is registered.
+
+Timings live in bench/bench_startup.py (smoke-run here); the tests check the
+cause of slowness instead: which modules a command imports.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+import p2p.cli
+from p2p.cli.main import COMMANDS, cli, load
+from tests.helpers import cli as run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+HEAVY = ("rich", "zeroconf", "automerge", "p2p.lan", "p2p.bundle", "p2p.community", "noise")
+
+PROBE = """
+import atexit, json, sys
+def probe():
+    heavy = {heavy!r}
+    found = sorted(m for m in sys.modules if any(m == h or m.startswith(h + ".") for h in heavy))
+    sys.__stderr__.write("LOADED " + json.dumps(found) + "\\n")
+atexit.register(probe)
+sys.argv = ["p2p", *{args!r}]
+from p2p.cli.main import main
+main()
+"""
+
+
+def loaded_by(home: Path, *args: str) -> list[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("P2P_")}
+    env["P2P_HOME"] = str(home)
+    res = subprocess.run(
+        [sys.executable, "-c", PROBE.format(heavy=HEAVY, args=list(args))],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert res.returncode == 0, res.stderr
+    line = [x for x in res.stderr.splitlines() if x.startswith("LOADED ")][-1]
+    return json.loads(line[len("LOADED ") :])
+
+
+def test_version_and_whoami_import_no_heavy_module(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    assert run(home, "init", "--no-passphrase", "--name", "Ann").returncode == 0
+    assert loaded_by(home, "--version") == []
+    assert loaded_by(home, "whoami") == []
+    assert loaded_by(home, "whoami", "--json") == []
+    # ...while a command that needs them still gets them (the probe is not blind)
+    assert "p2p.community" in loaded_by(home, "community", "list")
+
+
+def test_version_matches_the_package_metadata() -> None:
+    from importlib.metadata import version
+
+    import p2p
+
+    assert p2p.__version__ == version("p2p")
+    res = run(Path("/nonexistent"), "--version")
+    assert res.returncode == 0 and res.stdout.strip() == f"p2p, version {p2p.__version__}"
+
+
+def test_every_command_is_registered_and_loads() -> None:
+    """A top-level click command in p2p/cli/cmd_*.py that is not in COMMANDS is unreachable."""
+    registered = {name: load(name) for name in COMMANDS}
+    for name, command in registered.items():
+        assert command.name == name, name
+    reachable = {id(c) for c in registered.values()}
+    for group in registered.values():
+        if isinstance(group, click.Group):
+            reachable |= {id(c) for c in group.commands.values()}
+    for info in pkgutil.iter_modules(p2p.cli.__path__):
+        if not info.name.startswith("cmd_"):
+            continue
+        module = importlib.import_module(f"p2p.cli.{info.name}")
+        for attr, value in vars(module).items():
+            if isinstance(value, click.Command) and value.__module__ == module.__name__:
+                assert id(value) in reachable, f"{info.name}.{attr} is in no COMMANDS entry"
+    assert sorted(cli.list_commands(click.Context(cli))) == sorted(COMMANDS)
+
+
+def test_help_lists_every_command(tmp_path: Path) -> None:
+    res = run(tmp_path, "--help")
+    assert res.returncode == 0, res.stderr
+    for name in COMMANDS:
+        assert f"  {name} " in res.stdout or f"  {name}\n" in res.stdout, name
+
+
+def test_bench_startup_smoke() -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "bench.bench_startup", "--runs", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "p2p whoami" in res.stdout and "median s" in res.stdout
