@@ -109,6 +109,12 @@ CREATE TABLE IF NOT EXISTS peer_heads (
     heads BLOB NOT NULL,
     PRIMARY KEY (peer, doc)
 );
+CREATE TABLE IF NOT EXISTS lan_addresses (
+    public_key BLOB PRIMARY KEY,
+    host TEXT NOT NULL,
+    port INTEGER NOT NULL,
+    at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS bundles_seen (
     sha256 BLOB PRIMARY KEY,
     exporter BLOB,
@@ -242,6 +248,12 @@ CREATE TABLE IF NOT EXISTS bundle_inventories (
     sha256 BLOB PRIMARY KEY,
     owner BLOB NOT NULL,
     digest BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bundle_contents (
+    sha256 BLOB NOT NULL,
+    doc BLOB NOT NULL,
+    heads BLOB NOT NULL,
+    PRIMARY KEY (sha256, doc)
 );
 CREATE TABLE IF NOT EXISTS blob_manifests (
     id BLOB PRIMARY KEY,
