@@ -169,7 +169,7 @@ def test_two_people_in_the_browser(tmp_path):
             pa.goto(f"{base_a}/wifi")
             pa.click("text=Start Wi-Fi sync")
             address = pa.text_content(".address")
-            assert address and address.startswith("127.0.0.1:")
+            assert address and address.startswith("127.0.0.1:"), address
             feed_a = a.new_page()
             feed_a.goto(f"{base_a}/c/{cid}")
             _live(feed_a)
