@@ -61,11 +61,14 @@ def p2p(home: Path, *args: str, passphrase: str | None = None) -> tuple[float, i
 
 def derive(kind: str) -> tuple[float, int]:
     """One key derivation in a fresh process: (seconds, peak RSS KiB)."""
+    sealing = "pyrage.passphrase.encrypt(me.secret_bytes(), 'p')"
+    if kind != "age":
+        sealing = "ident.seal(me, 'p')"
     code = f"""
 import time, resource, pyrage
 from p2p import identity as ident
 me = ident.Identity.generate()
-blob = {"pyrage.passphrase.encrypt(me.secret_bytes(), 'p')" if kind == "age" else "ident.seal(me, 'p')"}
+blob = {sealing}
 t = time.perf_counter()
 ident.unseal(blob, 'p')
 print(time.perf_counter() - t)
