@@ -347,3 +347,17 @@ def test_verify_checks_chunks_without_the_key(homes, tmp_path: Path) -> None:
     _bundle(a, tmp_path / "bad.p2p", forge)
     res = cli(a.path, "verify", str(tmp_path / "bad.p2p"))
     assert res.returncode == 1 and "does not match its hash" in res.stdout + res.stderr
+
+
+def test_hostile_attachment_names_are_shown_inert(pair, tmp_path: Path) -> None:
+    a, b, cid = pair
+    nasty = tmp_path / "[red]x \x1b]0;pwned\x07.txt"
+    nasty.write_text("hi")
+    pid = js(cli(a, "post", cid, "look", "--attach", str(nasty), "--json"))["id"]
+    for res in (
+        ok(cli(a, "feed", cid)),
+        ok(cli(a, "attachments", cid, pid)),
+        ok(cli(a, "chat", "show", cid)),
+    ):
+        assert "\x1b" not in res.stdout and "\x07" not in res.stdout
+    assert "[red]x" in ok(cli(a, "feed", cid)).stdout  # shown as typed, not as markup

@@ -11,7 +11,7 @@ from p2p.bundle import usb
 from p2p.bundle.stick import DEFAULT_MAX_FILE_SIZE
 from p2p.cli.cmd_attach import attachment_lines, plan_lines
 from p2p.cli.cmd_import import describe, summary_line
-from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural
+from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural, say
 
 
 def _size(text: str) -> int:
@@ -90,7 +90,7 @@ def sync(
             f"imported {r.files[0].name} from {r.exporter_fingerprint}: {summary_line(r)}"
         )
         for line in attachment_lines(r.attachments):
-            console.print(f"  {line}")
+            say("  ", line)
     for f, e in result.damaged:
         console.print(f"[red]skipped {f}:[/] {e}")
     skipped = []
@@ -106,7 +106,7 @@ def sync(
         names = ", ".join(p.name for p in paths)
         console.print(f"wrote {names} ({plural(b.docs, 'document')}, {plural(b.size, 'byte')})")
         for line in plan_lines(b.extra["attachments"]):
-            console.print(f"  {line}")
+            say("  ", line)
     if not result.written:
         console.print("nothing new to write: the others on this stick have all you have")
     if result.pruned:
