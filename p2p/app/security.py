@@ -70,7 +70,9 @@ class Guard:
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = list(message.get("headers", [])) + HEADERS
+                own = list(message.get("headers", []))
+                names = {k.lower() for k, _v in own} - {b"content-security-policy"}
+                message["headers"] = own + [(k, v) for k, v in HEADERS if k not in names]
             await send(message)
 
         await self.app(scope, receive, with_headers)
