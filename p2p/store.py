@@ -143,6 +143,12 @@ CREATE TABLE IF NOT EXISTS bundle_inventories (
     owner BLOB NOT NULL,
     digest BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS bundle_contents (
+    sha256 BLOB NOT NULL,
+    doc BLOB NOT NULL,
+    heads BLOB NOT NULL,
+    PRIMARY KEY (sha256, doc)
+);
 CREATE TABLE IF NOT EXISTS blob_manifests (
     id BLOB PRIMARY KEY,
     data BLOB NOT NULL,

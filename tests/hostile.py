@@ -15,8 +15,8 @@ API (all return real bytes, nothing is mocked):
 - `sign(home, ref, data)`: parse chunk bytes and sign them as `home`.
 - `gap`, `no_prev_dep`, `garbage_body`, `truncated`, `fork_pair`: the
   structural attacks, each returning `(changes, sigs)`.
-- `bomb_save(size)`: a saved document whose compressed columns inflate to
-  `size` bytes (a decompression bomb as a `save` record).
+- `bomb_save(size, home, ref)`, `bomb_sigs(...)`: a signed saved document
+  whose compressed columns inflate to `size` bytes (a bomb as a `save` record).
 - `backdated_hide(demoted, community, post_id, old_heads)`: a moderation change
   built on the member's pre-demotion history.
 - `ESCAPES`, `ODD_POSTS`: member text and values for the views and the terminal.
@@ -198,13 +198,20 @@ def fork_pair(home: Home, ref: DocRef) -> tuple[Signed, Signed]:
     return ([a[0]], [a[1]]), ([b[0]], [b[1]])
 
 
-def bomb_save(size: int) -> bytes:
+def bomb_save(size: int, home: Home | None = None, ref: DocRef | None = None) -> bytes:
     """A saved document holding one string of `size` repeated bytes; the
-    binding compresses its columns, so the save is tiny beside `size`."""
-    doc = Document(actor_id=b"\x01" * 32)
+    binding compresses its columns, so the save is tiny beside `size`.
+    Written by `home`'s key when given (sign it with `bomb_sigs`)."""
+    doc = Document(actor_id=home.public_key if home else b"\x01" * 32)
     with doc.transaction() as tx:
         tx.put(ROOT, "bomb", ScalarType.Str, "A" * size)
     return doc.save()
+
+
+def bomb_sigs(home: Home, ref: DocRef, data: bytes) -> list[signing.Sig]:
+    """`home`'s signature over the last change of a saved document it wrote."""
+    last = Document.load(data).get_changes([])[-1]
+    return [signing.sign(home.identity, ref.id, last.hash)]
 
 
 def backdated_hide(

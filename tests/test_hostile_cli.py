@@ -62,8 +62,9 @@ def attack(name: str, mallory, c, old: list[bytes]) -> list[dict]:
         (a, sa), (b, sb) = hostile.fork_pair(mallory, feed_ref)
         return [hostile.record(feed_ref, a + b, sa + sb)]
     if name == "bomb":
-        data = hostile.bomb_save(100_000_000)
-        return [hostile.save_record(DocRef(c.id, "chat", mallory.public_key), data, [])]
+        ref = DocRef(c.id, "chat", mallory.public_key)
+        data = hostile.bomb_save(100_000_000, mallory, ref)
+        return [hostile.save_record(ref, data, hostile.bomb_sigs(mallory, ref, data))]
     if name == "backdated":
         post_id = "00000000" + "0" * 16
         change, sig = hostile.backdated_hide(mallory, c.ref, post_id, old)
