@@ -95,6 +95,7 @@ class Documents:
         self._cache: OrderedDict[bytes, Document] = OrderedDict()
         self._locks: dict[bytes, threading.Lock] = {}
         self._guard = threading.Lock()
+        self.notices: list[str] = []  # damaged stored documents met by this process
 
     def lock(self, doc_id: bytes) -> threading.Lock:
         with self._guard:
@@ -170,8 +171,12 @@ class Documents:
                 doc = binding.reloads(snapshot)
         except DamagedData:
             doc = None
+        from p2p.identity import fingerprint
+
+        what = f"the {row[1]} of {fingerprint(row[2])}"
         with self.store.transaction() as tx:
             if doc is not None:
+                self.notices.append(f"{what} was damaged in this store and has been repaired")
                 self.replace(tx, DocRef(row[0], row[1], row[2]), doc, snapshot)
                 tx.execute(
                     "INSERT INTO set_aside (doc, community, kind, owner, data, reason, at)"
@@ -184,9 +189,18 @@ class Documents:
                 " VALUES (?, ?, ?, ?, ?, ?, strftime('%s','now'))",
                 (doc_id, row[0], row[1], row[2], base + b"".join(log), reason),
             )
-            tx.execute("DELETE FROM changes WHERE doc = ?", (doc_id,))
-            tx.execute("DELETE FROM docs WHERE id = ?", (doc_id,))
+            self.remove(tx, doc_id)
+        self.notices.append(
+            f"{what} was damaged in this store and was set aside; it will be fetched again"
+            " at the next sync or import"
+        )
         return None
+
+    def remove(self, db: Any, doc_id: bytes) -> None:
+        """Drop a document from the store (inside the caller's transaction)."""
+        db.execute("DELETE FROM changes WHERE doc = ?", (doc_id,))
+        db.execute("DELETE FROM docs WHERE id = ?", (doc_id,))
+        self.forget(doc_id)
 
     def set_aside(self) -> list[tuple[DocRef, str]]:
         """Documents found damaged in this store, with what was done about them."""

@@ -19,7 +19,9 @@ API (all return real bytes, nothing is mocked):
   whose compressed columns inflate to `size` bytes (a bomb as a `save` record).
 - `backdated_hide(demoted, community, post_id, old_heads)`: a moderation change
   built on the member's pre-demotion history.
-- `ESCAPES`, `ODD_POSTS`: member text and values for the views and the terminal.
+- `ESCAPES`, `ODD_POSTS`, `odd_posts(home, ref)`: member text and values
+  (wrong types, huge numbers, a list where a map belongs) for the views and
+  the terminal.
 - `record(ref, changes, sigs)`, `save_record(ref, data, sigs)`: bundle/LAN `doc` records.
 - `doctor_bundle(src, dst, identity, extra=(), drop=None)`: a bundle written by
   our export code, records added or removed, re-signed by `identity`.
@@ -36,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
-from automerge.core import ROOT, Document, ScalarType
+from automerge.core import ROOT, Document, ObjType, ScalarType
 
 from p2p import signing
 from p2p.chunk import MAGIC, RawChange, _uleb, parse_one
@@ -155,6 +157,23 @@ def chain(home: Home, ref: DocRef, n: int, key: str = "x") -> list[tuple[RawChan
         c = as_raw(doc.get_last_local_change())
         out.append((c, signing.sign(home.identity, ref.id, c.hash)))
     return out
+
+
+def odd_posts(home: Home, ref: DocRef) -> tuple[RawChange, signing.Sig]:
+    """A signed change putting `ODD_POSTS` (wrong types, huge and negative
+    numbers) into the author's own feed, beside a `reactions` that is a list."""
+
+    def edit(doc: Document, tx: Any) -> None:
+        got = doc.get(ROOT, "posts")
+        posts = got[1] if got else tx.put_object(ROOT, "posts", ObjType.Map)
+        for local_id, fields in ODD_POSTS.items():
+            p = tx.put_object(posts, local_id, ObjType.Map)
+            for key, value in fields.items():
+                kind = ScalarType.Int if isinstance(value, int) else ScalarType.Str
+                tx.put(p, key, kind, value)
+        tx.put_object(ROOT, "reactions", ObjType.List)
+
+    return change(home, ref, edit)
 
 
 def _put(key: str, value: str = "hostile") -> Callable[[Document, Any], None]:
