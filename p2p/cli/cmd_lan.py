@@ -60,7 +60,7 @@ def _address(text: str) -> str:
         return text
     except ValueError:
         pass
-    if ":" in text or not HOSTNAME.match(text):
+    if ":" in text or not HOSTNAME.match(text) or re.fullmatch(r"[0-9.]+", text):
         raise BadArgument(f"{text!r} is not an IP address or host name")
     return text
 
