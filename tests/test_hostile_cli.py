@@ -81,7 +81,16 @@ def attack(name: str, mallory, c, old: list[bytes]) -> list[dict]:
     return [hostile.record(feed_ref, changes, sigs)]
 
 
-ATTACKS = ["gap", "no_prev_dep", "garbage_body", "truncated", "fork", "bomb", "backdated"]
+ATTACKS = [
+    "gap",
+    "no_prev_dep",
+    "wrong_deps",
+    "garbage_body",
+    "truncated",
+    "fork",
+    "bomb",
+    "backdated",
+]
 
 
 def doctored_bundle(mallory, c, records: list[dict], folder: Path) -> Path:
@@ -132,6 +141,9 @@ def test_hostile_bundle_through_the_cli(world, tmp_path, name) -> None:
     if name == "fork":
         assert res.returncode == 0, res.stderr
         assert len(out["forks"]) == 1 and "'Mallory'" in out["forks"][0]
+    elif name == "wrong_deps":  # signed by its author: it waits, bounded, and never shows
+        assert res.returncode == 0, res.stderr
+        assert out["pending"] == 1
     else:
         assert res.returncode == 1 and res.stderr == ""  # the error is JSON on stdout
         assert out["rejected"], out
