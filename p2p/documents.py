@@ -25,6 +25,17 @@ from p2p.errors import DamagedData
 from p2p.identity import Identity
 from p2p.store import Store
 
+# Observers see every stored edit inside its transaction: (db, ref, new document,
+# heads before). The derived indexes (p2p/index/) register here; core knows nothing of them.
+Observer = Callable[[Any, DocRef, Document, list[bytes]], None]
+OBSERVERS: list[Observer] = []
+
+
+def notify(db: Any, ref: DocRef, doc: Document, old_heads: list[bytes]) -> None:
+    for observer in OBSERVERS:
+        observer(db, ref, doc, old_heads)
+
+
 COMPACT_AFTER = 200  # log entries before the snapshot is rewritten
 CACHE_SIZE = 64
 
@@ -263,6 +274,7 @@ class Documents:
                             (doc_id, ref.community, ref.kind, ref.owner, b"", b""),
                         )
                     self._append(db, doc_id, doc, change)
+                    notify(db, ref, doc, before)
                     db.execute(
                         "INSERT OR REPLACE INTO sigs (doc, hash, signer, sig) VALUES (?, ?, ?, ?)",
                         (doc_id, *sig),
@@ -294,6 +306,7 @@ class Documents:
         received bytes of a new document, or a save it checked loads back):
         saving is a third of an import's time."""
         doc_id = ref.id
+        old_heads = self.heads(doc_id)
         if snapshot is None:
             snapshot = doc.save()
         db.execute("DELETE FROM changes WHERE doc = ?", (doc_id,))
@@ -303,6 +316,7 @@ class Documents:
             " ON CONFLICT (id) DO UPDATE SET snapshot = excluded.snapshot, heads = excluded.heads",
             (doc_id, ref.community, ref.kind, ref.owner, snapshot, pack_heads(doc.get_heads())),
         )
+        notify(db, ref, doc, old_heads)
 
     def heads(self, doc_id: bytes) -> list[bytes]:
         row = self.store.db.execute("SELECT heads FROM docs WHERE id = ?", (doc_id,)).fetchone()
