@@ -25,27 +25,15 @@ from p2p.app.view import (
     redirect,
     render,
 )
+from p2p.index.search import search
 
 QUICK = ["👍", "❤️", "😂", "🙏", "🎉"]
 
 
 def _search(home, c: cm.Community, q: str) -> list[dict]:  # noqa: ANN001
-    """Posts and chat messages matching `q`, best first: the full-text index
-    when this build has it (p2p.index), else a plain substring match."""
-    try:
-        from p2p.index.search import search
-    except ImportError:
-        search = None
-    if search is not None:
-        return [{**_bare(), **hit, "replies": []} for hit in search(home.docs, c.id, q, limit=50)]
-    wanted = q.casefold()
-    found = [
-        {**p, "kind": "post", "replies": []}
-        for p in feed_view.all_posts(home, c, moderated=True)
-        if not p["deleted"]
-        and (wanted in p["text"].casefold() or wanted in (p["author_name"] or "").casefold())
-    ]
-    return sorted(found, key=lambda p: -p["ts"])
+    """Posts and chat messages matching `q`, best first (the full-text index,
+    as `p2p search` uses it)."""
+    return [{**_bare(), **hit, "replies": []} for hit in search(home.docs, c.id, q, limit=50)]
 
 
 def _bare() -> dict:
