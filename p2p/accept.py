@@ -467,7 +467,7 @@ class Acceptor:
                 if not ready and not lost_known:
                     return refused
                 continue
-            self.docs.replace(db, ref, again, saved)
+            self.docs.replace(db, ref, again, saved, rebuilt=bool(lost_known))
             return refused
         raise DamagedData("too many changes of this document fail to apply")
 

@@ -152,6 +152,8 @@ def test_restored_identity_rejoins_the_kept_branch(world, tmp_path) -> None:
     assert len(report.forks) == 1
     kept = mallory.docs.heads(ref.id)
     assert kept == [min(a[0].hash, mine[0])]
+    # views (and their indexes) follow the rebuilt document
+    assert ("from the first device" in texts(mallory, c)) == (kept == mine)
     content.post(mallory, cm.resolve(mallory, c.hex), "after the fork")
     share(mallory, carol)
     assert "after the fork" in texts(carol, c)
@@ -272,6 +274,7 @@ def test_stored_document_that_no_longer_loads_is_repaired_or_set_aside(world) ->
     assert [(r.kind, r.owner) for r, _ in carol.docs.set_aside()] == [(FEED, mallory.public_key)]
     feed.thread(carol, cm.resolve(carol, c.hex))
     assert "alice's first post" in texts(carol, c)
+    assert "mallory's post" not in texts(carol, c)  # indexes follow the removal
     # the next peer sends it again, whole
     share(mallory, carol)
     assert "mallory's post" in texts(carol, c)
