@@ -147,8 +147,8 @@ def _tree(home: Home, view: View, root: tuple) -> list[dict]:
         batch, frontier = frontier[:500], frontier[500:]
         marks = ",".join("?" * len(batch))
         found = view.db.execute(
-            f"SELECT {_COLUMNS} FROM ix_posts WHERE community = ? AND orphan = 0"
-            f" AND parent IN ({marks})",
+            f"SELECT {_COLUMNS} FROM ix_posts INDEXED BY ix_posts_by_parent"
+            f" WHERE community = ? AND orphan = 0 AND parent IN ({marks})",
             (view.cid, *batch),
         ).fetchall()
         rows += found
@@ -189,8 +189,8 @@ def _tree(home: Home, view: View, root: tuple) -> list[dict]:
 def _roots(view: View, newest_first: bool) -> Iterator[tuple]:
     order = "DESC" if newest_first else "ASC"
     yield from view.db.execute(
-        f"SELECT {_COLUMNS} FROM ix_posts WHERE community = ? AND orphan = 1"
-        f" ORDER BY ts {order}, id {order}",
+        f"SELECT {_COLUMNS} FROM ix_posts INDEXED BY ix_posts_roots"
+        f" WHERE community = ? AND orphan = 1 ORDER BY ts {order}, id {order}",
         (view.cid,),
     )
 
@@ -219,7 +219,8 @@ def _count_threads(view: View) -> int:
     hidden = "id IN (SELECT key FROM ix_moderation WHERE community = ? AND what = 'hidden')"
     removed = f"(author IN ({bmarks}) OR {hidden})" if banned else hidden
     kept = view.db.execute(
-        f"SELECT count(*) FROM ix_posts WHERE community = ? AND orphan = 1 AND NOT {removed}",
+        f"SELECT count(*) FROM ix_posts INDEXED BY ix_posts_roots"
+        f" WHERE community = ? AND orphan = 1 AND NOT {removed}",
         (view.cid, *banned, view.cid),
     ).fetchone()[0]
     gone = view.db.execute(
@@ -238,7 +239,8 @@ def _has_reply(view: View, pid: str) -> bool:
     while frontier:
         cur = frontier.pop()
         for author, child in view.db.execute(
-            "SELECT author, id FROM ix_posts WHERE community = ? AND orphan = 0 AND parent = ?",
+            "SELECT author, id FROM ix_posts INDEXED BY ix_posts_by_parent"
+            " WHERE community = ? AND orphan = 0 AND parent = ?",
             (view.cid, cur),
         ):
             if author not in view.banned and child not in view.hidden:

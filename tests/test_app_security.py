@@ -103,6 +103,9 @@ def test_the_passphrase_is_never_kept(tmp_path, capfd):
         r = client.post("/unlock", data={"passphrase": phrase})
         assert r.url.path == "/communities"
         assert phrase not in repr(vars(state))
+        r = client.post("/lock")
+        assert r.url.path == "/unlock" and "Locked" in r.text
+        assert client.get("/communities").url.path == "/unlock"
 
 
 def test_bad_addresses_and_hostile_form_values_get_one_plain_line(tmp_path):

@@ -30,7 +30,7 @@ from p2p.cli.context import (
     plural,
     warn,
 )
-from p2p.cli.progress import bar
+from p2p.cli.progress import meter
 from p2p.errors import P2PError
 from p2p.exchange import known_by, merge
 from p2p.peers import resolve_peer
@@ -126,14 +126,14 @@ def export(
         for domain in plan:
             blobs = Plan(budget, not no_attachments, blob_have, known_wants(home))
             plans.append(blobs)
-            with bar(f"exporting {domain.label}") as update:
+            with meter(f"exporting {domain.label}", unit="documents") as update:
                 built = ex.build(
                     home,
                     domain,
                     Path(tmp),
                     peer=peer,
                     passphrase=passphrase,
-                    progress=update,
+                    progress=lambda n, total, docs: update(n, total, docs),
                     base=base,
                     plan=blobs,
                 )

@@ -13,6 +13,7 @@ from p2p.cli import safe
 from p2p.cli.cmd_attach import attachment_lines, plan_lines
 from p2p.cli.cmd_import import describe, summary_line
 from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural
+from p2p.cli.progress import meter
 
 
 def _size(text: str) -> int:
@@ -62,6 +63,7 @@ def sync(
         max_file_size=_size(max_file_size),
         max_size=parse_size(max_size) if max_size else None,
         attachments=not no_attachments,
+        meter=meter,
     )
     if as_json:
         emit_json(
