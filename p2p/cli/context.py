@@ -34,13 +34,6 @@ class _LazyConsole:
             self._console = safe_console(**self._kwargs)
         return getattr(self._console, name)
 
-    # rich's Live/Progress use the console as a context manager; dunders skip __getattr__
-    def __enter__(self) -> Any:
-        return self.__getattr__("__enter__")()
-
-    def __exit__(self, *exc: Any) -> Any:
-        return self.__getattr__("__exit__")(*exc)
-
 
 err_console = cast("Console", _LazyConsole(stderr=True, soft_wrap=True))
 console = cast("Console", _LazyConsole(soft_wrap=True))
