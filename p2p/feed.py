@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from p2p import index
-from p2p.blobs.attach import describe_all
 from p2p.community import Community, state
 from p2p.documents import to_py
 from p2p.home import Home
@@ -21,7 +20,12 @@ def _describe(home: Home, posts: Iterable[dict]) -> None:
     """Attachments as a reader is told about them (what has arrived changes over time)."""
     for p in posts:
         raw = p["attachments"]
-        p["attachments"] = describe_all(home, raw) if raw else []
+        if raw:
+            from p2p.blobs.attach import describe_all  # image support loads only when needed
+
+            p["attachments"] = describe_all(home, raw)
+        else:
+            p["attachments"] = []
 
 
 def _collect(home: Home, community: Community) -> list[dict]:

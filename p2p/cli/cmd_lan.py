@@ -307,6 +307,8 @@ def sync(
                     console.print(f"  rejected {(x['change'] or 'record')[:12]}: {x['reason']}")
                 for line in r.get("forks", []):
                     console.print(f"  {line}", markup=False)
+                for why in r["attachments"]["refused"][:20]:
+                    console.print(f"  attachment refused: {why}", markup=False)
             elif r.get("shared") is False:
                 console.print(f"{r['peer']}: shares no community with you")
             else:
