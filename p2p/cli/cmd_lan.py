@@ -19,6 +19,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from p2p.cli.context import Context, console, emit_json, err_console, json_option, pass_ctx, plural
+from p2p.cli.safe import safe_console
 from p2p.errors import (
     LanError,
     NoPeerFound,
@@ -191,12 +192,12 @@ def _sync_bar(label: str) -> Iterator[Callable[[int, int, int], None]]:
         return
     started = time.monotonic()
     with Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("documents, {task.fields[bytes]}"),
         TimeRemainingColumn(),
-        console=err_console,
+        console=safe_console(stderr=True),
         transient=True,
     ) as progress:
         task = progress.add_task(label, total=None, bytes="0 B")
