@@ -13,7 +13,16 @@ from typing import Any
 
 import click
 
-from p2p.cli.context import Context, console, emit_json, err_console, json_option, pass_ctx, plural
+from p2p.cli import safe
+from p2p.cli.context import (
+    Context,
+    console,
+    emit_json,
+    json_option,
+    pass_ctx,
+    plural,
+    say,
+)
 from p2p.cli.progress import bar
 from p2p.errors import P2PError
 from p2p.home import Home
@@ -70,7 +79,7 @@ def serve(
             click.echo(json.dumps({**event, "message": text}, ensure_ascii=False), nl=True)
             sys.stdout.flush()
         else:
-            console.print(text, highlight=False)
+            console.print(text, highlight=False, markup=False)
 
     async def main() -> None:
         server = Server(
@@ -160,13 +169,14 @@ def sync(
             console.print("No peers found (is anyone running 'p2p serve' on this network?)")
         for r in results:
             if r["ok"]:
-                console.print(f"{r['peer']}: {r['summary']}")
+                console.print(f"{r['peer']}: {r['summary']}", markup=False)
                 for x in r["rejected"]:
-                    console.print(f"  rejected {(x['change'] or 'record')[:12]}: {x['reason']}")
+                    what = (x["change"] or "record")[:12]
+                    console.print(f"  rejected {what}: {x['reason']}", markup=False)
                 for line in r.get("forks", []):
                     console.print(f"  {line}", markup=False)
             else:
-                err_console.print(f"[red]{r['peer']}:[/] {r['error']}")
+                say((f"{r['peer']}:", "red"), f" {r['error']}", err=True)
     rejected = sum(len(r["rejected"]) for r in results if r["ok"])
     if rejected:
         raise P2PError(
@@ -204,4 +214,5 @@ def peers(ctx: Context, timeout: float, interface: str | None, as_json: bool) ->
     console.print(f"{plural(len(past), 'known peer')}" + (":" if past else ""))
     for k in past:
         when = dt.datetime.fromtimestamp(k["last_seen"]).strftime("%Y-%m-%d %H:%M")
-        console.print(f"  {k['fingerprint']}  {k['name'] or '(no name)':20} {k['via']:6} {when}")
+        name = safe.clean(k["name"]) if k["name"] else "(no name)"
+        console.print(f"  {k['fingerprint']}  {name:20} {k['via']:6} {when}", markup=False)

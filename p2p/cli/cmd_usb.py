@@ -9,7 +9,7 @@ import click
 from p2p.bundle import usb
 from p2p.bundle.stick import DEFAULT_MAX_FILE_SIZE
 from p2p.cli.cmd_import import describe, summary_line
-from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural
+from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural, say
 
 
 def _size(text: str) -> int:
@@ -62,10 +62,11 @@ def sync(ctx: Context, folder: Path, prune: bool, max_file_size: str, as_json: b
         return
     for r in result.imported:
         console.print(
-            f"imported {r.files[0].name} from {r.exporter_fingerprint}: {summary_line(r)}"
+            f"imported {r.files[0].name} from {r.exporter_fingerprint}: {summary_line(r)}",
+            markup=False,
         )
     for f, e in result.damaged:
-        console.print(f"[red]skipped {f}:[/] {e}")
+        say((f"skipped {f}:", "red"), f" {e}")
     skipped = []
     if result.own:
         skipped.append(f"{result.own} of yours")
@@ -77,7 +78,8 @@ def sync(ctx: Context, folder: Path, prune: bool, max_file_size: str, as_json: b
         console.print("skipped " + ", ".join(skipped))
     for paths, b in result.written:
         names = ", ".join(p.name for p in paths)
-        console.print(f"wrote {names} ({plural(b.docs, 'document')}, {plural(b.size, 'byte')})")
+        size = f"{plural(b.docs, 'document')}, {plural(b.size, 'byte')}"
+        console.print(f"wrote {names} ({size})", markup=False)
     if not result.written:
         console.print("nothing new to write: the others on this stick have all you have")
     if result.pruned:
