@@ -255,7 +255,9 @@ def doctor_bundle(
 
 LIAR = """
 import sys
+import zlib
 import msgpack
+from automerge.core import Document
 from p2p import exchange
 from p2p.cli import main as cli_main
 
@@ -263,15 +265,30 @@ with open(sys.argv[1], "rb") as fh:
     extra = msgpack.unpackb(fh.read())
 honest = exchange.records_wanted
 
+
+def changes_of(r):
+    if r["enc"] == "save":
+        return b"".join(c.raw_bytes for c in Document.load(r["data"]).get_changes([]))
+    if r["enc"] == "changes-zlib":
+        return zlib.decompress(r["data"])
+    return r["data"]
+
+
 def lying(home, theirs, wanted):
-    sent = set()
+    lies = {}
     for r in extra:
         if r["doc"] in wanted:
-            sent.add(r["doc"])
-            yield r
+            lies.setdefault(r["doc"], []).append(r)
     for r in honest(home, theirs, wanted):
-        if r["doc"] not in sent:
-            yield r
+        told = lies.pop(r["doc"], [])
+        if told:
+            data = changes_of(r) + b"".join(changes_of(x) for x in told)
+            sigs = r["sigs"] + [s for x in told for s in x["sigs"]]
+            r = {**r, "enc": "changes", "data": data, "sigs": sigs}
+        yield r
+    for told in lies.values():
+        yield told[0]
+
 
 exchange.records_wanted = lying
 sys.argv = ["p2p", *sys.argv[2:]]
@@ -280,8 +297,9 @@ cli_main.main()
 
 
 def lying_server(home: Path, records: list[dict], folder: Path) -> list[str]:
-    """argv of a real `p2p serve` on 127.0.0.1 whose answers carry `records`
-    for the documents a peer asks for (a member running a modified client)."""
+    """argv of a real `p2p serve` on 127.0.0.1 whose answers carry `records`,
+    besides the honest ones, for the documents a peer asks for (a member
+    running a modified client)."""
     extra = folder / "lies.msgpack"
     extra.write_bytes(msgpack.packb(records, use_bin_type=True))
     script = folder / "liar.py"

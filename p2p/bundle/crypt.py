@@ -29,6 +29,20 @@ def is_passphrase(head: bytes) -> bool:
     return is_encrypted(head) and head[len(AGE_MAGIC) :].startswith(b"-> scrypt ")
 
 
+def opens(head: bytes, identities: list[x25519.Identity]) -> bool:
+    """Whether one of `identities` unwraps the file key of the age file starting
+    with `head` (its header and nonce): age itself checks, on the header only."""
+    mac = head.find(b"\n--- ")
+    eol = head.find(b"\n", mac + 1) if mac >= 0 else -1
+    if eol < 0 or not identities:
+        return False
+    try:
+        pyrage.decrypt(head[: eol + 1 + 16], identities)
+    except pyrage.DecryptError as exc:
+        return "no matching keys" not in str(exc).lower()
+    return True
+
+
 def encrypt(src: BinaryIO, dst: BinaryIO, recipients: list[str]) -> None:
     pyrage.encrypt_io(src, dst, [x25519.Recipient.from_str(r) for r in recipients])
 

@@ -108,12 +108,13 @@ def learn(home: Home, exporter: bytes, listed: Listed, bundle: bytes | None) -> 
     db.executemany("INSERT OR REPLACE INTO peer_heads (peer, doc, heads) VALUES (?, ?, ?)", rows)
 
 
-def keys_for(home: Home) -> Keys:
-    """Every key this home holds that may open a bundle."""
+def keys_for(home: Home, identity: bool = True) -> Keys:
+    """Every key this home holds that may open a bundle (`identity=False`: only
+    the community keys, which need no unlocking)."""
     from pyrage import x25519
 
     ids = [x25519.Identity.from_str(c.secret) for c in all_communities(home) if c.secret]
-    if home.has_identity():
+    if identity and home.has_identity():
         ids.append(home.identity.age_identity)
     return Keys(ids)
 

@@ -104,17 +104,25 @@ def _decrypting(src: BinaryIO, keys: Keys, passphrase: bool) -> _PipeReader:
     return _PipeReader(r, thread, errors)
 
 
-def needs_passphrase(path: Path) -> bool:
-    """Whether the bundle `path` names is sealed with a passphrase (not to keys)."""
+def payload_head(path: Path, size: int = HEAD) -> bytes:
+    """The first `size` bytes of the bundle `path` names (of its first part's payload)."""
     head = _head(path)
     if parts.is_part(head):  # the first part's payload starts the bundle
         first = [p for p in part_set(path) if parts.read_header(p).index == 0]
         if not first:
-            return False  # opening it will say which part is missing
+            return b""  # opening it will say which part is missing
         with first[0].open("rb") as fh:
             fh.seek(parts.HEADER.size)
-            head = fh.read(HEAD)
-    return crypt.is_passphrase(head)
+            return fh.read(size)
+    if size > len(head):
+        with path.open("rb") as fh:
+            head = fh.read(size)
+    return head
+
+
+def needs_passphrase(path: Path) -> bool:
+    """Whether the bundle `path` names is sealed with a passphrase (not to keys)."""
+    return crypt.is_passphrase(payload_head(path))
 
 
 @dataclass
