@@ -200,6 +200,7 @@ class WriteVerifyFailed(P2PError):
 
 class LanError(P2PError):
     default = "the LAN sync failed"
+    phase = ""  # the protocol phase it happened in (docs/lan-protocol.md), once known
 
 
 class HandshakeFailed(LanError):
@@ -216,6 +217,24 @@ class PeerTimeout(LanError):
 
 class PeerUnreachable(LanError):
     default = "could not connect to the peer"
+
+
+class NoSharedCommunity(LanError):
+    default = (
+        "that peer shares no community with you, so nothing was exchanged (and neither of "
+        "you learned who the other is)"
+    )
+
+
+class NoPeerFound(LanError):
+    default = (
+        "no peer found on this network: is anyone running 'p2p serve'? Networks that block "
+        "multicast (guest Wi-Fi, 'AP isolation') hide peers: use 'p2p sync --peer HOST:PORT'"
+    )
+
+
+class SameIdentity(LanError):
+    default = "that peer is this very identity (your own 'p2p serve'); nothing to sync"
 
 
 # --- hostile or damaged data --------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from p2p.community import all_communities, display_name
 from p2p.errors import AmbiguousId, UnknownPeer
 from p2p.home import Home
@@ -42,3 +44,26 @@ def resolve_peer(home: Home, text: str) -> bytes:
     if len(found) > 1:
         raise AmbiguousId(f"{text!r} matches {len(found)} peers: give their fingerprint")
     return found[0]
+
+
+def remember(home: Home, key: bytes, host: str, port: int) -> None:
+    """Keep the address a peer was reached at, to try it first next time (for
+    networks where multicast, and so discovery, is blocked)."""
+    with home.store.transaction() as db:
+        db.execute(
+            "INSERT OR REPLACE INTO lan_addresses (public_key, host, port, at) VALUES (?, ?, ?, ?)",
+            (key, host, port, int(time.time())),
+        )
+
+
+def remembered(home: Home) -> list[tuple[str, int]]:
+    """Addresses of peers synced with before, most recent first."""
+    return [
+        (h, p)
+        for h, p in home.store.db.execute("SELECT host, port FROM lan_addresses ORDER BY at DESC")
+    ]
+
+
+def forget_addresses(home: Home) -> int:
+    with home.store.transaction() as db:
+        return db.execute("DELETE FROM lan_addresses").rowcount

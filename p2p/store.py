@@ -109,6 +109,12 @@ CREATE TABLE IF NOT EXISTS peer_heads (
     heads BLOB NOT NULL,
     PRIMARY KEY (peer, doc)
 );
+CREATE TABLE IF NOT EXISTS lan_addresses (
+    public_key BLOB PRIMARY KEY,
+    host TEXT NOT NULL,
+    port INTEGER NOT NULL,
+    at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS bundles_seen (
     sha256 BLOB PRIMARY KEY,
     exporter BLOB,

@@ -278,3 +278,72 @@ def test_chunk_for_an_unknown_manifest_is_refused_not_raised(homes, tmp_path: Pa
     r = import_bundle(b, [tmp_path / "x.p2p"])
     assert "plain text" in _posts(b, c)
     assert len(r.attachments.refused) == 3
+
+
+def test_drop_box_never_writes_an_attachment_already_on_the_stick(pair, tmp_path: Path) -> None:
+    a, b, cid = pair
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(3 * CHUNK))
+    pid = js(cli(a, "post", cid, "big", "--attach", str(big), "--json"))["id"]
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    first = js(cli(a, "usb", "sync", str(stick), "--json"))
+    assert first["written"][0]["attachment_bytes"] == 3 * CHUNK
+    ok(cli(a, "post", cid, "only text this time"))
+    again = js(cli(a, "usb", "sync", str(stick), "--json"))
+    assert [w["attachment_bytes"] for w in again["written"]] == [0]
+    got = js(cli(b, "usb", "sync", str(stick), "--json"))
+    assert all(w["attachment_bytes"] == 0 for w in got["written"])
+    (item,) = js(cli(b, "attachments", cid, pid, "--json"))
+    assert item["present"] == "whole"
+    on_stick = sum(p.stat().st_size for p in stick.iterdir())
+    assert on_stick < 4 * CHUNK  # the attachment is on the stick once
+
+
+def test_usb_sync_budget_and_text_only(pair, tmp_path: Path) -> None:
+    a, b, cid = pair
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(4 * CHUNK))
+    ok(cli(a, "post", cid, "big", "--attach", str(big)))
+    s1, s2 = tmp_path / "s1", tmp_path / "s2"
+    s1.mkdir(), s2.mkdir()
+    res = js(cli(a, "usb", "sync", str(s1), "--max-size", "2M", "--json"))
+    assert res["written"][0]["left_for_later"][0]["name"] == "big.bin"
+    assert res["written"][0]["bytes"] <= 2 * CHUNK
+    human = ok(cli(a, "usb", "sync", str(s2), "--no-attachments")).stdout
+    assert "left for a later trip" not in human
+    assert sum(p.stat().st_size for p in s2.iterdir()) < CHUNK
+
+
+def test_wanted_attachments_go_first_within_a_budget(homes, tmp_path: Path) -> None:
+    from p2p.blobs import exchange as bx
+
+    a, _b, c = homes
+    old = _post_file(a, c, os.urandom(CHUNK), "old.bin")
+    new = _post_file(a, c, os.urandom(CHUNK // 2), "new.bin")
+    order = [r["id"] for r in bx.records_for(a, [c.id], bx.Plan()) if r["t"] == "blob-manifest"]
+    assert order == [new.id, old.id]  # newest first by default (same day: smallest first)
+    plan = bx.Plan(budget=CHUNK + 4096, wants={old.id})
+    order = [r["id"] for r in bx.records_for(a, [c.id], plan) if r["t"] == "blob-manifest"]
+    assert order == [old.id]  # someone asked for it: it goes first, the rest waits
+    assert [x["name"] for x in plan.left] == ["new.bin"]
+
+
+def test_verify_checks_chunks_without_the_key(homes, tmp_path: Path) -> None:
+    from p2p.bundle.verify import verify_bundle
+
+    a, _b, c = homes
+    _post_file(a, c, os.urandom(CHUNK + 5))
+    _bundle(a, tmp_path / "good.p2p")
+    good = verify_bundle([tmp_path / "good.p2p"])
+    assert good.ok and good.blobs.chunks == 2
+
+    def forge(recs: list[dict]) -> list[dict]:
+        for r in recs:
+            if r["t"] == "blob-chunk" and r["n"] == 0:
+                r["data"] = b"\x00" + r["data"][1:]
+        return recs
+
+    _bundle(a, tmp_path / "bad.p2p", forge)
+    res = cli(a.path, "verify", str(tmp_path / "bad.p2p"))
+    assert res.returncode == 1 and "does not match its hash" in res.stdout + res.stderr

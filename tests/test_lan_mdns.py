@@ -176,3 +176,154 @@ def test_three_homes_find_each_other_and_converge(lab, tmp_path: Path) -> None:
     res = in_ns(lab, ns, bob, "peers", "--interface", addr, "--timeout", "3", "--json")
     visible = json.loads(res.stdout)["visible"]
     assert [v["host"] for v in visible] == [hosts[2][1]]  # carol only: alice left, bob is self
+
+
+def serve_anywhere(lab: nslab.Lab, ns: str, home: Path, *extra: str) -> subprocess.Popen:
+    """`p2p serve --json` with no --host: it must find the namespace's interface itself."""
+    env = {**os.environ, "P2P_HOME": str(home)}
+    proc = lab.popen(
+        ns,
+        [*P2P, "serve", "--json", "--port", "7420", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    return proc
+
+
+def first_event(proc: subprocess.Popen, kind: str) -> dict:
+    while line := proc.stdout.readline():
+        event = json.loads(line)
+        if event["event"] == kind:
+            return event
+    raise AssertionError(f"no {kind} event: " + proc.stderr.read())
+
+
+def wait_for(check, timeout: float) -> bool:  # noqa: ANN001
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if check():
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def texts(home: Path, community: str) -> list[str]:
+    res = p2p(home, "feed", community, "--json", check=False)
+    return sorted(p["text"] for p in json.loads(res.stdout)) if res.returncode == 0 else []
+
+
+def two_members(tmp_path: Path) -> tuple[Path, Path, str]:
+    a, b = tmp_path / "a", tmp_path / "b"
+    p2p(a, "init", "--no-passphrase", "--name", "Ann")
+    p2p(b, "init", "--no-passphrase", "--name", "Ben")
+    village = json.loads(p2p(a, "community", "create", "Village", "--json").stdout)["id"]
+    p2p(a, "community", "invite", village, "--out", str(tmp_path / "v.inv"))
+    p2p(b, "community", "join", str(tmp_path / "v.inv"))
+    return a, b, village
+
+
+def test_two_serves_with_no_route_and_no_host_converge_on_their_own(lab, tmp_path: Path) -> None:
+    """No default route, no --host, no --interface, nobody types `sync`."""
+    a, b, village = two_members(tmp_path)
+    p2p(a, "post", village, "from ann")
+    p2p(b, "post", village, "from ben")
+    (ns_a, addr_a), (ns_b, _addr_b) = lab.host(), lab.host()
+    for ns in (ns_a, ns_b):
+        routes = lab.run(ns, ["ip", "route", "show", "default"], 10, capture_output=True)
+        assert routes.stdout.strip() == b""  # an offline network: no gateway
+    sa, sb = serve_anywhere(lab, ns_a, a), serve_anywhere(lab, ns_b, b)
+    serving = first_event(sa, "serving")
+    assert addr_a in serving["addresses"] and "127.0.0.1" not in serving["addresses"]
+    assert addr_a in serving["message"]
+    assert first_event(sb, "serving")["mdns"] is True
+    both = ["from ann", "from ben"]
+    assert wait_for(lambda: texts(a, village) == both and texts(b, village) == both, 40)
+    session = first_event(sb, "session")  # reported as JSON
+    assert session["shared_communities"] == 1 and session["direction"] in ("in", "out")
+    # new content announced (a new token) is fetched again, still with nobody typing sync
+    p2p(a, "post", village, "later news")
+    assert wait_for(lambda: "later news" in texts(b, village), 40)
+
+
+def test_sync_says_whether_anyone_was_there(lab, tmp_path: Path) -> None:
+    a, b, _village = two_members(tmp_path)
+    stranger = tmp_path / "s"
+    p2p(stranger, "init", "--no-passphrase", "--name", "Sam")
+    p2p(stranger, "community", "create", "Elsewhere")
+    (ns_a, _), (ns_s, _) = lab.host(), lab.host()
+    res = in_ns(lab, ns_a, a, "sync", "--timeout", "2")
+    assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
+    assert "no peer found" in res.stderr and "--peer" in res.stderr
+    server = serve_anywhere(lab, ns_s, stranger, "--no-auto")
+    first_event(server, "serving")
+    res = in_ns(lab, ns_a, a, "sync", "--timeout", "3")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "found 1 peer, but none shares a community with you" in res.stderr
+
+
+def _forms(key: bytes) -> list[bytes]:
+    import base64
+
+    from p2p.identity import fingerprint
+
+    fp = fingerprint(key)
+    return [
+        key,
+        key.hex().encode(),
+        key.hex().upper().encode(),
+        base64.b32encode(key).rstrip(b"="),
+        base64.b32encode(key).lower().rstrip(b"="),
+        base64.b64encode(key).rstrip(b"="),
+        fp.encode(),
+        fp.replace("-", "").encode(),
+        fp.lower().encode(),
+    ]
+
+
+def test_a_captured_stranger_session_and_announcements_reveal_no_one(lab, tmp_path: Path) -> None:
+    """tcpdump in the server's namespace while a stranger browses, connects and tries
+    to sync: neither key, fingerprint or community id of either side is on the wire."""
+    a, _b, village = two_members(tmp_path)
+    stranger = tmp_path / "s"
+    p2p(stranger, "init", "--no-passphrase", "--name", "Sam")
+    elsewhere = json.loads(p2p(stranger, "community", "create", "Elsewhere", "--json").stdout)
+    secret = json.loads(p2p(a, "community", "create", "Hidden", "--private", "--json").stdout)
+    keys = [
+        bytes.fromhex(json.loads(p2p(h, "whoami", "--json").stdout)["public_key"])
+        for h in (a, stranger)
+    ]
+    ids = [bytes.fromhex(x) for x in (village, elsewhere["id"], secret["id"])]
+    (ns_a, _addr_a), (ns_s, _) = lab.host(), lab.host()
+    pcap = tmp_path / "capture.pcap"
+    dump = lab.popen(
+        ns_a,
+        ["tcpdump", "-i", "any", "-s", "0", "-U", "-w", str(pcap)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert wait_for(lambda: pcap.exists(), 10)
+    server = serve_anywhere(lab, ns_a, a)
+    first_event(server, "serving")
+    res = in_ns(lab, ns_s, stranger, "sync", "--timeout", "4", "--json")
+    assert res.returncode == 1 and "none shares a community" in res.stderr, res.stderr
+    stranger_serve = serve_anywhere(lab, ns_s, stranger)  # a's serve browses and tries it
+    first_event(stranger_serve, "serving")
+    assert first_event(server, "stranger")
+    for proc in (server, stranger_serve):
+        proc.send_signal(2)
+        proc.communicate(timeout=15)
+    time.sleep(0.5)
+    dump.send_signal(2)
+    dump.communicate(timeout=10)
+    raw = pcap.read_bytes()
+    assert b"_p2psync" in raw and len(raw) > 2000  # the capture did see mDNS and TCP
+    for key in keys:
+        for form in _forms(key):
+            assert form not in raw, form
+    for cid in ids:
+        for form in (cid, cid.hex().encode(), cid.hex().upper().encode(), cid.hex()[:8].encode()):
+            assert form not in raw, form
+    for name in (b"Ann", b"Sam", b"Village", b"Elsewhere", b"Hidden"):
+        assert name not in raw

@@ -6,11 +6,12 @@ import asyncio
 import struct
 from pathlib import Path
 
+import msgpack
 import pytest
 
 from p2p import community as cm
 from p2p import content, feed, invites
-from p2p.errors import HandshakeFailed, LanError, PeerMisbehaved, PeerTimeout
+from p2p.errors import HandshakeFailed, LanError, NoSharedCommunity, PeerMisbehaved, PeerTimeout
 from p2p.home import Home
 from p2p.lan import channel as ch
 from p2p.lan import session
@@ -299,42 +300,172 @@ def test_forged_change_inside_valid_session_is_rejected(trio) -> None:
     assert "forged" not in str(feed.author_doc(alice, ref.id))
 
 
-def test_wrong_identity_proof_fails_handshake(trio) -> None:
+async def _member_client(home: Home, port: int) -> tuple[ch.Channel, session.Wire]:
+    """A hand-driven client: Noise done, nothing sent yet."""
+    chan = await ch.open_channel("127.0.0.1", port, io_timeout=5)
+    return chan, session.Wire(chan)
+
+
+async def _hello(home: Home, chan: ch.Channel, wire: session.Wire) -> dict:
+    mine = cm.all_communities(home)
+    proofs = session.padded_proofs(mine, chan.handshake_hash, chan.role)
+    await wire.send({"t": "hello", "v": session.VERSION, "proofs": proofs})
+    return await wire.recv("hello")
+
+
+def test_forged_identity_fails_the_identity_phase(trio) -> None:
+    """Bob proves membership honestly, then claims to be Eve (signing as Bob)."""
     alice, bob, eve, *_ = trio
-    outcome: list[BaseException | bytes] = []
+    logs: list[str] = []
 
-    async def handler(reader, writer):
+    async def go():
+        server = await serve(alice, log=logs.append)
         try:
-            chan = await ch.accept_channel(reader, writer, alice.identity, io_timeout=5)
-            outcome.append(chan.peer_key)
-        except Exception as exc:  # noqa: BLE001 - recorded for the assertion
-            outcome.append(exc)
-        writer.close()
-
-    async def go(claim: bytes, signer: Home):
-        server = await asyncio.start_server(handler, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            noise = ch._noise(True)
-            ch._raw_write(writer, noise.write_message())
-            noise.read_message(await ch._raw_read(reader, 5))
-            ch._raw_write(writer, noise.write_message())
-            chan = ch.Channel(reader, writer, noise, 5, ch.MAX_MESSAGE)
-            import msgpack
-
-            sig = signer.identity.sign(ch.BIND_TAG + chan.handshake_hash + b"I")
-            await chan.send(msgpack.packb({"key": claim, "sig": sig}))
-            await asyncio.sleep(0.3)
-            writer.close()
+            chan, wire = await _member_client(bob, server.port)
+            await _hello(bob, chan, wire)
+            sig = bob.identity.sign(session.ID_TAG + chan.handshake_hash + chan.role)
+            await wire.send({"t": "id", "key": eve.public_key, "sig": sig})
+            got = await wire.recv("id")  # alice reveals herself: bob proved a shared community
+            assert got["key"] == alice.public_key
+            assert await asyncio.wait_for(chan._reader.read(), 5) == b""  # then hangs up
+            await chan.close()
+            return server.stats
         finally:
-            server.close()
-            await server.wait_closed()
+            await server.close()
 
-    asyncio.run(go(eve.public_key, bob))  # claims eve, signs as bob
-    asyncio.run(go(bob.public_key, bob))  # honest
-    assert isinstance(outcome[0], HandshakeFailed)
-    assert outcome[1] == bob.public_key
+    stats = asyncio.run(go())
+    assert stats.failed_preauth == 1 and stats.sessions == 0
+    assert any("does not verify" in m and "phase identity" in m for m in logs), logs
+
+
+@pytest.mark.parametrize(
+    ("script", "phase"),
+    [
+        ([{"t": "inv_end"}], "membership"),  # no hello
+        (["hello", {"t": "inv_end"}], "identity"),  # no id
+        (["hello", "id", {"t": "want_end"}], "identity"),  # no shared list
+        (["hello", "id", "shared", {"t": "want_end"}], "inventory"),  # want before inv_end
+        (["hello", "id", "shared", {"t": "inv_end"}, {"t": "done", "count": 0}], "want"),
+        (["hello", "id", "shared", {"t": "hello", "v": 2, "proofs": []}], "inventory"),
+    ],
+)
+def test_out_of_order_messages_end_the_session_in_their_phase(trio, script, phase) -> None:
+    alice, bob, *_ = trio
+    before = dump(alice)
+    logs: list[str] = []
+
+    async def go():
+        server = await serve(alice, log=logs.append)
+        try:
+            chan, wire = await _member_client(bob, server.port)
+            for step in script:
+                if step == "hello":
+                    await _hello(bob, chan, wire)
+                elif step == "id":
+                    hh = chan.handshake_hash
+                    sig = bob.identity.sign(session.ID_TAG + hh + chan.role)
+                    await wire.send({"t": "id", "key": bob.public_key, "sig": sig})
+                    await wire.recv("id")
+                elif step == "shared":
+                    await wire.send({"t": "shared", "communities": [c.id for c in trio[3:]]})
+                    await wire.recv("shared")
+                else:
+                    await wire.send(step)
+            assert await asyncio.wait_for(_drain(chan), 5) == b""  # the server hung up
+            await chan.close()
+            await asyncio.sleep(0.1)
+        finally:
+            await server.close()
+        return server.results
+
+    assert asyncio.run(go()) == []
+    assert any(f"phase {phase}" in m for m in logs), logs
+    assert dump(alice) == before
+
+
+async def _drain(chan: ch.Channel) -> bytes:
+    """Read until the peer closes; what is left after the last complete read."""
+    while data := await chan._reader.read(65536):
+        del data
+    return b""
+
+
+def test_a_stranger_learns_nothing_and_leaves_nothing(trio, tmp_path: Path) -> None:
+    """Someone who shares no community: gets padded proofs and "none", never Alice's key;
+    Alice stores nothing of them (not even that they came)."""
+    alice, *_ = trio
+    stranger = make_home(tmp_path / "stranger", "Mallory")
+    cm.create(stranger, "Elsewhere")
+    before = list(alice.store.db.iterdump())
+    seen: list[bytes] = []
+
+    async def go():
+        server = await serve(alice)
+        try:
+            with pytest.raises(NoSharedCommunity):
+                await sync_with(stranger, "127.0.0.1", server.port)
+            chan, wire = await _member_client(stranger, server.port)
+            real = ch.Channel.recv
+
+            hello = await _hello(stranger, chan, wire)
+            seen.append(msgpack.packb(hello))
+            last = await real(chan)
+            seen.append(last)
+            await chan.close()
+            await asyncio.sleep(0.1)
+            return server.stats, hello, msgpack.unpackb(last)
+        finally:
+            await server.close()
+
+    stats, hello, last = asyncio.run(go())
+    assert stats.strangers == 2 and stats.sessions == 0
+    assert len(hello["proofs"]) == session.PROOF_PAD  # two communities, padded to 32
+    assert last == {"t": "none"}
+    for blob in seen:
+        assert alice.public_key not in blob
+        for c in cm.all_communities(alice):
+            assert c.id not in blob and c.owner not in blob or c.owner != alice.public_key
+    assert list(alice.store.db.iterdump()) == before
+    stranger.close()
+
+
+def test_a_banned_member_is_not_served(trio) -> None:
+    alice, bob, _eve, village, secret = trio
+
+    async def sync_once():
+        server = await serve(alice)
+        try:
+            return await sync_with(bob, "127.0.0.1", server.port), server.results[-1]
+        finally:
+            await server.close()
+
+    asyncio.run(sync_once())
+    cm.ban(alice, secret, bob.public_key)
+    content.post(alice, secret, "after the ban")
+    content.post(alice, village, "open news")
+    client_side, server_side = asyncio.run(sync_once())
+    assert client_side.shared == [village.id] and server_side.shared == [village.id]
+    bs = cm.resolve(bob, secret.hex)
+    assert "after the ban" not in [p["text"] for p in feed.all_posts(bob, bs)]
+    assert "open news" in [p["text"] for p in feed.all_posts(bob, cm.resolve(bob, village.hex))]
+
+
+def test_an_inventory_over_the_bound_is_refused(trio, monkeypatch) -> None:
+    alice, bob, *_ = trio
+    before = dump(alice)
+    monkeypatch.setattr(session, "MAX_NEW_DOCS", 0)  # alice lacks bob's profile docs
+
+    async def go():
+        server = await serve(alice)
+        try:
+            with pytest.raises(LanError):
+                await sync_with(bob, "127.0.0.1", server.port)
+        finally:
+            await server.close()
+        return server.results
+
+    assert asyncio.run(go()) == []
+    assert dump(alice) == before
 
 
 def test_garbage_and_huge_frames(trio) -> None:
@@ -349,13 +480,13 @@ def test_garbage_and_huge_frames(trio) -> None:
             assert await asyncio.wait_for(r.read(), 5) == b""  # server hung up
             w.close()
             # a good handshake, then a message announcing 4 GiB
-            chan = await ch.open_channel("127.0.0.1", server.port, bob.identity, io_timeout=2)
+            chan = await ch.open_channel("127.0.0.1", server.port, io_timeout=2)
             await chan.recv()  # alice's hello
             chan._writer.write(chan._frame(struct.pack(">I", 0xFFFFFFFF)))
             await chan._writer.drain()
             assert await asyncio.wait_for(chan._reader.read(), 5) == b""
             # a client, then silence: cut off after io_timeout, others unaffected
-            stalled = await ch.open_channel("127.0.0.1", server.port, bob.identity, io_timeout=5)
+            stalled = await ch.open_channel("127.0.0.1", server.port, io_timeout=5)
             result = await sync_with(bob, "127.0.0.1", server.port)
             await asyncio.sleep(1.5)
             await stalled.close()
@@ -368,33 +499,42 @@ def test_garbage_and_huge_frames(trio) -> None:
     assert result.received_records > 0
 
 
-def test_one_address_cannot_take_every_slot(trio) -> None:
-    """Connections that never speak hold at most MAX_PER_ADDRESS slots; the next
-    one from that address is closed at once, and the server stays usable."""
+def test_silent_connections_cannot_keep_out_an_honest_peer(trio) -> None:
+    """From one address, at most PREAUTH_PER_ADDRESS connections wait at once (more are
+    closed at once); beyond PREAUTH_TOTAL from many addresses, the oldest waiting one
+    is dropped, so a peer that proves itself quickly is served while they are held."""
     from p2p.lan import server as srv
 
     alice, bob, *_ = trio
 
     async def go():
-        server = await serve(alice, io_timeout=5.0)
-        silent = []
+        server = await serve(alice, io_timeout=30.0, handshake_timeout=20.0)
+        held = []
         try:
-            for _ in range(srv.MAX_PER_ADDRESS):
-                silent.append(await asyncio.open_connection("127.0.0.1", server.port))
+            for _ in range(srv.PREAUTH_PER_ADDRESS):
+                held.append(await asyncio.open_connection("127.0.0.1", server.port))
             await asyncio.sleep(0.2)
             r, w = await asyncio.open_connection("127.0.0.1", server.port)
             refused = await asyncio.wait_for(r.read(), 2)  # closed without a word
             w.close()
-            for _r, sw in silent:
-                sw.close()
-            await asyncio.sleep(0.2)
+            for i in range(srv.PREAUTH_TOTAL + 8):  # many addresses (127.0.0.0/8 is ours)
+                local = f"127.0.{1 + i // 200}.{2 + i % 200}"
+                held.append(
+                    await asyncio.open_connection("127.0.0.1", server.port, local_addr=(local, 0))
+                )
+            await asyncio.sleep(0.3)
             result = await sync_with(bob, "127.0.0.1", server.port)
-            return refused, result
+            stats = server.stats
+            for _r, hw in held:
+                hw.close()
+            return refused, result, stats
         finally:
             await server.close()
 
-    refused, result = asyncio.run(go())
+    refused, result, stats = asyncio.run(go())
     assert refused == b""
+    assert stats.refused_address == 1
+    assert stats.evicted >= 8
     assert result.report.rejected == [] and result.shared
 
 
@@ -405,7 +545,7 @@ def test_half_a_record_then_silence_is_cut_off(trio) -> None:
     async def go():
         server = await serve(alice, io_timeout=1.0)
         try:
-            chan = await ch.open_channel("127.0.0.1", server.port, bob.identity, io_timeout=5)
+            chan = await ch.open_channel("127.0.0.1", server.port, io_timeout=5)
             await chan.recv()  # alice's hello
             frame = chan._frame(struct.pack(">I", 5000)) + chan._frame(b"x" * 3000)
             chan._writer.write(frame + chan._frame(b"y" * 100)[:40])  # half a frame, then silence
@@ -432,8 +572,9 @@ def test_peer_vanishing_mid_stream_keeps_nothing(trio, monkeypatch) -> None:
     sent = {"n": 0}
 
     async def flaky_send(self, data: bytes) -> None:  # alice's side drops mid-stream
-        sent["n"] += 1
-        if sent["n"] == 4 and self.peer_key == bob.public_key:
+        if self.peer_key == bob.public_key:  # alice's side, once bob proved who he is
+            sent["n"] += 1
+        if sent["n"] == 5 and self.peer_key == bob.public_key:  # shared, inv, end, want, end
             self._writer.transport.abort()
             raise ConnectionResetError("simulated drop")
         await real_send(self, data)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import os
 import socket
 import struct
 import threading
@@ -20,15 +21,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
-    NoEncryption,
-    PrivateFormat,
     PublicFormat,
 )
-from noise.connection import Keypair, NoiseConnection
+from noise.connection import NoiseConnection
 
 from tests.test_bundle_spec import check_records
 
@@ -36,32 +34,18 @@ pytestmark = pytest.mark.timeout(60)
 
 
 class Client:
-    """Sections 2.1-2.3: handshake, frames, identity binding."""
+    """Section 2: Noise NN handshake, frames."""
 
-    def __init__(self, port: int, identity: Ed25519PrivateKey) -> None:
+    def __init__(self, port: int) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.noise = NoiseConnection.from_name(b"Noise_XX_25519_ChaChaPoly_SHA256")
+        self.noise = NoiseConnection.from_name(b"Noise_NN_25519_ChaChaPoly_SHA256")
         self.noise.set_as_initiator()
-        static = X25519PrivateKey.generate().private_bytes(
-            Encoding.Raw, PrivateFormat.Raw, NoEncryption()
-        )
-        self.noise.set_keypair_from_private_bytes(Keypair.STATIC, static)
-        self.noise.set_prologue(b"p2p/lan/v1")
+        self.noise.set_prologue(b"p2p/lan/v2")
         self.noise.start_handshake()
         self._hs_send(self.noise.write_message())  # -> e
-        self.noise.read_message(self._hs_recv())  # <- e, ee, s, es
-        self._hs_send(self.noise.write_message())  # -> s, se
+        self.noise.read_message(self._hs_recv())  # <- e, ee
         assert self.noise.handshake_finished
-        hh = self.noise.get_handshake_hash()
-        me = identity.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        self.key = me
-        self.send({"key": me, "sig": identity.sign(b"p2p/lan/v1\x00" + hh + b"I")})
-        proof = self.recv()
-        Ed25519PublicKey.from_public_bytes(proof["key"]).verify(
-            proof["sig"], b"p2p/lan/v1\x00" + hh + b"R"
-        )
-        self.peer_key: bytes = proof["key"]
-        self.handshake_hash = hh
+        self.handshake_hash = self.noise.get_handshake_hash()
 
     def _exact(self, n: int) -> bytes:
         out = b""
@@ -97,10 +81,10 @@ class Client:
         return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
-def proof(descriptor: bytes, hh: bytes, sender: bytes) -> bytes:
+def proof(descriptor: bytes, hh: bytes, role: bytes) -> bytes:
     """Section 3.1, for an open community: the key comes from id || owner || salt."""
     ck = HKDF(hashes.SHA256(), 32, salt=b"p2p/lan/community/v1", info=b"").derive(descriptor)
-    return hmac.new(ck, b"p2p/lan/member/v1\x00" + hh + sender, hashlib.sha256).digest()
+    return hmac.new(ck, b"p2p/lan/member/v2\x00" + hh + role, hashlib.sha256).digest()
 
 
 def recv_list(client: Client, kind: str) -> dict:
@@ -146,27 +130,42 @@ def test_a_second_client_syncs_from_a_real_server(tmp_path: Path) -> None:
     try:
         assert ready.wait(10)
         me = Ed25519PrivateKey.generate()
-        client = Client(box["port"], me)
-        assert client.peer_key == alice.public_key
+        my_key = me.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        client = Client(box["port"])
         hh = client.handshake_hash
-        # 3.1 hello: we prove the one community we know; we recognise theirs
-        client.send({"t": "hello", "v": 1, "proofs": [proof(descriptor, hh, client.key)]})
+        # 3.1 hello: we prove the one community we know (padded to 32); we recognise theirs
+        mine = [proof(descriptor, hh, b"I")] + [os.urandom(32) for _ in range(31)]
+        client.send({"t": "hello", "v": 2, "proofs": sorted(mine)})
         hello = client.recv()
-        assert hello["t"] == "hello" and hello["v"] == 1
-        assert proof(descriptor, hh, alice.public_key) in hello["proofs"]
+        assert hello["t"] == "hello" and hello["v"] == 2
+        assert len(hello["proofs"]) == 32 and hello["proofs"] == sorted(hello["proofs"])
+        assert proof(descriptor, hh, b"R") in hello["proofs"]
         other_descriptor = other.id + other.owner + other.salt
         # alice also proves the community we do not share; without its descriptor
         # that proof is just 32 opaque bytes to us
-        assert proof(other_descriptor, hh, alice.public_key) in hello["proofs"]
-        # 3.2 inv: we hold nothing; theirs lists only the shared community's documents
+        assert proof(other_descriptor, hh, b"R") in hello["proofs"]
+        # 3.2 id, then shared
+        client.send({"t": "id", "key": my_key, "sig": me.sign(b"p2p/lan/id/v2\x00" + hh + b"I")})
+        their_id = client.recv()
+        assert their_id["t"] == "id"
+        Ed25519PublicKey.from_public_bytes(their_id["key"]).verify(
+            their_id["sig"], b"p2p/lan/id/v2\x00" + hh + b"R"
+        )
+        assert their_id["key"] == alice.public_key
+        client.send({"t": "shared", "communities": [village.id]})
+        assert client.recv() == {"t": "shared", "communities": [village.id]}
+        # 3.3 inv: we hold nothing; theirs lists only the shared community's documents
         client.send({"t": "inv_end"})
-        theirs = recv_list(client, "inv")
+        theirs: dict = {}
+        while (msg := client.recv())["t"] != "inv_end":
+            assert msg["t"] == "inv" and msg["community"] == village.id
+            theirs.update(msg["docs"])
         assert theirs and all(len(d) == 16 for d in theirs)
-        # 3.3 want: everything, holding none of it
+        # 3.4 want: everything, holding none of it
         client.send({"t": "want", "docs": {d: [] for d in theirs}})
         client.send({"t": "want_end"})
         assert recv_list(client, "want") == {}
-        # 3.4 records, then done (we send none)
+        # 3.5 records, then done (we send none)
         client.send({"t": "done", "count": 0})
         records = []
         while True:
@@ -190,5 +189,5 @@ def test_a_second_client_syncs_from_a_real_server(tmp_path: Path) -> None:
     finally:
         stop.set()
         thread.join(10)
-    assert [r.peer for r in box["results"]] == [client.key]
+    assert [r.peer for r in box["results"]] == [my_key]
     alice.close()

@@ -46,6 +46,8 @@ def run(
         webbrowser.open(url)
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled: a clean stop
+        pass
     finally:
         state.close()
         sock.close()

@@ -14,6 +14,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from p2p import community as cm
 from p2p.app import i18n
+from p2p.blobs.attach import human
 from p2p.errors import P2PError
 from p2p.identity import fingerprint
 
@@ -37,6 +38,7 @@ def when(ms: int) -> str:
 
 
 env.filters["when"] = when
+env.filters["filesize"] = lambda n: human(int(n))
 env.filters["fp"] = fingerprint
 
 

@@ -10,7 +10,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from p2p.app import live
-from p2p.app.pages import chat, communities, dm, feed, manage, moving, setup, wifi
+from p2p.app.pages import attachments, chat, communities, dm, feed, manage, moving, setup, wifi
 from p2p.app.security import Guard
 from p2p.app.state import AppState
 
@@ -27,6 +27,7 @@ def create_app(state: AppState, port: int, token: str) -> ASGIApp:
         *manage.routes,
         *moving.routes,
         *wifi.routes,
+        *attachments.routes,
         *live.routes,
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]

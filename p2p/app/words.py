@@ -10,6 +10,23 @@ from p2p.news import News
 N = Callable[[str, str, int], str]
 
 
+def N_(text: str) -> str:
+    """Marks a word for the catalogue that templates translate from data."""
+    return text
+
+
+# roles and job states arrive as data; templates show them through _()
+DATA_WORDS = [
+    N_("owner"),
+    N_("moderator"),
+    N_("member"),
+    N_("banned"),
+    N_("running"),
+    N_("done"),
+    N_("failed"),
+]
+
+
 def news(n: News, ngettext: N) -> list[str]:
     parts = [
         ngettext("%(num)d new post", "%(num)d new posts", n.posts) % {"num": n.posts},

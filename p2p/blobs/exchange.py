@@ -34,6 +34,11 @@ def has_bit(bits: bytes, n: int) -> bool:
     return not bits or (n // 8 < len(bits) and bool(bits[n // 8] & (0x80 >> (n % 8))))
 
 
+def _set_bit(bits: bytearray, n: int) -> None:
+    if n // 8 < len(bits):
+        bits[n // 8] |= 0x80 >> (n % 8)
+
+
 def union(a: Have, b: Have) -> Have:
     out = dict(a)
     for aid, bits in b.items():
@@ -93,6 +98,7 @@ class Plan:
     sent_bytes: int = 0
     sent_attachments: int = 0
     left: list[dict] = field(default_factory=list)
+    carried: dict[bytes, bytearray] = field(default_factory=dict)  # chunk bits written
 
     def fits(self, n: int) -> bool:
         return self.budget is None or self.spent + n <= self.budget
@@ -156,6 +162,7 @@ def records_for(home: Home, communities: Iterable[bytes], plan: Plan) -> Iterato
                 sent_manifest = True
                 yield {"t": "blob-manifest", "id": aid, "data": data}
             plan.spend(size)
+            _set_bit(plan.carried.setdefault(aid, bytearray((len(m.hashes) + 7) // 8)), n)
             plan.sent_chunks += 1
             plan.sent_bytes += len(chunk)
             sent_any = True
@@ -195,9 +202,11 @@ class Receiver:
     manifest and the posts that name it; bad ones are refused with a message,
     never raised, so everything else still arrives."""
 
-    def __init__(self, home: Home, peer: bytes | None = None) -> None:
+    def __init__(self, home: Home, peer: bytes | None = None, bundle: bytes | None = None) -> None:
         self.home = home
         self.peer = peer
+        self.bundle = bundle  # the bundle's digest: remember which chunks it carries
+        self.carried: dict[bytes, bytearray] = {}
         self.store = BlobStore(home)
         self.result = Received()
         self._refs: dict[bytes, list[Ref]] | None = None
@@ -286,13 +295,19 @@ class Receiver:
             raise ValueError("malformed blob-chunk record")
         if aid in self._refused:
             return
-        if self.store.accept_chunk(aid, n, data):
+        if 0 <= n < 8 * 8192:
+            bits = self.carried.setdefault(aid, bytearray())
+            if len(bits) <= n // 8:
+                bits.extend(bytes(n // 8 + 1 - len(bits)))
+            _set_bit(bits, n)
+        if self.store.accept_chunk(aid, n, data, batch=True):
             self.result.chunks += 1
             self.result.size += len(data)
             self._touched.add(aid)
 
     def finish(self) -> Received:
         """Remember what the peer holds and wants; forget unreferenced excess."""
+        self.store.commit()
         now = int(time.time())
         with self.home.store.transaction() as db:
             if self.peer is not None:
@@ -306,6 +321,8 @@ class Receiver:
                     "INSERT OR REPLACE INTO blob_wants (peer, id, at) VALUES (?, ?, ?)",
                     [(self.peer, a, now) for a in self.result.peer_wants],
                 )
+        if self.bundle is not None:
+            remember_carried(self.home, self.bundle, self.carried)
         for aid in sorted(self._touched):
             p = self.store.presence(aid)
             if p is not None and p.state == "whole":
@@ -322,3 +339,33 @@ def known_have(home: Home, peer: bytes) -> Have:
 
 def known_wants(home: Home) -> set[bytes]:
     return {bytes(a) for (a,) in home.store.db.execute("SELECT id FROM blob_wants")}
+
+
+def remember_carried(home: Home, bundle: bytes, carried: dict[bytes, bytearray]) -> None:
+    """Which chunks the bundle with this digest carries (a drop box never writes them again)."""
+    with home.store.transaction() as db:
+        db.executemany(
+            "INSERT OR REPLACE INTO blob_carried (bundle, id, bits) VALUES (?, ?, ?)",
+            [(bundle, aid, bytes(bits)) for aid, bits in carried.items()],
+        )
+
+
+def on_stick(home: Home, digests: Iterable[bytes]) -> Have:
+    """What the bundles with these digests (those on a stick now) carry, together."""
+    out: Have = {}
+    for digest in digests:
+        rows = home.store.db.execute(
+            "SELECT id, bits FROM blob_carried WHERE bundle = ?", (digest,)
+        ).fetchall()
+        out = union(out, {bytes(a): bytes(b) or b"\x00" for a, b in rows})
+    return out
+
+
+def all_have(haves: list[Have]) -> Have:
+    """Attachments every one of several peers holds whole (the others need not get them)."""
+    if not haves:
+        return {}
+    common = {a for a, bits in haves[0].items() if bits == b""}
+    for h in haves[1:]:
+        common &= {a for a, bits in h.items() if bits == b""}
+    return {a: b"" for a in common}

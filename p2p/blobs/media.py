@@ -36,7 +36,18 @@ def guess_mime(name: str) -> str:
     return mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
+MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"II*\x00", b"MM\x00*", b"BM")
+
+
+def looks_like_image(head: bytes) -> bool:
+    """Only these are handed to Pillow (which otherwise tries every format it knows)."""
+    return head.startswith(MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
 def _open(path: Path) -> Image.Image | None:
+    with path.open("rb") as fh:
+        if not looks_like_image(fh.read(16)):
+            return None
     try:
         img = Image.open(path)
         img.load()

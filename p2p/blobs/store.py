@@ -24,6 +24,7 @@ from p2p.errors import AttachmentIncomplete, BadAttachment
 from p2p.home import Home
 
 UNREFERENCED_BUDGET = 256 * 1024 * 1024  # bytes kept of attachments no post names
+BATCH = 32  # chunks written before they are synced together
 DEBRIS_AGE = 600  # seconds before an unregistered chunk file counts as debris
 
 
@@ -48,6 +49,9 @@ class BlobStore:
         self.home = home
         self.db = home.store.db
         self.root = home.path / "blobs"
+        self._manifests: dict[bytes, Manifest] = {}
+        self._unsynced: list[Path] = []
+        self._pending: list[tuple[bytes, int]] = []  # accepted, not yet registered
 
     # --- files -------------------------------------------------------------
 
@@ -55,7 +59,9 @@ class BlobStore:
         h = chunk_hash.hex()
         return self.root / h[:2] / h[2:]
 
-    def _write_chunk(self, chunk_hash: bytes, data: bytes) -> None:
+    def _write_chunk(self, chunk_hash: bytes, data: bytes, sync: bool = True) -> None:
+        """Write a chunk file; with sync=False it is made durable by `flush()`
+        (which must run before its row commits) so the disk can write many at once."""
         dest = self.path(chunk_hash)
         if not self.root.exists():
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -67,11 +73,24 @@ class BlobStore:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
                 out.flush()
-                os.fdatasync(out.fileno())
+                if sync:
+                    os.fdatasync(out.fileno())
             os.replace(tmp, dest)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+        if not sync:
+            self._unsynced.append(dest)
+
+    def flush(self) -> None:
+        """Make every chunk written with sync=False durable (before its row commits)."""
+        for path in self._unsynced:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+        self._unsynced.clear()
 
     def read_chunk(self, chunk_hash: bytes) -> bytes | None:
         """A stored chunk, checked against its hash; None (and forgotten) if damaged."""
@@ -88,8 +107,15 @@ class BlobStore:
     # --- manifests ---------------------------------------------------------
 
     def manifest(self, aid: bytes) -> Manifest | None:
+        if aid in self._manifests:
+            return self._manifests[aid]
         row = self.db.execute("SELECT data FROM blob_manifests WHERE id = ?", (aid,)).fetchone()
-        return mf.parse(row[0]) if row else None
+        if row is None:
+            return None
+        if len(self._manifests) > 64:
+            self._manifests.clear()
+        self._manifests[aid] = m = mf.parse(row[0])
+        return m
 
     def manifest_bytes(self, aid: bytes) -> bytes | None:
         row = self.db.execute("SELECT data FROM blob_manifests WHERE id = ?", (aid,)).fetchone()
@@ -116,12 +142,15 @@ class BlobStore:
         return got, m
 
     def has_chunk(self, chunk_hash: bytes) -> bool:
+        if any(h == chunk_hash for h, _n in self._pending):
+            return True
         q = "SELECT 1 FROM blob_chunks WHERE hash = ?"
         return self.db.execute(q, (chunk_hash,)).fetchone() is not None
 
-    def accept_chunk(self, aid: bytes, index: int, data: bytes) -> bool:
+    def accept_chunk(self, aid: bytes, index: int, data: bytes, batch: bool = False) -> bool:
         """Store chunk `index` of attachment `aid` if it hashes to what the manifest
-        says; True when it was new. BadAttachment for anything else."""
+        says; True when it was new. BadAttachment for anything else. With `batch`
+        the chunk counts as present only after `commit()` (many synced at once)."""
         m = self.manifest(aid)
         if m is None:
             raise BadAttachment("a chunk arrived for an attachment whose manifest is unknown")
@@ -139,13 +168,22 @@ class BlobStore:
             raise BadAttachment(
                 f"chunk {index} of {m.name!r} does not match its hash (damaged or forged); refused"
             )
-        self._write_chunk(want, data)
-        with self.home.store.transaction() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO blob_chunks (hash, size, received) VALUES (?, ?, ?)",
-                (want, len(data), int(time.time())),
-            )
+        self._write_chunk(want, data, sync=False)
+        self._pending.append((want, len(data)))
+        if not batch or len(self._unsynced) >= BATCH:
+            self.commit()
         return True
+
+    def commit(self) -> None:
+        """Register the chunks accepted so far, once they are durable."""
+        self.flush()
+        now = int(time.time())
+        with self.home.store.transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO blob_chunks (hash, size, received) VALUES (?, ?, ?)",
+                [(h, n, now) for h, n in self._pending],
+            )
+        self._pending.clear()
 
     # --- adding local files ------------------------------------------------
 
@@ -166,9 +204,12 @@ class BlobStore:
             data = sealer.seal(i, i == count - 1, plain) if sealer else plain
             h = mf.digest(data)
             hashes.append(h)
-            if not self.has_chunk(h):
-                self._write_chunk(h, data)
+            if not self.has_chunk(h) and h not in {f for f, _n in fresh}:
+                self._write_chunk(h, data, sync=False)
                 fresh.append((h, len(data)))
+            if len(self._unsynced) >= BATCH:
+                self.flush()
+        self.flush()
         m = Manifest(size, mf.clean_name(name), mime, tuple(hashes), sealer is not None)
         with self.home.store.transaction() as db:
             aid, _ = self.put_manifest(m.pack())

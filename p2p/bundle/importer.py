@@ -153,7 +153,7 @@ def import_bundle(
         skipped: set[bytes] = set()
         batch: list[Incoming] = []
         tracker = Tracker(home)
-        blobs_in = blob_exchange.Receiver(home, reader.header.exporter)
+        blobs_in = blob_exchange.Receiver(home, reader.header.exporter, digest)
 
         def flush() -> None:
             tracker.before(batch)

@@ -17,6 +17,7 @@ from pathlib import Path
 import msgpack
 
 from p2p import exchange
+from p2p.blobs import exchange as blob_exchange
 from p2p.bundle import crypt, parts, stick
 from p2p.bundle.container import MAGIC
 from p2p.bundle.export import Built, build, domains, scratch_dir, select
@@ -98,6 +99,8 @@ def sync(
     max_file_size: int = stick.DEFAULT_MAX_FILE_SIZE,
     communities: list[Community] | None = None,
     say: Say | None = None,
+    max_size: int | None = None,
+    attachments: bool = True,
 ) -> SyncResult:
     say = say or (lambda _m: None)
     if not folder.is_dir():
@@ -153,9 +156,18 @@ def sync(
             if not prune:
                 peers = [_union(exchange.known_by(home, x), carried) for x in sorted(exporters)]
                 peers = peers or [carried]
-            built = build(home, domain, scratch, peer=peers)
+            # attachments: never what a bundle on the stick already carries
+            blob_have = blob_exchange.union(
+                blob_exchange.on_stick(home, present),
+                blob_exchange.all_have([blob_exchange.known_have(home, x) for x in exporters]),
+            )
+            plan = blob_exchange.Plan(
+                max_size, attachments, blob_have, blob_exchange.known_wants(home)
+            )
+            built = build(home, domain, scratch, peer=peers, plan=plan)
             if built is None:
                 continue
+            built.extra["attachments"] = plan
 
             def check(paths: list[Path]) -> None:
                 verify_bundle(paths, keys)
@@ -164,6 +176,7 @@ def sync(
                 built.path, folder, max_file_size=max_file_size, verify=check
             )
             digest = file_digest(paths)
+            blob_exchange.remember_carried(home, digest, plan.carried)
             inventory = exchange.inventory(home, [c.id for c in domain.communities])
             with home.store.transaction() as db:
                 db.execute(

@@ -15,6 +15,7 @@ from pathlib import Path
 from automerge.core import ROOT, ObjType
 
 from p2p.accept import evaluate, from_record
+from p2p.blobs.check import BlobCheck
 from p2p.bundle import inventories
 from p2p.bundle.importer import Listed, file_digest
 from p2p.bundle.records import parse_community, parse_inventory
@@ -51,6 +52,7 @@ class VerifyResult:
     inventory_docs: int = 0
     signatures_checked: int = 0
     faults: list[str] = field(default_factory=list)
+    blobs: BlobCheck = field(default_factory=BlobCheck)
 
     @property
     def ok(self) -> bool:
@@ -88,6 +90,7 @@ class VerifyResult:
             "signatures_checked": self.signatures_checked,
             "unchecked_changes": sum(d.unchecked for d in self.docs),
             "faults": self.faults,
+            "attachments": self.blobs.as_json(),
         }
 
 
@@ -114,8 +117,11 @@ def verify_bundle(paths: list[Path], keys: Keys | None = None) -> VerifyResult:
                     result.inventory_docs += len(parse_inventory(record))
                 elif kind == "doc":
                     _check_doc(result, record, owners, seen)
+                elif kind in ("blob-manifest", "blob-chunk"):
+                    result.blobs.take(record, f"record {result.records}")
             except ValueError as exc:
                 result.faults.append(f"record {result.records}: {exc}")
+    result.faults += result.blobs.faults
     return result
 
 

@@ -30,11 +30,12 @@ def shipped() -> Path:
     default=None,
     help="Folder holding demo.p2p and demo-invite.p2p.",
 )
+@click.option("--app", "open_app", is_flag=True, help="Then show it in the app (browser).")
 @pass_ctx
-def demo(ctx: Context, folder: Path | None) -> None:
+def demo(ctx: Context, folder: Path | None, open_app: bool) -> None:
     """Verify and import the demo bundle into this home, then show its feed.
 
-    Use a throwaway home: p2p --home "$(mktemp -d)" demo
+    Use a throwaway home: p2p --home "$(mktemp -d)" demo   (--app: in the browser)
     """
     folder = folder or shipped()
     bundle, invite = folder / "demo.p2p", folder / "demo-invite.p2p"
@@ -61,3 +62,8 @@ def demo(ctx: Context, folder: Path | None) -> None:
         say((f"#{name}", "bold"), (f" (p2p chat show {c.hex[:8]} --room {name})", "dim"))
         for m in chat.messages(home, c, room["room"]):
             say("  ", (m["author_name"] or m["fingerprint"], "bold"), ": ", m["text"])
+    if open_app:
+        from p2p.app.serve import run
+
+        console.print()
+        run(ctx.home_path, say=lambda line: click.echo(line))

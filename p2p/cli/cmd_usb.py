@@ -6,8 +6,10 @@ from pathlib import Path
 
 import click
 
+from p2p.blobs.attach import parse_size
 from p2p.bundle import usb
 from p2p.bundle.stick import DEFAULT_MAX_FILE_SIZE
+from p2p.cli.cmd_attach import attachment_lines, plan_lines
 from p2p.cli.cmd_import import describe, summary_line
 from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural, say
 
@@ -34,11 +36,32 @@ def usb_group() -> None:
     show_default=True,
     help="Split bundles larger than this (e.g. 100M); FAT32 allows under 4 GiB.",
 )
+@click.option(
+    "--max-size",
+    metavar="SIZE",
+    help="Write at most SIZE per bundle: all text first, then attachments newest first.",
+)
+@click.option("--no-attachments", is_flag=True, help="Write only text, no attachment data.")
 @json_option
 @pass_ctx
-def sync(ctx: Context, folder: Path, prune: bool, max_file_size: str, as_json: bool) -> None:
+def sync(
+    ctx: Context,
+    folder: Path,
+    prune: bool,
+    max_file_size: str,
+    max_size: str | None,
+    no_attachments: bool,
+    as_json: bool,
+) -> None:
     """Import new bundles from FOLDER, then write what the others there lack."""
-    result = usb.sync(ctx.home, folder, prune=prune, max_file_size=_size(max_file_size))
+    result = usb.sync(
+        ctx.home,
+        folder,
+        prune=prune,
+        max_file_size=_size(max_file_size),
+        max_size=parse_size(max_size) if max_size else None,
+        attachments=not no_attachments,
+    )
     if as_json:
         emit_json(
             {
@@ -53,6 +76,8 @@ def sync(ctx: Context, folder: Path, prune: bool, max_file_size: str, as_json: b
                         "bytes": b.size,
                         "documents": b.docs,
                         "encrypted": b.encrypted,
+                        "attachment_bytes": b.extra["attachments"].sent_bytes,
+                        "left_for_later": b.extra["attachments"].left,
                     }
                     for paths, b in result.written
                 ],
@@ -65,6 +90,8 @@ def sync(ctx: Context, folder: Path, prune: bool, max_file_size: str, as_json: b
             f"imported {r.files[0].name} from {r.exporter_fingerprint}: {summary_line(r)}",
             markup=False,
         )
+        for line in attachment_lines(r.attachments):
+            console.print(f"  {line}")
     for f, e in result.damaged:
         say((f"skipped {f}:", "red"), f" {e}")
     skipped = []
@@ -80,6 +107,8 @@ def sync(ctx: Context, folder: Path, prune: bool, max_file_size: str, as_json: b
         names = ", ".join(p.name for p in paths)
         size = f"{plural(b.docs, 'document')}, {plural(b.size, 'byte')}"
         console.print(f"wrote {names} ({size})", markup=False)
+        for line in plan_lines(b.extra["attachments"]):
+            console.print(f"  {line}")
     if not result.written:
         console.print("nothing new to write: the others on this stick have all you have")
     if result.pruned:

@@ -68,6 +68,12 @@ def _print(result: VerifyResult, data: dict) -> None:
         + (f"{plural(data['messages'], 'message')}, " if data["messages"] else "")
         + f"{plural(data['signatures_checked'], 'signature')} checked"
     )
+    if (att := data["attachments"])["chunks_checked"] or att["attachments"]:
+        console.print(
+            f"  {plural(att['attachments'], 'attachment')}: "
+            f"{plural(att['chunks_checked'], 'chunk')} ({att['bytes_checked']} bytes) "
+            "hash-checked against their manifests"
+        )
     if n := data["unchecked_changes"]:
         console.print(
             f"  {plural(n, 'change')} {'builds' if n == 1 else 'build'} on history not in "

@@ -1,12 +1,15 @@
-"""An authenticated, encrypted channel over TCP: Noise XX, bound to Ed25519 identities.
+"""An encrypted channel over TCP that says nothing about who is at either end.
 
-The Noise handshake (`Noise_XX_25519_ChaChaPoly_SHA256`, noiseprotocol) gives
-encryption and a handshake hash that commits to both sides' keys. Each side
-then sends, encrypted, its Ed25519 public key and a signature over a domain
-tag, that handshake hash and its role; a recorded session replayed into a new
-handshake fails because the hash differs. Wire format in docs/lan-protocol.md.
+Phase HANDSHAKE of docs/lan-protocol.md: `Noise_NN_25519_ChaChaPoly_SHA256`
+(noiseprotocol), ephemeral keys only, so a stranger who connects learns no
+long-term key. What the channel gives the session above it is encryption and
+the Noise handshake hash, which the later phases (membership proof, identity
+binding) sign and MAC so that nothing they send can be replayed into another
+session or reflected to its sender. Wire format in docs/lan-protocol.md.
 
-Every read has a deadline and every length is checked before allocation.
+Every read has a deadline and every length is checked before allocation; the
+largest message accepted starts small (`PREAUTH_MESSAGE`) and is raised only
+once the peer has proved that it shares a community.
 """
 
 from __future__ import annotations
@@ -14,28 +17,18 @@ from __future__ import annotations
 import asyncio
 import struct
 
-import msgpack
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from noise.connection import Keypair, NoiseConnection
+from noise.connection import NoiseConnection
 
 from p2p.errors import HandshakeFailed, PeerMisbehaved, PeerTimeout, PeerUnreachable
-from p2p.identity import Identity, verify
 
-PROTOCOL = b"Noise_XX_25519_ChaChaPoly_SHA256"
-PROLOGUE = b"p2p/lan/v1"
-BIND_TAG = b"p2p/lan/v1\x00"
+PROTOCOL = b"Noise_NN_25519_ChaChaPoly_SHA256"
+PROLOGUE = b"p2p/lan/v2"
 MAX_FRAME = 65535
 TAG_LEN = 16
 MAX_CHUNK = MAX_FRAME - TAG_LEN
 MAX_MESSAGE = 16 * 1024 * 1024
-HANDSHAKE_TIMEOUT = 15.0
-
-
-def _static_key() -> bytes:
-    return X25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-    )
+PREAUTH_MESSAGE = 64 * 1024  # largest message before a shared community is proven
+HANDSHAKE_TIMEOUT = 5.0  # Noise + membership + identity, from the first byte
 
 
 class Channel:
@@ -44,17 +37,28 @@ class Channel:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         noise: NoiseConnection,
+        initiator: bool,
         io_timeout: float,
-        max_message: int,
+        max_message: int = PREAUTH_MESSAGE,
     ) -> None:
         self._reader = reader
         self._writer = writer
         self._noise = noise
+        self.initiator = initiator
         self.io_timeout = io_timeout
         self.max_message = max_message
         self.handshake_hash: bytes = noise.get_handshake_hash()
-        self.peer_key: bytes = b""
+        self.peer_key: bytes = b""  # set by the session once the peer proved its identity
         self._send_lock = asyncio.Lock()
+
+    @property
+    def role(self) -> bytes:
+        """b"I" for the side that connected, b"R" for the side that accepted."""
+        return b"I" if self.initiator else b"R"
+
+    @property
+    def peer_role(self) -> bytes:
+        return b"R" if self.initiator else b"I"
 
     # --- frames -----------------------------------------------------------------
 
@@ -90,7 +94,7 @@ class Channel:
     # --- messages ---------------------------------------------------------------
 
     async def send(self, data: bytes) -> None:
-        if len(data) > self.max_message:
+        if len(data) > MAX_MESSAGE:
             raise ValueError("message larger than the channel allows")
         async with self._send_lock:
             out = [self._frame(struct.pack(">I", len(data)))]
@@ -152,46 +156,26 @@ def _noise(initiator: bool) -> NoiseConnection:
         noise.set_as_initiator()
     else:
         noise.set_as_responder()
-    noise.set_keypair_from_private_bytes(Keypair.STATIC, _static_key())
     noise.set_prologue(PROLOGUE)
     noise.start_handshake()
     return noise
 
 
-def _binding(identity: Identity, handshake_hash: bytes, role: bytes) -> bytes:
-    sig = identity.sign(BIND_TAG + handshake_hash + role)
-    return msgpack.packb({"key": identity.public_key, "sig": sig})
-
-
-def _check_binding(data: bytes, handshake_hash: bytes, role: bytes) -> bytes:
-    try:
-        obj = msgpack.unpackb(data, max_bin_len=64, max_map_len=4, max_str_len=16)
-        key, sig = bytes(obj["key"]), bytes(obj["sig"])
-    except Exception as exc:  # noqa: BLE001 - anything malformed fails the handshake
-        raise HandshakeFailed("the peer's identity proof is malformed") from exc
-    if not verify(key, sig, BIND_TAG + handshake_hash + role):
-        raise HandshakeFailed("the peer's identity proof does not verify (forged identity?)")
-    return key
-
-
-async def _handshake(
+async def handshake(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
-    identity: Identity,
     initiator: bool,
     io_timeout: float,
-    max_message: int,
 ) -> Channel:
+    """Phase HANDSHAKE: `-> e`, `<- e, ee`, no payloads."""
     noise = _noise(initiator)
     try:
         if initiator:
             _raw_write(writer, noise.write_message())
             noise.read_message(await _raw_read(reader, io_timeout))
-            _raw_write(writer, noise.write_message())
         else:
             noise.read_message(await _raw_read(reader, io_timeout))
             _raw_write(writer, noise.write_message())
-            noise.read_message(await _raw_read(reader, io_timeout))
         await writer.drain()
     except (HandshakeFailed, PeerTimeout):
         raise
@@ -201,25 +185,15 @@ async def _handshake(
         raise HandshakeFailed() from exc
     if not noise.handshake_finished:
         raise HandshakeFailed()
-    chan = Channel(reader, writer, noise, io_timeout, max_message)
-    mine, theirs = (b"I", b"R") if initiator else (b"R", b"I")
-    await chan.send(_binding(identity, chan.handshake_hash, mine))
-    try:
-        proof = await chan.recv()
-    except PeerMisbehaved as exc:
-        raise HandshakeFailed("the peer did not prove its identity") from exc
-    chan.peer_key = _check_binding(proof, chan.handshake_hash, theirs)
-    return chan
+    return Channel(reader, writer, noise, initiator, io_timeout)
 
 
 async def open_channel(
     host: str,
     port: int,
-    identity: Identity,
     *,
     io_timeout: float = 30.0,
     connect_timeout: float = 10.0,
-    max_message: int = MAX_MESSAGE,
 ) -> Channel:
     try:
         reader, writer = await asyncio.wait_for(
@@ -228,23 +202,11 @@ async def open_channel(
     except (TimeoutError, ConnectionError, OSError) as exc:
         raise PeerUnreachable(f"could not connect to {host}:{port}") from exc
     try:
-        async with asyncio.timeout(HANDSHAKE_TIMEOUT + io_timeout):
-            return await _handshake(reader, writer, identity, True, io_timeout, max_message)
+        async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+            return await handshake(reader, writer, True, io_timeout)
+    except TimeoutError as exc:
+        writer.close()
+        raise PeerTimeout("the peer did not complete the handshake in time") from exc
     except BaseException:
         writer.close()
         raise
-
-
-async def accept_channel(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    identity: Identity,
-    *,
-    io_timeout: float = 30.0,
-    max_message: int = MAX_MESSAGE,
-) -> Channel:
-    try:
-        async with asyncio.timeout(HANDSHAKE_TIMEOUT + io_timeout):
-            return await _handshake(reader, writer, identity, False, io_timeout, max_message)
-    except TimeoutError as exc:
-        raise PeerTimeout("the peer did not complete the handshake in time") from exc

@@ -19,7 +19,7 @@ from zeroconf import IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 SERVICE_TYPE = "_p2psync._tcp.local."
-FORMAT = "1"
+FORMAT = "2"  # the LAN protocol version (docs/lan-protocol.md)
 ROTATE_EVERY = 15 * 60.0
 
 
@@ -78,6 +78,28 @@ class Announcer:
         if self.token_file is not None:
             self.token_file.write_text(self.token)
 
+    @property
+    def zeroconf(self) -> Zeroconf | None:
+        return self._zc.zeroconf if self._zc is not None else None
+
+    async def new_token(self) -> None:
+        """Announce a fresh random token (same name): peers browsing take it as
+        "this peer has new content" and sync again."""
+        if self._zc is None or self._info is None:
+            return
+        self.token = os.urandom(8).hex()
+        self._info = AsyncServiceInfo(
+            SERVICE_TYPE,
+            self.name,
+            parsed_addresses=[self.address],
+            port=self.port,
+            properties={"v": FORMAT, "t": self.token},
+            server=self._info.server,
+        )
+        await (await self._zc.async_update_service(self._info))
+        if self.token_file is not None:
+            self.token_file.write_text(self.token)
+
     async def _unregister(self) -> None:
         if self._zc is not None and self._info is not None:
             await (await self._zc.async_unregister_service(self._info))
@@ -108,11 +130,36 @@ class Announcer:
 
 
 def own_tokens(token_file: Path) -> frozenset[str]:
-    """The token a `serve` of this same home announces, so `sync` skips itself."""
+    """The tokens a `serve` of this same home announces, so `sync` skips itself."""
     try:
-        return frozenset([token_file.read_text().strip()])
+        return frozenset(token_file.read_text().split())
     except OSError:
         return frozenset()
+
+
+async def resolve(zc: Zeroconf, name: str, timeout_ms: int = 1500) -> Peer | None:
+    """A peer's address, port and token, or None if it does not answer or speaks
+    another protocol version."""
+    info = AsyncServiceInfo(SERVICE_TYPE, name)
+    if not await info.async_request(zc, timeout_ms):
+        return None
+    props = {k.decode(): (v or b"").decode(errors="replace") for k, v in info.properties.items()}
+    addresses = info.parsed_addresses(IPVersion.V4Only)
+    if props.get("v") != FORMAT or not addresses or not info.port:
+        return None
+    return Peer(addresses[0], info.port, props.get("t", ""), name)
+
+
+async def browse_all(
+    interfaces: list[str], timeout: float = 5.0, skip_tokens: frozenset[str] = frozenset()
+) -> list[Peer]:
+    """Peers announced on any of these interfaces' networks, once each."""
+    found = await asyncio.gather(*(browse(i, timeout, skip_tokens) for i in interfaces))
+    out: dict[tuple[str, int], Peer] = {}
+    for peers in found:
+        for p in peers:
+            out.setdefault((p.host, p.port), p)
+    return list(out.values())
 
 
 async def browse(
@@ -137,19 +184,10 @@ async def browse(
         end = loop.time() + timeout
         while loop.time() < end:
             for name in list(names - set(peers)):
-                info = AsyncServiceInfo(SERVICE_TYPE, name)
-                if not await info.async_request(azc.zeroconf, 1500):
+                peer = await resolve(azc.zeroconf, name)
+                if peer is None or peer.token in skip_tokens:
                     continue
-                props = {
-                    k.decode(): (v or b"").decode(errors="replace")
-                    for k, v in info.properties.items()
-                }
-                addresses = info.parsed_addresses(IPVersion.V4Only)
-                if props.get("v") != FORMAT or not addresses or not info.port:
-                    continue
-                if props.get("t") in skip_tokens:
-                    continue
-                peers[name] = Peer(addresses[0], info.port, props.get("t", ""), name)
+                peers[name] = peer
             await asyncio.sleep(0.1)
     finally:
         await browser.async_cancel()

@@ -1,86 +1,163 @@
 """Serving and initiating sync sessions over TCP.
 
-The server accepts several sessions at once; each has a deadline, so a peer
-that stalls or sends nonsense is cut off without harming the others. Writes
-to the store are serialised by one lock (SQLite has one writer anyway).
+Two pools. A connection starts in the small pre-authentication pool, where it
+has HANDSHAKE_TIMEOUT seconds to finish the Noise handshake and prove that it
+shares a community; when that pool is full the oldest waiting connection is
+dropped, so connections held open by strangers cannot keep out a peer that
+completes its proof quickly. Only then does it take a slot of the session
+pool, with its own per-address limit. Writes to the store are serialised by
+one lock (SQLite has one writer anyway).
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
+import collections
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from p2p.errors import LanError, P2PError, PeerTimeout
+from p2p.errors import LanError, NoSharedCommunity, P2PError, PeerTimeout
 from p2p.home import Home
 from p2p.lan import channel as ch
 from p2p.lan import session
 
 SESSION_DEADLINE = 300.0
-MAX_SESSIONS = 16
-MAX_PER_ADDRESS = 4  # so one stranger cannot take every slot
+MAX_SESSIONS = 16  # authenticated sessions at once
+MAX_PER_ADDRESS = 4  # authenticated sessions from one address
+PREAUTH_TOTAL = 64  # connections still proving themselves; the oldest is dropped beyond
+PREAUTH_PER_ADDRESS = 8  # of those, from one address; more are refused at once
+STREAM_LIMIT = 64 * 1024  # asyncio read buffer per connection
 
 Log = Callable[[str], None]
 
 
 def default_address() -> str:
-    """This machine's address on the local network (no packet is sent)."""
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        probe.connect(("10.255.255.255", 1))
-        return str(probe.getsockname()[0])
-    except OSError:
-        return "127.0.0.1"
-    finally:
-        probe.close()
+    """The first IPv4 address of an up, non-loopback interface (no route needed),
+    else 127.0.0.1. Kept for callers that want one address; `Node` uses them all."""
+    from p2p.lan.interfaces import lan_addresses
+
+    found = lan_addresses(ipv6=False)
+    return found[0].ip if found else "127.0.0.1"
+
+
+@dataclass
+class Stats:
+    accepted: int = 0
+    refused_address: int = 0  # over PREAUTH_PER_ADDRESS
+    evicted: int = 0  # oldest pre-auth connection dropped for a new one
+    failed_preauth: int = 0  # handshake/proof failed or too slow
+    strangers: int = 0  # proved no shared community
+    refused_busy: int = 0  # authenticated but the session pool was full
+    sessions: int = 0  # completed sessions
 
 
 @dataclass
 class Server:
     home: Home
-    host: str
+    host: str | list[str]
     port: int = 0
     io_timeout: float = 30.0
     deadline: float = SESSION_DEADLINE
+    handshake_timeout: float = ch.HANDSHAKE_TIMEOUT
     log: Log = field(default=lambda _m: None)
     on_session: Callable[[session.SessionResult], None] | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     results: list[session.SessionResult] = field(default_factory=list)
-    _server: asyncio.AbstractServer | None = None
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    _slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_SESSIONS))
+    stats: Stats = field(default_factory=Stats)
+    _servers: list[asyncio.AbstractServer] = field(default_factory=list)
     _active: set[asyncio.Task] = field(default_factory=set)
-    _per_address: dict[str, int] = field(default_factory=dict)
+    _preauth: collections.OrderedDict = field(default_factory=collections.OrderedDict)
+    _preauth_per_address: collections.Counter = field(default_factory=collections.Counter)
+    _sessions_per_address: collections.Counter = field(default_factory=collections.Counter)
 
-    async def start(self) -> int:
-        self._server = await asyncio.start_server(self._handle, self.host, self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
+    @property
+    def hosts(self) -> list[str]:
+        return [self.host] if isinstance(self.host, str) else list(self.host)
+
+    async def start(self, optional: frozenset[str] = frozenset()) -> int:
+        """Listen on every host, all on one port (the first bound picks it if 0).
+        Hosts in `optional` that cannot be bound yet (an IPv6 address still in
+        duplicate detection) are left out of `host`; `add_host` can add them later."""
+        bound: list[str] = []
+        try:
+            for h in self.hosts:
+                try:
+                    await self.add_host(h)
+                except OSError:
+                    if h not in optional:
+                        raise
+                    continue
+                bound.append(h)
+        except BaseException:
+            for srv in self._servers:
+                srv.close()
+            raise
+        self.host = bound
         return self.port
+
+    async def add_host(self, host: str) -> None:
+        listener = await asyncio.start_server(
+            self._handle, host, self.port, limit=STREAM_LIMIT, reuse_address=True
+        )
+        self._servers.append(listener)
+        self.port = listener.sockets[0].getsockname()[1]
+        if isinstance(self.host, list) and host not in self.host:
+            self.host.append(host)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         address = str(peer[0]) if peer else "?"
-        if self._slots.locked() or self._per_address.get(address, 0) >= MAX_PER_ADDRESS:
+        if self._preauth_per_address[address] >= PREAUTH_PER_ADDRESS:
+            self.stats.refused_address += 1
             writer.close()
             return
-        self._per_address[address] = self._per_address.get(address, 0) + 1
         task = asyncio.current_task()
-        if task is not None:
-            self._active.add(task)
-            task.add_done_callback(self._active.discard)
-        async with self._slots:
-            chan = None
+        assert task is not None
+        self._active.add(task)
+        task.add_done_callback(self._active.discard)
+        while len(self._preauth) >= PREAUTH_TOTAL:
+            oldest = next(iter(self._preauth))
+            self._leave_preauth(oldest)
+            self.stats.evicted += 1
+            oldest.cancel()
+        self._preauth[task] = address
+        self._preauth_per_address[address] += 1
+        self.stats.accepted += 1
+        chan = None
+        try:
+            try:
+                async with asyncio.timeout(self.handshake_timeout):
+                    chan = await ch.handshake(reader, writer, False, self.io_timeout)
+                    wire = session.Wire(chan)
+                    auth = await session.authenticate(self.home, chan, wire)
+            except NoSharedCommunity:
+                self.stats.strangers += 1
+                self.log(f"a peer at {address} shares no community; nothing was exchanged")
+                return
+            except (TimeoutError, P2PError, ConnectionError, OSError) as exc:
+                self.stats.failed_preauth += 1
+                why = "too slow" if isinstance(exc, TimeoutError) else str(exc)
+                self.log(f"connection from {address} dropped before proving membership: {why}")
+                return
+            finally:
+                self._leave_preauth(task)
+            if (
+                sum(self._sessions_per_address.values()) >= MAX_SESSIONS
+                or self._sessions_per_address[address] >= MAX_PER_ADDRESS
+            ):
+                self.stats.refused_busy += 1
+                self.log(f"session from {address} refused: too many sessions at once")
+                return
+            self._sessions_per_address[address] += 1
             try:
                 async with asyncio.timeout(self.deadline):
-                    chan = await ch.accept_channel(
-                        reader, writer, self.home.identity, io_timeout=self.io_timeout
-                    )
-                    result = await session.run(self.home, chan, lock=self._lock)
-                    self.results.append(result)
-                    if self.on_session is not None:
-                        self.on_session(result)
-                    else:
-                        self.log(summary(result))
+                    result = await session.run(self.home, chan, lock=self.lock, auth=auth, io=wire)
+                self.stats.sessions += 1
+                self.results.append(result)
+                if self.on_session is not None:
+                    self.on_session(result)
+                else:
+                    self.log(summary(result))
             except TimeoutError:
                 self.log(f"session from {address} took too long; cut off")
             except P2PError as exc:
@@ -93,26 +170,34 @@ class Server:
                     "nothing from it was kept"
                 )
             finally:
-                self._per_address[address] -= 1
-                if not self._per_address[address]:
-                    del self._per_address[address]
-                if chan is not None:
-                    await chan.close()
-                else:
-                    writer.close()
+                self._sessions_per_address[address] -= 1
+                if not self._sessions_per_address[address]:
+                    del self._sessions_per_address[address]
+        finally:
+            if chan is not None:
+                await chan.close()
+            else:
+                writer.close()
+
+    def _leave_preauth(self, task: asyncio.Task) -> None:
+        address = self._preauth.pop(task, None)
+        if address is not None:
+            self._preauth_per_address[address] -= 1
+            if not self._preauth_per_address[address]:
+                del self._preauth_per_address[address]
 
     async def close(self, grace: float = 5.0) -> None:
         """Stop accepting; give sessions in flight `grace` seconds to finish, then
         cut them (a cut session stores nothing: it applies in one transaction)."""
-        if self._server is not None:
-            self._server.close()
+        for srv in self._servers:
+            srv.close()
         if self._active:
             _done, late = await asyncio.wait(set(self._active), timeout=grace)
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
+        for srv in self._servers:
+            await srv.wait_closed()
 
 
 def summary(r: session.SessionResult) -> str:
@@ -147,14 +232,16 @@ async def sync_with(
     *,
     io_timeout: float = 30.0,
     deadline: float = SESSION_DEADLINE,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
+    lock: asyncio.Lock | None = None,
 ) -> session.SessionResult:
-    """Connect to a peer and run one session (`progress(received, expected)`)."""
+    """Connect to a peer and run one session
+    (`progress(records received, records expected, bytes received)`)."""
     try:
         async with asyncio.timeout(deadline):
-            chan = await ch.open_channel(host, port, home.identity, io_timeout=io_timeout)
+            chan = await ch.open_channel(host, port, io_timeout=io_timeout)
             try:
-                return await session.run(home, chan, progress=progress)
+                return await session.run(home, chan, progress=progress, lock=lock)
             finally:
                 await chan.close()
     except TimeoutError as exc:

@@ -1,18 +1,20 @@
-"""A sync session inside an authenticated channel: the same exchange as bundles.
+"""A sync session inside an encrypted channel, in named phases (docs/lan-protocol.md).
 
-1. `hello`: each side proves membership of each of its communities with
-   HMAC(community key, tag || handshake hash || own key). The other side can
-   only recognise proofs for communities it is in itself, so peers learn the
-   communities they share and nothing about the others; a proof is bound to
-   this session and this sender, so it cannot be replayed or reflected.
-2. `inv`: each side sends its inventory of the shared communities.
-3. `want`: each side names the documents it lacks something of, with the
-   other's heads it already holds, so nothing the other has crosses back.
-4. `doc` records for exactly what the other asked for, then `done`.
+MEMBERSHIP  each side sends HMAC(community key, tag || handshake hash || role)
+            for each community it is in, padded with random values to a
+            multiple of 32, so that a stranger learns neither which
+            communities nor how many. Only a member can recognise a proof.
+IDENTITY    only if at least one community is shared: each side reveals its
+            Ed25519 key with a signature over the handshake hash, and says
+            which shared communities it will exchange (a member banned from
+            one is dropped from it here).
+INVENTORY   heads of every document of the communities both will exchange.
+WANT        what each side lacks, with the other's hashes it already holds.
+TRANSFER    one `doc` record per wanted document, then `done`.
+APPLY       spooled records go through the acceptance path in one transaction.
 
-Received records are spooled to a private temporary file and applied through
-the acceptance path in one transaction only after `done` arrived, so a peer
-that vanishes mid-stream leaves nothing partial behind.
+A peer that has not passed MEMBERSHIP can send at most one 64 KiB message and
+nothing it sends is written anywhere.
 """
 
 from __future__ import annotations
@@ -20,10 +22,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Protocol
 
 import msgpack
@@ -31,27 +36,52 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from p2p import exchange
-from p2p.accept import Report, from_record
-from p2p.community import Community, all_communities
-from p2p.errors import PeerMisbehaved
+from p2p.accept import Report, from_record, role_of
+from p2p.community import Community, all_communities, community_doc
+from p2p.errors import (
+    HandshakeFailed,
+    LanError,
+    NoSharedCommunity,
+    PeerMisbehaved,
+    SameIdentity,
+)
 from p2p.home import Home
+from p2p.identity import verify
 from p2p.news import News, Tracker
 
-PROOF_TAG = b"p2p/lan/member/v1\x00"
-VERSION = 1
+VERSION = 2
+PROOF_TAG = b"p2p/lan/member/v2\x00"
+ID_TAG = b"p2p/lan/id/v2\x00"
+PROOF_PAD = 32  # proofs are padded to a multiple of this
 MAX_COMMUNITIES = 1024
 MAX_RECORDS = 1_000_000
 MAX_SPOOL = 4 * 1024**3
 INV_CHUNK = 2000  # documents per inventory message
-MAX_HEADS = 256  # heads per document in an inventory
-MAX_DOCS = 10_000_000
+MAX_HEADS = 256  # heads per document in an inventory or want
+MAX_NEW_DOCS = 50_000  # documents a peer may list that this side does not hold
+MAX_INV_HEADS = 200_000  # hashes in a peer's whole inventory
 APPLY_BATCH = 32
+
+
+class Phase(str, Enum):
+    HANDSHAKE = "handshake"
+    MEMBERSHIP = "membership"
+    IDENTITY = "identity"
+    INVENTORY = "inventory"
+    WANT = "want"
+    TRANSFER = "transfer"
+    APPLY = "apply"
 
 
 class Channel(Protocol):
     peer_key: bytes
     handshake_hash: bytes
+    max_message: int
 
+    @property
+    def role(self) -> bytes: ...
+    @property
+    def peer_role(self) -> bytes: ...
     async def send(self, data: bytes) -> None: ...
     async def recv(self) -> bytes: ...
     async def close(self) -> None: ...
@@ -64,8 +94,23 @@ def community_key(c: Community) -> bytes:
     return HKDF(hashes.SHA256(), 32, salt=b"p2p/lan/community/v1", info=b"").derive(material)
 
 
-def proof(c: Community, handshake_hash: bytes, sender: bytes) -> bytes:
-    return hmac.new(community_key(c), PROOF_TAG + handshake_hash + sender, hashlib.sha256).digest()
+def proof(c: Community, handshake_hash: bytes, role: bytes) -> bytes:
+    return hmac.new(community_key(c), PROOF_TAG + handshake_hash + role, hashlib.sha256).digest()
+
+
+def padded_proofs(mine: list[Community], handshake_hash: bytes, role: bytes) -> list[bytes]:
+    """Own proofs plus random filler up to a multiple of PROOF_PAD, sorted."""
+    real = [proof(c, handshake_hash, role) for c in mine]
+    fill = -len(real) % PROOF_PAD or (PROOF_PAD if not real else 0)
+    return sorted(real + [os.urandom(32) for _ in range(fill)])
+
+
+@dataclass
+class Auth:
+    """What MEMBERSHIP and IDENTITY established."""
+
+    peer: bytes
+    shared: list[Community]
 
 
 @dataclass
@@ -123,24 +168,100 @@ def _unpack(data: bytes) -> dict:
     return obj
 
 
-class _Counting:
+class Wire:
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
         self.sent = 0
         self.received = 0
+        self.phase = Phase.MEMBERSHIP
 
     async def send(self, obj: dict) -> None:
         data = _pack(obj)
         self.sent += len(data)
         await self.channel.send(data)
 
-    async def recv(self, expect: str | None = None) -> dict:
+    async def recv(self, *expect: str) -> dict:
         data = await self.channel.recv()
         self.received += len(data)
         obj = _unpack(data)
-        if expect is not None and obj["t"] != expect:
-            raise PeerMisbehaved(f"the peer sent {obj['t']!r} where {expect!r} was due")
+        if expect and obj["t"] not in expect:
+            raise PeerMisbehaved(
+                f"the peer sent {obj['t']!r} where {' or '.join(map(repr, expect))} was due"
+            )
         return obj
+
+
+@contextmanager
+def _in(io: Wire, phase: Phase) -> Iterator[None]:
+    """Tag any LAN error raised inside with the phase it happened in."""
+    io.phase = phase
+    try:
+        yield
+    except LanError as exc:
+        if not exc.phase:
+            exc.phase = phase.value
+            exc.args = (f"{exc.args[0] if exc.args else exc} (phase {phase.value})",)
+        raise
+
+
+def _banned(home: Home, c: Community, peer: bytes) -> bool:
+    return role_of(community_doc(home, c), peer)[1]
+
+
+async def authenticate(home: Home, channel: Channel, io: Wire | None = None) -> Auth:
+    """MEMBERSHIP, then IDENTITY. Raises NoSharedCommunity (having revealed nothing)
+    when the peer proves no community this home is in."""
+    io = io or Wire(channel)
+    hh = channel.handshake_hash
+    mine = all_communities(home)
+    with _in(io, Phase.MEMBERSHIP):
+        await io.send({"t": "hello", "v": VERSION, "proofs": padded_proofs(mine, hh, channel.role)})
+        hello = await io.recv("hello")
+        if hello.get("v") != VERSION:
+            raise PeerMisbehaved(
+                f"the peer speaks LAN protocol version {hello.get('v')!r}, not {VERSION}: "
+                "one of you needs to update p2p"
+            )
+        proofs = hello.get("proofs")
+        if not isinstance(proofs, list) or len(proofs) > MAX_COMMUNITIES:
+            raise PeerMisbehaved("the peer sent an invalid membership list")
+        theirs = {p for p in proofs if isinstance(p, bytes) and len(p) == 32}
+        candidates = [c for c in mine if proof(c, hh, channel.peer_role) in theirs]
+        if not candidates:
+            await io.send({"t": "none"})
+            raise NoSharedCommunity()
+    with _in(io, Phase.IDENTITY):
+        sig = home.identity.sign(ID_TAG + hh + channel.role)
+        await io.send({"t": "id", "key": home.public_key, "sig": sig})
+        got = await io.recv("id", "none")
+        if got["t"] == "none":
+            raise NoSharedCommunity()
+        key, psig = got.get("key"), got.get("sig")
+        if not (isinstance(key, bytes) and len(key) == 32 and isinstance(psig, bytes)):
+            raise HandshakeFailed("the peer's identity proof is malformed")
+        if not verify(key, psig, ID_TAG + hh + channel.peer_role):
+            raise HandshakeFailed("the peer's identity proof does not verify (forged identity?)")
+        if key == home.public_key:
+            raise SameIdentity()
+        channel.peer_key = key
+        offered = [c for c in candidates if not _banned(home, c, key)]
+        await io.send({"t": "shared", "communities": sorted(c.id for c in offered)})
+        msg = await io.recv("shared")
+        ids = msg.get("communities")
+        if not isinstance(ids, list) or len(ids) > MAX_COMMUNITIES:
+            raise PeerMisbehaved("the peer sent an invalid community list")
+        agreed = {i for i in ids if isinstance(i, bytes)}
+        shared = [c for c in offered if c.id in agreed]
+        if not shared:
+            raise NoSharedCommunity(
+                "that peer and you have no community left to exchange (a ban, or one of you "
+                "left it)"
+            )
+    channel.max_message = max(channel.max_message, _MAX_MESSAGE)
+    return Auth(key, shared)
+
+
+_MAX_MESSAGE = 16 * 1024 * 1024
 
 
 async def run(
@@ -149,36 +270,29 @@ async def run(
     *,
     lock: asyncio.Lock | None = None,
     log: Callable[[str], None] | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
+    auth: Auth | None = None,
+    io: Wire | None = None,
 ) -> SessionResult:
-    """Run one session; both sides call this (the protocol is symmetric)."""
+    """Run one session; both sides call this (the protocol is symmetric).
+    `progress(records received, records expected, bytes received)`."""
     started = time.monotonic()
-    me = home.public_key
-    peer = channel.peer_key
+    io = io or Wire(channel)
+    if auth is None:
+        auth = await authenticate(home, channel, io)
+    peer = auth.peer
     result = SessionResult(peer)
-    if peer == me:
-        raise PeerMisbehaved("that peer is this very identity; nothing to sync")
-    io = _Counting(channel)
-    mine = all_communities(home)
-    hh = channel.handshake_hash
-
-    await io.send({"t": "hello", "v": VERSION, "proofs": [proof(c, hh, me) for c in mine]})
-    hello = await io.recv("hello")
-    proofs = hello.get("proofs")
-    if not isinstance(proofs, list) or len(proofs) > MAX_COMMUNITIES:
-        raise PeerMisbehaved("the peer sent an invalid membership list")
-    theirs = {bytes(p) for p in proofs if isinstance(p, bytes)}
-    shared = [c for c in mine if proof(c, hh, peer) in theirs]
-    shared_ids = [c.id for c in shared]
+    shared_ids = [c.id for c in auth.shared]
     result.shared = shared_ids
 
-    inv = exchange.inventory(home, shared_ids)
-    await _send_heads(io, "inv", inv)
-
-    peer_inv = await _recv_heads(io, "inv", lambda doc: True)
-    want = exchange.wants(home, inv, peer_inv, exchange.known_by(home, peer))
-    await _send_heads(io, "want", want)
-    peer_want = await _recv_heads(io, "want", lambda doc: doc in inv)
+    with _in(io, Phase.INVENTORY):
+        inv = exchange.inventory(home, shared_ids)
+        await _send_inventory(io, home, auth.shared, inv)
+        peer_inv = await _recv_inventory(io, home, set(shared_ids), inv)
+    with _in(io, Phase.WANT):
+        want = exchange.wants(home, inv, peer_inv, exchange.known_by(home, peer))
+        await _send_heads(io, "want", want)
+        peer_want = await _recv_heads(io, "want", lambda doc: doc in inv)
 
     with tempfile.TemporaryFile(dir=_spool_dir(home)) as spool:
 
@@ -215,16 +329,18 @@ async def run(
                     raise PeerMisbehaved("the peer sent more than a session may carry")
                 spool.write(len(data).to_bytes(4, "big") + data)
                 if progress is not None:
-                    progress(count, len(want))
+                    progress(count, len(want), io.received)
             result.received_records = count
 
-        await _both(send_all(), receive_all())
+        with _in(io, Phase.TRANSFER):
+            await _both(send_all(), receive_all())
         spool.seek(0)
-        if lock is not None:
-            async with lock:
+        with _in(io, Phase.APPLY):
+            if lock is not None:
+                async with lock:
+                    result.report, result.news = _apply(home, spool, peer, peer_inv)
+            else:
                 result.report, result.news = _apply(home, spool, peer, peer_inv)
-        else:
-            result.report, result.news = _apply(home, spool, peer, peer_inv)
     result.bytes_sent, result.bytes_received = io.sent, io.received
     result.seconds = time.monotonic() - started
     if log:
@@ -235,7 +351,57 @@ async def run(
     return result
 
 
-async def _send_heads(io: _Counting, kind: str, docs: exchange.Inventory) -> None:
+async def _send_inventory(
+    io: Wire, home: Home, shared: list[Community], inv: exchange.Inventory
+) -> None:
+    """`inv` messages per community (at most INV_CHUNK documents each), then `inv_end`."""
+    for c in sorted(shared, key=lambda c: c.id):
+        ids = sorted(home.docs.ids(c.id))
+        items = [(d, inv[d]) for d in ids if d in inv]
+        for i in range(0, len(items), INV_CHUNK):
+            await io.send({"t": "inv", "community": c.id, "docs": dict(items[i : i + INV_CHUNK])})
+    await io.send({"t": "inv_end"})
+
+
+async def _recv_inventory(
+    io: Wire, home: Home, shared: set[bytes], mine: exchange.Inventory
+) -> exchange.Inventory:
+    """The peer's inventory, bounded: only shared communities, each document once, at
+    most MAX_NEW_DOCS this side does not hold and MAX_INV_HEADS hashes in all."""
+    out: exchange.Inventory = {}
+    new = heads_total = 0
+    while True:
+        msg = await io.recv("inv", "inv_end")
+        if msg["t"] == "inv_end":
+            return out
+        community, docs = msg.get("community"), msg.get("docs")
+        if community not in shared or not isinstance(docs, dict):
+            raise PeerMisbehaved("the peer listed documents of a community we do not share")
+        for doc, heads in docs.items():
+            if (
+                not isinstance(doc, bytes)
+                or len(doc) != 16
+                or doc in out
+                or not isinstance(heads, list)
+                or len(heads) > MAX_HEADS
+                or not all(isinstance(h, bytes) and len(h) == 32 for h in heads)
+            ):
+                raise PeerMisbehaved("the peer sent a bad inventory")
+            if doc in mine:
+                row = home.store.db.execute(
+                    "SELECT community FROM docs WHERE id = ?", (doc,)
+                ).fetchone()
+                if row is None or row[0] != community:
+                    raise PeerMisbehaved("the peer listed a document under the wrong community")
+            else:
+                new += 1
+            heads_total += len(heads)
+            if new > MAX_NEW_DOCS or heads_total > MAX_INV_HEADS:
+                raise PeerMisbehaved("the peer's inventory is larger than a session may carry")
+            out[doc] = list(heads)
+
+
+async def _send_heads(io: Wire, kind: str, docs: exchange.Inventory) -> None:
     """An inventory-shaped message list: `kind` chunks, then `kind`_end."""
     items = sorted(docs.items())
     for i in range(0, len(items), INV_CHUNK):
@@ -243,23 +409,21 @@ async def _send_heads(io: _Counting, kind: str, docs: exchange.Inventory) -> Non
     await io.send({"t": f"{kind}_end"})
 
 
-async def _recv_heads(
-    io: _Counting, kind: str, allowed: Callable[[bytes], bool]
-) -> exchange.Inventory:
+async def _recv_heads(io: Wire, kind: str, allowed: Callable[[bytes], bool]) -> exchange.Inventory:
     out: exchange.Inventory = {}
     while True:
-        msg = await io.recv()
+        msg = await io.recv(kind, f"{kind}_end")
         if msg["t"] == f"{kind}_end":
             return out
-        if msg["t"] != kind or not isinstance(msg.get("docs"), dict):
+        if not isinstance(msg.get("docs"), dict):
             raise PeerMisbehaved(f"the peer sent a bad {kind} list")
         for doc, heads in msg["docs"].items():
             if (
                 not isinstance(doc, bytes)
                 or len(doc) != 16
+                or doc in out
                 or not isinstance(heads, list)
                 or len(heads) > MAX_HEADS
-                or len(out) >= MAX_DOCS
                 or not all(isinstance(h, bytes) and len(h) == 32 for h in heads)
                 or not allowed(doc)
             ):
@@ -319,8 +483,9 @@ def _apply(
             " via = excluded.via",
             (peer, now),
         )
+        held = {d for (d,) in db.execute("SELECT id FROM docs")}
         db.executemany(
             "INSERT OR REPLACE INTO peer_heads (peer, doc, heads) VALUES (?, ?, ?)",
-            [(peer, d, msgpack.packb(sorted(h))) for d, h in peer_inv.items()],
+            [(peer, d, msgpack.packb(sorted(h))) for d, h in peer_inv.items() if d in held],
         )
     return report, news

@@ -10,6 +10,7 @@ from starlette.routing import Route
 from p2p import community as cm
 from p2p import content
 from p2p import feed as feed_view
+from p2p.app.pages.attachments import store_uploads
 from p2p.app.pages.communities import head
 from p2p.app.view import (
     EXPECTED,
@@ -62,11 +63,15 @@ async def post(request: Request) -> Response:
     state = app_state(request)
     _ = gettext(request)
     c = await community(request)
-    data = await form(request)
+    raw = await request.form()
+    data = {k: v for k, v in raw.items() if isinstance(v, str)}
     reply_to = data.get("reply_to") or None
     back = f"/c/{c.hex}" + (f"#p-{reply_to}" if reply_to else "")
     try:
-        created = await state.call(content.post, state.home, c, data.get("text", ""), reply_to)
+        files = await store_uploads(request, c, raw.getlist("files"))
+        created = await state.call(
+            content.post, state.home, c, data.get("text", ""), reply_to, files or None
+        )
     except EXPECTED as exc:
         failed(request, exc)
         return redirect(back)

@@ -66,7 +66,7 @@ async def page(request: Request) -> Response:
 # --- USB drop box -------------------------------------------------------------
 
 
-def usb_summary(result: usb.SyncResult, ngettext: Any) -> list[str]:
+def usb_summary(result: usb.SyncResult, ngettext: Any, gettext: Any) -> list[str]:
     total = News()
     rejected = 0
     for r in result.imported:
@@ -92,7 +92,7 @@ def usb_summary(result: usb.SyncResult, ngettext: Any) -> list[str]:
             % {"num": len(result.written), "docs": docs}
         )
     else:
-        lines.append(ngettext("nothing new to write: the others have all you have", "", 1))
+        lines.append(gettext("nothing new to write: the others have all you have"))
     return lines
 
 
@@ -123,7 +123,7 @@ async def usb_sync(request: Request) -> Response:
 
         result = usb.sync(home, folder, say=say)
         return {
-            "summary": usb_summary(result, ng),
+            "summary": usb_summary(result, ng, _),
             "damaged": [f"{f}: {e}" for f, e in result.damaged],
         }
 

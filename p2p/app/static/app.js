@@ -57,6 +57,8 @@
     if (window.EventSource) {
       var source = new EventSource("/events");
       source.addEventListener("change", refresh);
+      // what changed between rendering this page and connecting
+      source.addEventListener("open", refresh);
       document.body.setAttribute("data-live-ready", "1");
       window.addEventListener("pagehide", function () { source.close(); });
     }
