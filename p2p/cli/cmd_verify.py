@@ -71,7 +71,7 @@ def _print(result: VerifyResult, data: dict) -> None:
     if (att := data["attachments"])["chunks_checked"] or att["attachments"]:
         console.print(
             f"  {plural(att['attachments'], 'attachment')}: "
-            f"{plural(att['chunks_checked'], 'chunk')} ({att['bytes_checked']} bytes) "
+            f"{plural(att['chunks_checked'], 'chunk')} ({plural(att['bytes_checked'], 'byte')}) "
             "hash-checked against their manifests"
         )
     if n := data["unchecked_changes"]:
