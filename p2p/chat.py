@@ -14,12 +14,14 @@ import time
 from automerge.core import ROOT, Document, ObjType
 
 from p2p.blobs.attach import describe_all
-from p2p.community import Community, display_name, state
+from p2p.community import Community
 from p2p.content import _may_write, check_text, post_id, put_attachments
 from p2p.docref import CHAT, DocRef
-from p2p.documents import get_obj, put_int, put_str, to_py
+from p2p.documents import get_obj, put_int, put_str
 from p2p.home import Home
 from p2p.identity import fingerprint
+from p2p.index.entries import unpack_attachments
+from p2p.index.view import View
 
 DEFAULT_ROOM = "general"
 MAX_ROOM = 64
@@ -71,40 +73,32 @@ def send(
 def messages(
     home: Home, community: Community, room: str | None = None, moderated: bool = True
 ) -> list[dict]:
-    """Messages in time order (one room, or all), as moderation leaves them."""
-    shared = state(home, community)
-    banned = {bytes.fromhex(k) for k in shared["bans"]} if moderated else set()
-    hidden = set(shared["hidden"]) if moderated else set()
+    """Messages in time order (one room, or all), as moderation leaves them (from the index)."""
+    view = View(home.docs, community.id)
+    banned = view.banned if moderated else set()
+    hidden = view.hidden if moderated else set()
     wanted = check_room(room) if room is not None else None
+    sql = "SELECT author, id, room, text, ts, attachments FROM ix_chat WHERE community = ?"
+    args: list[object] = [community.id]
+    if wanted is not None:
+        sql += " AND room = ?"
+        args.append(wanted)
     out = []
-    rows = home.store.db.execute(
-        "SELECT id, owner FROM docs WHERE community = ? AND kind = ?", (community.id, CHAT)
-    ).fetchall()
-    for doc_id, owner in rows:
-        if owner in banned:
+    for owner, mid, in_room, text, ts, attached in view.db.execute(sql, args):
+        if owner in banned or mid in hidden:
             continue
-        doc = home.docs.load(doc_id)
-        data = to_py(doc) if doc is not None else {}
-        name = display_name(home, community, owner)
-        for local, m in (data.get("messages") or {}).items():
-            mid = post_id(owner, local)
-            if not isinstance(m, dict) or mid in hidden:
-                continue
-            in_room = str(m.get("room", DEFAULT_ROOM))
-            if wanted is not None and in_room != wanted:
-                continue
-            out.append(
-                {
-                    "id": mid,
-                    "room": in_room,
-                    "author": owner.hex(),
-                    "author_name": name,
-                    "fingerprint": fingerprint(owner),
-                    "text": str(m.get("text", "")),
-                    "ts": int(m.get("ts", 0)),
-                    "attachments": describe_all(home, m.get("attachments")),
-                }
-            )
+        out.append(
+            {
+                "id": mid,
+                "room": in_room,
+                "author": owner.hex(),
+                "author_name": view.names.get(owner, ""),
+                "fingerprint": fingerprint(owner),
+                "text": text,
+                "ts": ts,
+                "attachments": describe_all(home, unpack_attachments(attached)),
+            }
+        )
     return sorted(out, key=lambda m: (m["ts"], m["id"]))
 
 
@@ -119,9 +113,24 @@ def rooms(home: Home, community: Community) -> list[dict]:
 
 
 def find_message(home: Home, community: Community, wanted: str) -> dict | None:
-    """A message by id or unique prefix (at least 6 characters), or None."""
+    """A message by id or unique prefix (at least 4 characters), or None."""
+    from p2p.index.view import prefix_rows
+
     wanted = wanted.strip().lower()
-    if len(wanted) < 6:
+    if len(wanted) < 4:
         return None
-    found = [m for m in messages(home, community, moderated=False) if m["id"].startswith(wanted)]
-    return found[0] if len(found) == 1 else None
+    view = View(home.docs, community.id)
+    rows = prefix_rows(view, "ix_chat", wanted, 2)
+    if len(rows) != 1:
+        return None
+    owner, _local, mid, room, text, ts, attached = rows[0]
+    return {
+        "id": mid,
+        "room": room,
+        "author": owner.hex(),
+        "author_name": view.names.get(owner, ""),
+        "fingerprint": fingerprint(owner),
+        "text": text,
+        "ts": ts,
+        "attachments": describe_all(home, unpack_attachments(attached)),
+    }

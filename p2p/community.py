@@ -29,6 +29,7 @@ from p2p.errors import (
 )
 from p2p.home import Home
 from p2p.identity import fingerprint
+from p2p.index import forget_community
 
 ROLES = ("owner", "moderator", "member")
 
@@ -258,6 +259,7 @@ def leave(home: Home, community: Community) -> int:
         db.execute("DELETE FROM docs WHERE community = ?", (community.id,))
         db.execute("DELETE FROM bundles_written WHERE domain = ?", (community.hex,))
         db.execute("DELETE FROM communities WHERE id = ?", (community.id,))
+        forget_community(db, community.id)  # the derived indexes hold its text too
     home.docs.forget()
     home.store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     home.store.db.execute("VACUUM")
@@ -287,7 +289,10 @@ def profile(home: Home, community: Community, member: bytes) -> dict:
 
 
 def display_name(home: Home, community: Community, member: bytes) -> str:
-    return str(profile(home, community, member).get("name") or "")
+    """The name a member chose (from the index: no document is loaded)."""
+    from p2p.index.view import name
+
+    return name(home.docs, community.id, member)
 
 
 def resolve_member(home: Home, community: Community, text: str) -> bytes:

@@ -55,20 +55,32 @@ def check_text(text: str, what: str = "post") -> None:
         raise ValueError(f"a {what} is limited to {MAX_TEXT // 1024} KiB of text")
 
 
+MIN_PREFIX = 4  # as for every id; the first 8 characters of a post id name its author
+
+
 def find_post(home: Home, community: Community, wanted: str) -> dict:
-    """A post of this community by id or unique id prefix (at least 6 characters)."""
-    from p2p.feed import all_posts
+    """A post of this community by id or unique id prefix (at least 4 characters).
+
+    Read from the index: a range scan of the ids starting with `wanted`, never a
+    load of anyone's feed."""
+    from p2p.blobs.attach import describe_all
+    from p2p.index.view import View, prefix_rows
 
     wanted = wanted.strip().lower()
-    if len(wanted) < 6:
-        raise UnknownPost("give at least 6 characters of the post id")
-    found = [p for p in all_posts(home, community) if p["id"].startswith(wanted)]
-    if not found:
+    if len(wanted) < MIN_PREFIX:
+        raise UnknownPost(f"give at least {MIN_PREFIX} characters of the post id")
+    view = View(home.docs, community.id)
+    rows = prefix_rows(view, "ix_posts", wanted, 2)
+    if not rows:
         raise UnknownPost(f"no post {wanted!r} in this community")
-    exact = [p for p in found if p["id"] == wanted]
-    if len(found) > 1 and not exact:
+    exact = [r for r in rows if r[2] == wanted]
+    if len({r[2] for r in rows}) > 1 and not exact:
         raise UnknownPost(f"{wanted!r} matches several posts: give more of the id")
-    return exact[0] if exact else found[0]
+    chosen = max(exact or rows, key=lambda r: r[0])  # of two posts with one id, the later author's
+    post = view.post(chosen)
+    post["attachments"] = describe_all(home, post["attachments"]) if post["attachments"] else []
+    view.react({post["id"]: post}, view.reactions([post["id"]]))
+    return post
 
 
 def put_attachments(tx, obj: bytes, attachments: list[dict]) -> None:  # noqa: ANN001

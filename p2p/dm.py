@@ -20,13 +20,15 @@ import pyrage
 from automerge.core import ROOT, Document, ObjType, ScalarType
 from pyrage import x25519
 
-from p2p.community import Community, display_name, profile, state
+from p2p.community import Community, profile
 from p2p.content import MAX_TEXT, _may_write, check_text, post_id
 from p2p.docref import DM, DocRef
 from p2p.documents import get_obj, put_int, to_py
 from p2p.errors import NotAllowed, UnknownPeer
 from p2p.home import Home
 from p2p.identity import fingerprint
+from p2p.index.entries import MAX_TS
+from p2p.index.view import View
 
 MAX_BOX = MAX_TEXT + 4096  # age header and stanzas for two recipients, msgpack framing
 
@@ -92,50 +94,44 @@ def open_box(home: Home, community: Community, owner: bytes, box: object) -> dic
         return None  # a box copied from elsewhere: not shown as this author's
     if not isinstance(to, bytes) or not isinstance(m.get("text"), str):
         return None
-    return {"from": sender, "to": to, "text": m["text"], "ts": int(m.get("ts", 0))}
-
-
-def _dm_docs(home: Home, community: Community) -> list[tuple[bytes, bytes]]:
-    return home.store.db.execute(
-        "SELECT id, owner FROM docs WHERE community = ? AND kind = ?", (community.id, DM)
-    ).fetchall()
+    ts = m.get("ts", 0)
+    if isinstance(ts, bool) or not isinstance(ts, int) or not 0 <= ts <= MAX_TS:
+        return None  # a time no one can show: a hostile box
+    return {"from": sender, "to": to, "text": m["text"], "ts": ts}
 
 
 def messages(home: Home, community: Community, member: bytes | None = None) -> list[dict]:
-    """Direct messages to and from us (with one member, or all), in time order."""
-    banned = {bytes.fromhex(k) for k in state(home, community)["bans"]}
+    """Direct messages to and from us (with one member, or all), in time order.
+
+    The boxes come from the index; each is tried with our key (only ours open)."""
+    view = View(home.docs, community.id)
     me = home.public_key
-    names: dict[bytes, str] = {}
     out = []
-    for doc_id, owner in _dm_docs(home, community):
-        if owner in banned:
+    for owner, local, box in view.db.execute(
+        "SELECT author, local, box FROM ix_dm WHERE community = ? ORDER BY author, local",
+        (community.id,),
+    ):
+        if owner in view.banned:
             continue
-        doc = home.docs.load(doc_id)
-        data = to_py(doc) if doc is not None else {}
-        for local, entry in (data.get("boxes") or {}).items():
-            if not isinstance(entry, dict):
-                continue
-            m = open_box(home, community, owner, entry.get("box"))
-            if m is None:
-                continue
-            other = m["to"] if m["from"] == me else m["from"]
-            if member is not None and other != member:
-                continue
-            if other not in names:
-                names[other] = display_name(home, community, other)
-            out.append(
-                {
-                    "id": post_id(owner, local),
-                    "from": m["from"].hex(),
-                    "to": m["to"].hex(),
-                    "with": other.hex(),
-                    "with_name": names[other],
-                    "with_fingerprint": fingerprint(other),
-                    "sent": m["from"] == me,
-                    "text": m["text"],
-                    "ts": m["ts"],
-                }
-            )
+        m = open_box(home, community, owner, box)
+        if m is None:
+            continue
+        other = m["to"] if m["from"] == me else m["from"]
+        if member is not None and other != member:
+            continue
+        out.append(
+            {
+                "id": post_id(owner, local),
+                "from": m["from"].hex(),
+                "to": m["to"].hex(),
+                "with": other.hex(),
+                "with_name": view.names.get(other, ""),
+                "with_fingerprint": fingerprint(other),
+                "sent": m["from"] == me,
+                "text": m["text"],
+                "ts": m["ts"],
+            }
+        )
     return sorted(out, key=lambda m: (m["ts"], m["id"]))
 
 

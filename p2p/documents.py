@@ -25,6 +25,17 @@ from p2p.errors import DamagedData
 from p2p.identity import Identity
 from p2p.store import Store
 
+# Observers see every stored edit inside its transaction: (db, ref, new document,
+# heads before). The derived indexes (p2p/index/) register here; core knows nothing of them.
+Observer = Callable[[Any, DocRef, Document, list[bytes]], None]
+OBSERVERS: list[Observer] = []
+
+
+def notify(db: Any, ref: DocRef, doc: Document, old_heads: list[bytes]) -> None:
+    for observer in OBSERVERS:
+        observer(db, ref, doc, old_heads)
+
+
 COMPACT_AFTER = 200  # log entries before the snapshot is rewritten
 CACHE_SIZE = 64
 
@@ -95,6 +106,7 @@ class Documents:
         self._cache: OrderedDict[bytes, Document] = OrderedDict()
         self._locks: dict[bytes, threading.Lock] = {}
         self._guard = threading.Lock()
+        self.notices: list[str] = []  # damaged stored documents met by this process
 
     def lock(self, doc_id: bytes) -> threading.Lock:
         with self._guard:
@@ -170,8 +182,12 @@ class Documents:
                 doc = binding.reloads(snapshot)
         except DamagedData:
             doc = None
+        from p2p.identity import fingerprint
+
+        what = f"the {row[1]} of {fingerprint(row[2])}"
         with self.store.transaction() as tx:
             if doc is not None:
+                self.notices.append(f"{what} was damaged in this store and has been repaired")
                 self.replace(tx, DocRef(row[0], row[1], row[2]), doc, snapshot)
                 tx.execute(
                     "INSERT INTO set_aside (doc, community, kind, owner, data, reason, at)"
@@ -184,9 +200,18 @@ class Documents:
                 " VALUES (?, ?, ?, ?, ?, ?, strftime('%s','now'))",
                 (doc_id, row[0], row[1], row[2], base + b"".join(log), reason),
             )
-            tx.execute("DELETE FROM changes WHERE doc = ?", (doc_id,))
-            tx.execute("DELETE FROM docs WHERE id = ?", (doc_id,))
+            self.remove(tx, doc_id)
+        self.notices.append(
+            f"{what} was damaged in this store and was set aside; it will be fetched again"
+            " at the next sync or import"
+        )
         return None
+
+    def remove(self, db: Any, doc_id: bytes) -> None:
+        """Drop a document from the store (inside the caller's transaction)."""
+        db.execute("DELETE FROM changes WHERE doc = ?", (doc_id,))
+        db.execute("DELETE FROM docs WHERE id = ?", (doc_id,))
+        self.forget(doc_id)
 
     def set_aside(self) -> list[tuple[DocRef, str]]:
         """Documents found damaged in this store, with what was done about them."""
@@ -249,6 +274,7 @@ class Documents:
                             (doc_id, ref.community, ref.kind, ref.owner, b"", b""),
                         )
                     self._append(db, doc_id, doc, change)
+                    notify(db, ref, doc, before)
                     db.execute(
                         "INSERT OR REPLACE INTO sigs (doc, hash, signer, sig) VALUES (?, ?, ?, ?)",
                         (doc_id, *sig),
@@ -280,6 +306,7 @@ class Documents:
         received bytes of a new document, or a save it checked loads back):
         saving is a third of an import's time."""
         doc_id = ref.id
+        old_heads = self.heads(doc_id)
         if snapshot is None:
             snapshot = doc.save()
         db.execute("DELETE FROM changes WHERE doc = ?", (doc_id,))
@@ -289,6 +316,7 @@ class Documents:
             " ON CONFLICT (id) DO UPDATE SET snapshot = excluded.snapshot, heads = excluded.heads",
             (doc_id, ref.community, ref.kind, ref.owner, snapshot, pack_heads(doc.get_heads())),
         )
+        notify(db, ref, doc, old_heads)
 
     def heads(self, doc_id: bytes) -> list[bytes]:
         row = self.store.db.execute("SELECT heads FROM docs WHERE id = ?", (doc_id,)).fetchone()

@@ -191,6 +191,13 @@ class StickFull(P2PError):
     default = "not enough free space on the destination; nothing was written"
 
 
+class StickReadOnly(P2PError):
+    default = (
+        "the stick is read-only (is its write-protect switch on?): bundles on it were "
+        "imported, but nothing could be written to it"
+    )
+
+
 class WriteVerifyFailed(P2PError):
     default = "the file written to the destination did not read back correctly; it was removed"
 

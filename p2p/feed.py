@@ -6,67 +6,43 @@ The signed data stays in the store; hiding and banning only change this view.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
+from p2p import index
 from p2p.blobs.attach import describe_all
-from p2p.community import Community, display_name, state
-from p2p.docref import FEED
+from p2p.community import Community, state
 from p2p.documents import to_py
 from p2p.home import Home
-from p2p.identity import fingerprint
+from p2p.index.view import COLUMNS as _COLUMNS
+from p2p.index.view import View
 
 
-def _feed_docs(home: Home, community: Community) -> list[tuple[bytes, dict]]:
-    rows = home.store.db.execute(
-        "SELECT id, owner FROM docs WHERE community = ? AND kind = ? ORDER BY owner",
-        (community.id, FEED),
-    ).fetchall()
-    out = []
-    for doc_id, owner in rows:
-        doc = home.docs.load(doc_id)
-        if doc is not None:
-            out.append((owner, to_py(doc)))
-    return out
+def _describe(home: Home, posts: Iterable[dict]) -> None:
+    """Attachments as a reader is told about them (what has arrived changes over time)."""
+    for p in posts:
+        raw = p["attachments"]
+        p["attachments"] = describe_all(home, raw) if raw else []
 
 
 def _collect(home: Home, community: Community) -> list[dict]:
     """Every post as a flat list, reactions attached, each marked with `removed`:
     None, "hidden" (by a moderator) or "banned" (its author is)."""
-    shared = state(home, community)
-    banned = {bytes.fromhex(k) for k in shared["bans"]}
-    hidden = set(shared["hidden"])
-    names: dict[bytes, str] = {}
+    view = View(home.docs, community.id)
     posts: dict[str, dict] = {}
-    reactions: list[tuple[bytes, str, str]] = []
-    for owner, data in _feed_docs(home, community):
-        if owner not in names:
-            names[owner] = display_name(home, community, owner)
-        for local, p in (data.get("posts") or {}).items():
-            if not isinstance(p, dict):
-                continue
-            pid = owner[:4].hex() + local
-            posts[pid] = {
-                "id": pid,
-                "author": owner.hex(),
-                "author_name": names[owner],
-                "fingerprint": fingerprint(owner),
-                "text": str(p.get("text", "")),
-                "ts": int(p.get("ts", 0)),
-                "parent": p.get("parent"),
-                "edited": p.get("edited"),
-                "deleted": p.get("deleted") is not None,
-                "removed": "banned" if owner in banned else "hidden" if pid in hidden else None,
-                "reactions": {},
-                "attachments": []
-                if p.get("deleted") is not None
-                else describe_all(home, p.get("attachments")),
-            }
-        if owner in banned:
-            continue  # a banned member's reactions are not counted
-        for target, emojis in (data.get("reactions") or {}).items():
-            if isinstance(emojis, dict):
-                reactions += [(owner, target, e) for e in emojis]
-    for reactor, target, emoji in reactions:
-        if target in posts:
-            posts[target]["reactions"].setdefault(emoji, []).append(reactor.hex())
+    for row in view.db.execute(
+        f"SELECT {_COLUMNS} FROM ix_posts WHERE community = ? ORDER BY author, local",
+        (community.id,),
+    ):
+        posts[row[2]] = view.post(row)  # a later author's post of the same id wins, as ever
+    _describe(home, posts.values())
+    view.react(
+        posts,
+        view.db.execute(
+            "SELECT reactor, target, emoji FROM ix_reactions WHERE community = ?"
+            " ORDER BY reactor, target, emoji",
+            (community.id,),
+        ),
+    )
     return sorted(posts.values(), key=lambda p: (p["ts"], p["id"]))
 
 
@@ -155,6 +131,130 @@ def _prune(posts: list[dict]) -> list[dict]:
         elif p["replies"]:
             out.append(_placeholder(p))
     return out
+
+
+def _careful(home: Home, community: Community) -> bool:
+    """Whether a reply cycle or two posts sharing an id exist (only forgers make either):
+    then threads are built from the whole community at once, exactly as ever."""
+    return bool(index.flags(home.store.db, community.id))
+
+
+def _tree(home: Home, view: View, root: tuple) -> list[dict]:
+    """One thread, built from its top post's row: [] when nothing of it is shown."""
+    rows = [root]
+    frontier = [root[2]]
+    while frontier:
+        batch, frontier = frontier[:500], frontier[500:]
+        marks = ",".join("?" * len(batch))
+        found = view.db.execute(
+            f"SELECT {_COLUMNS} FROM ix_posts WHERE community = ? AND orphan = 0"
+            f" AND parent IN ({marks})",
+            (view.cid, *batch),
+        ).fetchall()
+        rows += found
+        frontier += [r[2] for r in found]
+    rows.sort(key=lambda r: (r[3], r[2]))
+    posts = {r[2]: view.post(r) for r in rows}
+    _describe(home, posts.values())
+    marks = ",".join("?" * len(posts))
+    if len(posts) <= 30_000:
+        view.react(
+            posts,
+            view.db.execute(
+                "SELECT reactor, target, emoji FROM ix_reactions WHERE community = ?"
+                f" AND target IN ({marks}) ORDER BY reactor, target, emoji",
+                (view.cid, *posts),
+            ),
+        )
+    else:
+        view.react(
+            posts,
+            view.db.execute(
+                "SELECT reactor, target, emoji FROM ix_reactions WHERE community = ?"
+                " ORDER BY reactor, target, emoji",
+                (view.cid,),
+            ),
+        )
+    by_id = {pid: {**p, "replies": []} for pid, p in posts.items()}
+    under = _placement(by_id)
+    top = []
+    for pid, p in by_id.items():
+        if under[pid] is None:
+            top.append(p)
+        else:
+            by_id[under[pid]]["replies"].append(p)
+    return _prune(top)
+
+
+def _roots(view: View, newest_first: bool) -> Iterator[tuple]:
+    order = "DESC" if newest_first else "ASC"
+    yield from view.db.execute(
+        f"SELECT {_COLUMNS} FROM ix_posts WHERE community = ? AND orphan = 1"
+        f" ORDER BY ts {order}, id {order}",
+        (view.cid,),
+    )
+
+
+def latest(home: Home, community: Community, last: int) -> tuple[list[dict], int]:
+    """The `last` most recent threads (as `thread` shows them) and how many older
+    threads were left out; reads only what it shows (plus a count)."""
+    if last <= 0 or _careful(home, community):
+        posts = thread(home, community)
+        older = max(0, len(posts) - last) if last > 0 else 0
+        return posts[older:], older
+    view = View(home.docs, community.id)
+    shown: list[dict] = []
+    for root in _roots(view, newest_first=True):
+        shown += _tree(home, view, root)
+        if len(shown) >= last:
+            break
+    shown.reverse()
+    return shown, _count_threads(view) - len(shown)
+
+
+def _count_threads(view: View) -> int:
+    """Threads shown in all: top posts not removed, plus removed ones with a shown reply."""
+    banned = sorted(view.banned)
+    bmarks = ",".join("?" * len(banned))
+    hidden = "id IN (SELECT key FROM ix_moderation WHERE community = ? AND what = 'hidden')"
+    removed = f"(author IN ({bmarks}) OR {hidden})" if banned else hidden
+    kept = view.db.execute(
+        f"SELECT count(*) FROM ix_posts WHERE community = ? AND orphan = 1 AND NOT {removed}",
+        (view.cid, *banned, view.cid),
+    ).fetchone()[0]
+    gone = view.db.execute(
+        f"SELECT {_COLUMNS} FROM ix_posts WHERE community = ? AND orphan = 1 AND {removed}",
+        (view.cid, *banned, view.cid),
+    ).fetchall()
+    for root in gone:
+        if _has_reply(view, root[2]):
+            kept += 1
+    return kept
+
+
+def _has_reply(view: View, pid: str) -> bool:
+    """Whether anything below a removed post is shown (so it stays as a placeholder)."""
+    frontier = [pid]
+    while frontier:
+        cur = frontier.pop()
+        for author, child in view.db.execute(
+            "SELECT author, id FROM ix_posts WHERE community = ? AND orphan = 0 AND parent = ?",
+            (view.cid, cur),
+        ):
+            if author not in view.banned and child not in view.hidden:
+                return True
+            frontier.append(child)
+    return False
+
+
+def stream(home: Home, community: Community) -> Iterator[dict]:
+    """Every thread in order, one at a time (what `thread` returns, without holding it)."""
+    if _careful(home, community):
+        yield from thread(home, community)
+        return
+    view = View(home.docs, community.id)
+    for root in _roots(view, newest_first=False):
+        yield from _tree(home, view, root)
 
 
 def shared_state(home: Home, community: Community) -> dict:

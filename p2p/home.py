@@ -69,6 +69,7 @@ class Home:
     @cached_property
     def docs(self) -> Documents:
         """Loaded on first use: commands that only read the store never import Automerge."""
+        from p2p import index  # noqa: F401 - keeps the derived indexes in step with every write
         from p2p.documents import Documents
 
         return Documents(self.store)

@@ -48,6 +48,8 @@ def structure_error(c: RawChange, every: Mapping[bytes, RawChange]) -> str | Non
     """Why `c` cannot follow its author's earlier changes, or None."""
     if c.seq < 1:
         return "change has no valid sequence number"
+    if any(d not in every for d in c.deps):
+        return None  # judged by whoever holds its dependencies (e.g. `p2p verify` of a delta)
     own = [every[d] for d in c.deps if d in every and every[d].actor == c.actor]
     if any(d.seq >= c.seq for d in own):
         return "change depends on a later change of its own author"

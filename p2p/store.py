@@ -130,6 +130,112 @@ CREATE TABLE IF NOT EXISTS bundles_written (
     at INTEGER NOT NULL,
     PRIMARY KEY (dir, name)
 );
+-- derived, rebuildable indexes (p2p/index/): the documents stay the source of truth
+CREATE TABLE IF NOT EXISTS ix_docs (
+    doc BLOB PRIMARY KEY,
+    community BLOB NOT NULL,
+    kind TEXT NOT NULL,
+    owner BLOB NOT NULL,
+    heads BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ix_bad (
+    doc BLOB NOT NULL,
+    top TEXT NOT NULL,
+    key TEXT NOT NULL,
+    PRIMARY KEY (doc, top, key)
+);
+CREATE TABLE IF NOT EXISTS ix_flags (
+    community BLOB NOT NULL,
+    flag TEXT NOT NULL,
+    PRIMARY KEY (community, flag)
+);
+CREATE TABLE IF NOT EXISTS ix_posts (
+    n INTEGER PRIMARY KEY,
+    community BLOB NOT NULL,
+    author BLOB NOT NULL,
+    local TEXT NOT NULL,
+    id TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    parent TEXT,
+    text TEXT NOT NULL,
+    edited INTEGER,
+    deleted INTEGER NOT NULL,
+    orphan INTEGER NOT NULL,
+    attachments BLOB,
+    UNIQUE (community, author, local)
+);
+CREATE INDEX IF NOT EXISTS ix_posts_by_id ON ix_posts (community, id);
+CREATE INDEX IF NOT EXISTS ix_posts_by_parent ON ix_posts (community, parent);
+CREATE INDEX IF NOT EXISTS ix_posts_roots ON ix_posts (community, orphan, ts, id, author);
+CREATE VIRTUAL TABLE IF NOT EXISTS ix_posts_fts USING fts5 (
+    text, content = 'ix_posts', content_rowid = 'n'
+);
+CREATE TRIGGER IF NOT EXISTS ix_posts_ai AFTER INSERT ON ix_posts BEGIN
+    INSERT INTO ix_posts_fts (rowid, text) VALUES (new.n, new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS ix_posts_ad AFTER DELETE ON ix_posts BEGIN
+    INSERT INTO ix_posts_fts (ix_posts_fts, rowid, text) VALUES ('delete', old.n, old.text);
+END;
+CREATE TRIGGER IF NOT EXISTS ix_posts_au AFTER UPDATE OF text ON ix_posts BEGIN
+    INSERT INTO ix_posts_fts (ix_posts_fts, rowid, text) VALUES ('delete', old.n, old.text);
+    INSERT INTO ix_posts_fts (rowid, text) VALUES (new.n, new.text);
+END;
+CREATE TABLE IF NOT EXISTS ix_reactions (
+    community BLOB NOT NULL,
+    reactor BLOB NOT NULL,
+    target TEXT NOT NULL,
+    emoji TEXT NOT NULL,
+    PRIMARY KEY (community, reactor, target, emoji)
+);
+CREATE INDEX IF NOT EXISTS ix_reactions_by_target ON ix_reactions (community, target);
+CREATE TABLE IF NOT EXISTS ix_chat (
+    n INTEGER PRIMARY KEY,
+    community BLOB NOT NULL,
+    author BLOB NOT NULL,
+    local TEXT NOT NULL,
+    id TEXT NOT NULL,
+    room TEXT NOT NULL,
+    text TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    attachments BLOB,
+    UNIQUE (community, author, local)
+);
+CREATE INDEX IF NOT EXISTS ix_chat_by_room ON ix_chat (community, room, ts);
+CREATE INDEX IF NOT EXISTS ix_chat_by_id ON ix_chat (community, id);
+CREATE VIRTUAL TABLE IF NOT EXISTS ix_chat_fts USING fts5 (
+    text, content = 'ix_chat', content_rowid = 'n'
+);
+CREATE TRIGGER IF NOT EXISTS ix_chat_ai AFTER INSERT ON ix_chat BEGIN
+    INSERT INTO ix_chat_fts (rowid, text) VALUES (new.n, new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS ix_chat_ad AFTER DELETE ON ix_chat BEGIN
+    INSERT INTO ix_chat_fts (ix_chat_fts, rowid, text) VALUES ('delete', old.n, old.text);
+END;
+CREATE TRIGGER IF NOT EXISTS ix_chat_au AFTER UPDATE OF text ON ix_chat BEGIN
+    INSERT INTO ix_chat_fts (ix_chat_fts, rowid, text) VALUES ('delete', old.n, old.text);
+    INSERT INTO ix_chat_fts (rowid, text) VALUES (new.n, new.text);
+END;
+CREATE TABLE IF NOT EXISTS ix_dm (
+    community BLOB NOT NULL,
+    author BLOB NOT NULL,
+    local TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    box BLOB NOT NULL,
+    PRIMARY KEY (community, author, local)
+);
+CREATE TABLE IF NOT EXISTS ix_profiles (
+    community BLOB NOT NULL,
+    member BLOB NOT NULL,
+    name TEXT NOT NULL,
+    PRIMARY KEY (community, member)
+);
+CREATE TABLE IF NOT EXISTS ix_moderation (
+    community BLOB NOT NULL,
+    what TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT,
+    PRIMARY KEY (community, what, key)
+);
 CREATE TABLE IF NOT EXISTS inventories (
     owner BLOB NOT NULL,
     digest BLOB NOT NULL,
@@ -142,6 +248,12 @@ CREATE TABLE IF NOT EXISTS bundle_inventories (
     sha256 BLOB PRIMARY KEY,
     owner BLOB NOT NULL,
     digest BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bundle_contents (
+    sha256 BLOB NOT NULL,
+    doc BLOB NOT NULL,
+    heads BLOB NOT NULL,
+    PRIMARY KEY (sha256, doc)
 );
 CREATE TABLE IF NOT EXISTS blob_manifests (
     id BLOB PRIMARY KEY,
@@ -187,6 +299,18 @@ STORE_NAME = "p2p.db"
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 _CORRUPT_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB (https://sqlite.org/rescode.html)
+
+
+def statements(script: str) -> list[str]:
+    """The SQL statements of a script (a trigger body's `;` does not end one)."""
+    out, part = [], ""
+    for piece in script.split(";"):
+        part += piece + ";"
+        if sqlite3.complete_statement(part):
+            if part.strip(" \n;"):
+                out.append(part)
+            part = ""
+    return out
 
 
 def _private_dir(folder: Path) -> None:
@@ -245,9 +369,8 @@ class Store:
             self.db.execute("PRAGMA busy_timeout=60000")  # another process may be importing
             self._depth = 0
             with self.transaction():
-                for statement in SCHEMA.split(";"):
-                    if statement.strip():
-                        self.db.execute(statement)
+                for statement in statements(SCHEMA):
+                    self.db.execute(statement)
                 self.db.execute(
                     "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)",
                     (SCHEMA_VERSION,),

@@ -15,11 +15,13 @@ API (all return real bytes, nothing is mocked):
 - `sign(home, ref, data)`: parse chunk bytes and sign them as `home`.
 - `gap`, `no_prev_dep`, `garbage_body`, `truncated`, `fork_pair`: the
   structural attacks, each returning `(changes, sigs)`.
-- `bomb_save(size)`: a saved document whose compressed columns inflate to
-  `size` bytes (a decompression bomb as a `save` record).
+- `bomb_save(size, home, ref)`, `bomb_sigs(...)`: a signed saved document
+  whose compressed columns inflate to `size` bytes (a bomb as a `save` record).
 - `backdated_hide(demoted, community, post_id, old_heads)`: a moderation change
   built on the member's pre-demotion history.
-- `ESCAPES`, `ODD_POSTS`: member text and values for the views and the terminal.
+- `ESCAPES`, `ODD_POSTS`, `odd_posts(home, ref)`: member text and values
+  (wrong types, huge numbers, a list where a map belongs) for the views and
+  the terminal.
 - `record(ref, changes, sigs)`, `save_record(ref, data, sigs)`: bundle/LAN `doc` records.
 - `doctor_bundle(src, dst, identity, extra=(), drop=None)`: a bundle written by
   our export code, records added or removed, re-signed by `identity`.
@@ -36,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
-from automerge.core import ROOT, Document, ScalarType
+from automerge.core import ROOT, Document, ObjType, ScalarType
 
 from p2p import signing
 from p2p.chunk import MAGIC, RawChange, _uleb, parse_one
@@ -157,6 +159,23 @@ def chain(home: Home, ref: DocRef, n: int, key: str = "x") -> list[tuple[RawChan
     return out
 
 
+def odd_posts(home: Home, ref: DocRef) -> tuple[RawChange, signing.Sig]:
+    """A signed change putting `ODD_POSTS` (wrong types, huge and negative
+    numbers) into the author's own feed, beside a `reactions` that is a list."""
+
+    def edit(doc: Document, tx: Any) -> None:
+        got = doc.get(ROOT, "posts")
+        posts = got[1] if got else tx.put_object(ROOT, "posts", ObjType.Map)
+        for local_id, fields in ODD_POSTS.items():
+            p = tx.put_object(posts, local_id, ObjType.Map)
+            for key, value in fields.items():
+                kind = ScalarType.Int if isinstance(value, int) else ScalarType.Str
+                tx.put(p, key, kind, value)
+        tx.put_object(ROOT, "reactions", ObjType.List)
+
+    return change(home, ref, edit)
+
+
 def _put(key: str, value: str = "hostile") -> Callable[[Document, Any], None]:
     return lambda d, tx: tx.put(ROOT, key, ScalarType.Str, value)
 
@@ -198,13 +217,20 @@ def fork_pair(home: Home, ref: DocRef) -> tuple[Signed, Signed]:
     return ([a[0]], [a[1]]), ([b[0]], [b[1]])
 
 
-def bomb_save(size: int) -> bytes:
+def bomb_save(size: int, home: Home | None = None, ref: DocRef | None = None) -> bytes:
     """A saved document holding one string of `size` repeated bytes; the
-    binding compresses its columns, so the save is tiny beside `size`."""
-    doc = Document(actor_id=b"\x01" * 32)
+    binding compresses its columns, so the save is tiny beside `size`.
+    Written by `home`'s key when given (sign it with `bomb_sigs`)."""
+    doc = Document(actor_id=home.public_key if home else b"\x01" * 32)
     with doc.transaction() as tx:
         tx.put(ROOT, "bomb", ScalarType.Str, "A" * size)
     return doc.save()
+
+
+def bomb_sigs(home: Home, ref: DocRef, data: bytes) -> list[signing.Sig]:
+    """`home`'s signature over the last change of a saved document it wrote."""
+    last = Document.load(data).get_changes([])[-1]
+    return [signing.sign(home.identity, ref.id, last.hash)]
 
 
 def backdated_hide(

@@ -169,7 +169,7 @@ def test_two_people_in_the_browser(tmp_path):
             pa.goto(f"{base_a}/wifi")
             pa.click("text=Start Wi-Fi sync")
             address = pa.text_content(".address")
-            assert address and address.startswith("127.0.0.1:")
+            assert address and address.startswith("127.0.0.1:"), address
             feed_a = a.new_page()
             feed_a.goto(f"{base_a}/c/{cid}")
             _live(feed_a)
@@ -240,6 +240,17 @@ def test_two_people_in_the_browser(tmp_path):
             assert "1 new post" in pb.text_content(".summary")
             shots.take(pb, "en-usb-done")
             feed_b.wait_for_selector("text=The ferry runs again on Monday")
+
+            # an import run from the command line, beside the app, shows up live too
+            pa.goto(f"{base_a}/c/{cid}")
+            pa.fill("#text", "Market moved to Saturday")
+            pa.click("button:has-text('Post')")
+            pa.wait_for_selector("text=Market moved to Saturday")
+            carried = tmp_path / "by-hand.p2p"
+            made = cli(home_a, "export", "--out", str(carried), P2P_PASSPHRASE="river stones 42")
+            assert made.returncode == 0, made.stderr
+            assert cli(home_b, "import", str(carried)).returncode == 0
+            feed_b.wait_for_selector("text=Market moved to Saturday")
 
             # a tampered bundle is refused with a readable message
             bundle = next(p for p in stick.iterdir() if p.suffix == ".p2p")

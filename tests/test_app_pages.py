@@ -142,8 +142,29 @@ def test_usb_drop_box_through_the_page(tmp_path):
         a.post(f"/c/{cid}/post", data={"text": "from the bridge"})
         html = _wait_job(a, a.post("/move/usb", data={"folder": str(stick)}).url.path)
         assert "wrote 1 bundle for the others" in html
+        # a damaged bundle left on the stick is set aside; the good one still arrives
+        good = next(stick.glob("*.p2p"))
+        (stick / "damaged.p2p").write_bytes(good.read_bytes()[:-50])
         html = _wait_job(b, b.post("/move/usb", data={"folder": str(stick)}).url.path)
         assert "1 new post" in html and "1 bundle imported" in html
+        assert "1 bundle set aside because it was damaged" in html
+        assert "damaged.p2p" in html
         assert "from the bridge" in b.get(f"/c/{cid}").text
         r = b.post("/move/usb", data={"folder": str(tmp_path / "nothing")})
         assert "is not a folder" in r.text
+
+
+def test_search_finds_posts_and_leaves_out_hidden_ones(tmp_path):
+    with app_client(tmp_path) as (a, sa):
+        ready(sa)
+        cid = _cid(a.post("/communities/create", data={"name": "Search"}))
+        a.post(f"/c/{cid}/post", data={"text": "the ferry leaves at noon"})
+        a.post(f"/c/{cid}/post", data={"text": "bread at the bakery"})
+        r = a.post(f"/c/{cid}/post", data={"text": "ferry tickets are free"})
+        hits = a.get(f"/c/{cid}?q=ferry").text
+        assert "the ferry leaves at noon" in hits and "ferry tickets are free" in hits
+        assert "bread at the bakery" not in hits
+        ticket = [p for p in _post_ids(r.text)][-1]
+        a.post(f"/c/{cid}/hide", data={"post": ticket})
+        hits = a.get(f"/c/{cid}?q=tickets").text
+        assert "ferry tickets are free" not in hits and "Nothing found" in hits

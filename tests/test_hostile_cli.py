@@ -62,8 +62,9 @@ def attack(name: str, mallory, c, old: list[bytes]) -> list[dict]:
         (a, sa), (b, sb) = hostile.fork_pair(mallory, feed_ref)
         return [hostile.record(feed_ref, a + b, sa + sb)]
     if name == "bomb":
-        data = hostile.bomb_save(100_000_000)
-        return [hostile.save_record(DocRef(c.id, "chat", mallory.public_key), data, [])]
+        ref = DocRef(c.id, "chat", mallory.public_key)
+        data = hostile.bomb_save(100_000_000, mallory, ref)
+        return [hostile.save_record(ref, data, hostile.bomb_sigs(mallory, ref, data))]
     if name == "backdated":
         post_id = "00000000" + "0" * 16
         change, sig = hostile.backdated_hide(mallory, c.ref, post_id, old)
@@ -231,3 +232,25 @@ def test_escape_sequences_are_stored_as_signed(world, tmp_path) -> None:
     assert res.returncode == 0, res.stdout + res.stderr
     shown = cli(carol_path, "feed", c.hex)
     assert shown.returncode == 0
+
+
+def test_a_stored_document_that_no_longer_loads_never_stops_a_command(world, tmp_path) -> None:
+    """What an older version could commit (a save that never loads again):
+    `feed` still works, says once which document was set aside, and the next
+    sync brings it back."""
+    _alice, mallory, carol, c, _old = world
+    ref = DocRef(c.id, FEED, mallory.public_key)
+    with carol.store.transaction() as db:
+        db.execute("UPDATE docs SET snapshot = ? WHERE id = ?", (b"\x85oJ\x83broken", ref.id))
+    carol_path = carol.path
+    carol.close()
+    res = cli(carol_path, "feed", c.hex)
+    assert res.returncode == 0, res.stderr
+    assert "set aside" in res.stderr and "Traceback" not in res.stderr
+    assert "alice's first post" in res.stdout
+    again = cli(carol_path, "feed", c.hex)
+    assert again.returncode == 0 and "set aside" not in again.stderr
+    (tmp_path / "stick").mkdir()
+    bundle = doctored_bundle(mallory, c, [], tmp_path)
+    assert cli(carol_path, "import", str(bundle)).returncode == 0
+    assert "mallory's post" in feed_texts(carol_path, c)

@@ -307,7 +307,9 @@ def test_a_captured_stranger_session_and_announcements_reveal_no_one(lab, tmp_pa
     server = serve_anywhere(lab, ns_a, a)
     first_event(server, "serving")
     res = in_ns(lab, ns_s, stranger, "sync", "--timeout", "4", "--json")
-    assert res.returncode == 1 and "none shares a community" in res.stderr, res.stderr
+    assert res.returncode == 1, res.stdout + res.stderr
+    failed = json.loads(res.stdout)
+    assert failed["kind"] == "no_shared_community" and len(failed["peers"]) == 1
     stranger_serve = serve_anywhere(lab, ns_s, stranger)  # a's serve browses and tries it
     first_event(stranger_serve, "serving")
     assert first_event(server, "stranger")

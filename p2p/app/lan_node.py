@@ -1,6 +1,7 @@
-"""'Sync on this Wi-Fi': the LAN server (and its mDNS announcement) running in
-a thread with its own event loop and its own connection to the home, plus
-one-off syncs with a peer the user names or mDNS finds."""
+"""'Sync on this Wi-Fi': the library's LAN `Node` (serve, announce, browse and
+sync with whoever shows up) running in a thread with its own event loop and
+its own connection to the home, plus one-off syncs with an address the user
+types (for networks where discovery is blocked)."""
 
 from __future__ import annotations
 
@@ -8,41 +9,34 @@ import asyncio
 import contextlib
 import threading
 import time
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from p2p import peers as known_peers
 from p2p.errors import P2PError
 from p2p.home import Home
-from p2p.lan import discovery, session
-from p2p.lan.server import Server, default_address, sync_with
+from p2p.lan.node import Node
+from p2p.lan.server import sync_with
 
 if TYPE_CHECKING:
     from p2p.app.state import AppState
 
 KEEP = 20
-
-
-@dataclass
-class Session:
-    at: float
-    peer: str
-    ok: bool
-    result: session.SessionResult | None = None
-    error: str = ""
+PORT = 7420  # the usual port; any free one when it is taken (say, by 'p2p serve')
 
 
 @dataclass
 class LanControl:
     state: AppState
-    host: str | None = None  # None: this machine's LAN address
+    host: str | None = None  # None: every LAN address of this machine
     mdns: bool = True
     running: bool = False
-    address: str = ""
-    sessions: list[Session] = field(default_factory=list)
+    addresses: list[str] = field(default_factory=list)
+    sessions: list[dict] = field(default_factory=list)  # newest first, Node "session" events
     seen: dict[str, float] = field(default_factory=dict)  # "host:port" -> when
     log: list[str] = field(default_factory=list)
     version: int = 0
+    _node: Node | None = None
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
     _home: Home | None = None
@@ -51,8 +45,17 @@ class LanControl:
     def _bump(self) -> None:
         self.version += 1
 
-    def _note(self, s: Session) -> None:
-        self.sessions = ([s] + self.sessions)[:KEEP]
+    def _event(self, e: dict) -> None:
+        kind = e.get("event")
+        if kind == "session":
+            self.sessions = ([{**e, "ok": True, "at": time.time()}] + self.sessions)[:KEEP]
+        elif kind in ("failed", "stranger"):
+            self.sessions = ([{**e, "ok": False, "at": time.time()}] + self.sessions)[:KEEP]
+        elif kind == "log":
+            self.log = (self.log + [str(e.get("message", ""))])[-KEEP:]
+        where = e.get("peer_address")
+        if where:
+            self.seen[str(where)] = time.time()
         self._bump()
 
     def start(self) -> None:
@@ -65,46 +68,50 @@ class LanControl:
             target=self._run, args=(ready, failure), name="p2p-lan", daemon=True
         )
         self._thread.start()
-        ready.wait(30)
+        ready.wait(60)
         if failure:
             raise failure[0]
 
+    def _node_for(self, port: int) -> Node:
+        assert self._home is not None
+        return Node(
+            self._home,
+            hosts=[self.host] if self.host else None,
+            port=port,
+            mdns=self.mdns,
+            on_event=self._event,
+            token_file=self.state.home_path / "serve.token",
+        )
+
     def _run(self, ready: threading.Event, failure: list[BaseException]) -> None:
         async def main() -> None:
-            assert self._home is not None
             self._loop = asyncio.get_running_loop()
             self._stop = asyncio.Event()
-            host = self.host or default_address()
-            server = Server(
-                self._home,
-                host,
-                0,
-                log=self._log,
-                on_session=lambda r: self._note(Session(time.time(), _fp(r.peer), True, r)),
-            )
-            announcer = None
+            node = self._node_for(PORT)
             try:
-                port = await server.start()
-                if self.mdns:
-                    announcer = discovery.Announcer(
-                        host, port, token_file=self.state.home_path / "serve.token"
-                    )
-                    await announcer.start()
+                try:
+                    await node.start()
+                except OSError:
+                    await node.close()
+                    node = self._node_for(0)
+                    await node.start()
             except (OSError, P2PError) as exc:
                 failure.append(exc)
-                await server.close()
+                with contextlib.suppress(Exception):
+                    await node.close()
                 ready.set()
                 return
-            self.address, self.running = f"{host}:{port}", True
+            self._node = node
+            self.addresses = [f"{h}:{node.port}" for h in node.addresses]
+            self.running = True
             self._bump()
             ready.set()
             try:
                 await self._stop.wait()
             finally:
-                if announcer is not None:
-                    await announcer.close()
-                await server.close()
+                await node.close()
                 self.running = False
+                self._node = None
                 self._bump()
 
         try:
@@ -115,57 +122,30 @@ class LanControl:
                 self._home.close()
                 self._home = None
 
-    def _log(self, line: str) -> None:
-        self.log = (self.log + [line])[-KEEP:]
-        self._bump()
-
-    def _submit(self, coro: Any) -> Future:
-        if self._loop is None or not self.running:
+    def sync(self, host: str, port: int, timeout: float = 300.0) -> dict:
+        """One session with HOST:PORT (blocks the caller's thread, not the node)."""
+        if self._loop is None or self._node is None or not self.running:
             raise P2PError("Wi-Fi sync is off: start it first")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+        node = self._node
+        where = f"{host}:{port}"
 
-    def sync(self, host: str, port: int, timeout: float = 120.0) -> Session:
-        """Run one session with HOST:PORT (blocking the caller's thread, not the loop)."""
-
-        async def one() -> Session:
-            assert self._home is not None
+        async def one() -> dict[str, Any]:
+            assert self._home is not None and node.server is not None
             try:
-                r = await sync_with(self._home, host, port)
+                r = await sync_with(self._home, host, port, lock=node.server.lock)
             except P2PError as exc:
-                return Session(time.time(), f"{host}:{port}", False, error=str(exc))
-            return Session(time.time(), f"{host}:{port}", True, r)
+                return {"event": "failed", "peer_address": where, "error": str(exc)}
+            known_peers.remember(self._home, r.peer, host, port)
+            return {"event": "session", "direction": "out", "peer_address": where, **r.as_json()}
 
-        s = self._submit(one()).result(timeout)
-        self._note(s)
-        return s
-
-    def browse(self, timeout: float = 3.0) -> list[str]:
-        """Peers announcing themselves on this network now (mDNS)."""
-        host = (self.address.rsplit(":", 1)[0]) if self.address else default_address()
-
-        async def look() -> list[str]:
-            found = await discovery.browse(
-                host, timeout, discovery.own_tokens(self.state.home_path / "serve.token")
-            )
-            return [f"{p.host}:{p.port}" for p in found]
-
-        peers = self._submit(look()).result(timeout + 30)
-        now = time.time()
-        for p in peers:
-            self.seen[p] = now
-        self._bump()
-        return peers
+        e = asyncio.run_coroutine_threadsafe(one(), self._loop).result(timeout)
+        self._event(e)
+        return e
 
     def stop(self) -> None:
         if self._loop is not None and self._stop is not None and self.running:
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._stop.set)
         if self._thread is not None:
-            self._thread.join(timeout=15)
+            self._thread.join(timeout=20)
             self._thread = None
-
-
-def _fp(key: bytes) -> str:
-    from p2p.identity import fingerprint
-
-    return fingerprint(key)

@@ -61,11 +61,16 @@ class AppState:
     # --- identity ---------------------------------------------------------------
 
     def unlocked(self) -> bool:
+        """True once the keys are open: unprotected, held by a running unlock
+        agent ('p2p unlock'), or unlocked in the app."""
         if self.identity is not None:
             return True
         with self.lock:
-            if self.home.has_identity() and not self.home.is_protected():
-                self.identity = self.home.identity  # no passphrase to ask
+            if self.home.has_identity():
+                try:
+                    self.identity = self.home.identity  # asks the agent, not us
+                except WrongPassphrase:
+                    pass
         return self.identity is not None
 
     def unlock(self, phrase: str) -> None:

@@ -24,6 +24,8 @@ DATA_WORDS = [
     N_("running"),
     N_("done"),
     N_("failed"),
+    N_("lan"),
+    N_("bundle"),
 ]
 
 

@@ -44,6 +44,8 @@ class ImportResult:
     skipped_communities: list[str] = field(default_factory=list)
     already_imported: bool = False
     attachments: Received = field(default_factory=Received)
+    listed: Listed | None = None  # its inventory, to learn again once its base is known
+    learnt_whole: bool = False  # the exporter's whole inventory was rebuilt from it
 
     @property
     def exporter_fingerprint(self) -> str:
@@ -81,20 +83,33 @@ class Listed:
         return rebuilt if inventories.digest(rebuilt) == claimed else None
 
 
+def once(rejected: list[Rejection]) -> list[Rejection]:
+    """Each rejected change listed once, with the first reason found (a change
+    whose signature fails is also one that nothing valid vouches for)."""
+    seen: set[tuple[bytes, bytes | None]] = set()
+    out = []
+    for r in rejected:
+        key = (r.doc, r.change)
+        if r.change is None or key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
 MAX_KNOWN_HASHES = 64  # per document and peer, newest first
 
 
-def learn(home: Home, exporter: bytes, listed: Listed, bundle: bytes | None) -> None:
+def learn(home: Home, exporter: bytes, listed: Listed, bundle: bytes | None) -> bool:
     """Remember what the exporter holds: its whole inventory when it can be
-    rebuilt, else only the documents listed. Hashes add to those already known
-    (a store never loses a change), so bundles may arrive in any order."""
+    rebuilt (then True), else only the documents listed. Hashes add to those
+    already known (a store never loses a change), so bundles may arrive in any order."""
     full = listed.full(home, exporter)
     if full is not None:
         scope = inventories.scope_of(listed.communities)
         inventories.remember(home, exporter, scope, full, bundle=bundle)
     now = full if full is not None else {d: h for d, h in listed.docs.items() if h}
     if not now:
-        return
+        return full is not None
     db = home.store.db
     old = dict(
         db.execute("SELECT doc, heads FROM peer_heads WHERE peer = ?", (exporter,)).fetchall()
@@ -106,6 +121,37 @@ def learn(home: Home, exporter: bytes, listed: Listed, bundle: bytes | None) -> 
             hashes += [h for h in msgpack.unpackb(old[doc]) if h not in hashes]
         rows.append((exporter, doc, msgpack.packb(hashes[:MAX_KNOWN_HASHES])))
     db.executemany("INSERT OR REPLACE INTO peer_heads (peer, doc, heads) VALUES (?, ?, ?)", rows)
+    return full is not None
+
+
+@dataclass
+class Carried:
+    """What a bundle's own document records hold: per document, the heads of
+    the changes it carries (so a drop box never writes them there again)."""
+
+    docs: Inventory = field(default_factory=dict)
+
+    def add(self, inc: Incoming) -> None:
+        hashes = {c.hash for c in inc.changes}
+        deps = {d for c in inc.changes for d in c.deps}
+        heads = set(self.docs.get(inc.ref.id, [])) | (hashes - deps)
+        self.docs[inc.ref.id] = sorted(heads)[:MAX_KNOWN_HASHES]
+
+    def save(self, home: Home, bundle: bytes) -> None:
+        home.store.db.executemany(
+            "INSERT OR REPLACE INTO bundle_contents (sha256, doc, heads) VALUES (?, ?, ?)",
+            [(bundle, d, msgpack.packb(h)) for d, h in self.docs.items()],
+        )
+
+
+def contents(home: Home, bundle: bytes) -> Inventory:
+    """What an imported bundle carried (see `Carried`)."""
+    return {
+        d: list(msgpack.unpackb(h))
+        for d, h in home.store.db.execute(
+            "SELECT doc, heads FROM bundle_contents WHERE sha256 = ?", (bundle,)
+        )
+    }
 
 
 def keys_for(home: Home, identity: bool = True) -> Keys:
@@ -150,6 +196,7 @@ def import_bundle(
         ).fetchone()
         acceptor = home.acceptor()
         listed = Listed()
+        carried = Carried()
         skipped: set[bytes] = set()
         batch: list[Incoming] = []
         tracker = Tracker(home)
@@ -183,6 +230,7 @@ def import_bundle(
                         inc = from_record(record)
                         if inc.ref.community in joined:
                             batch.append(inc)
+                            carried.add(inc)
                         else:
                             skipped.add(inc.ref.community)
                         if len(batch) >= BATCH_DOCS:
@@ -197,6 +245,7 @@ def import_bundle(
                 flush()
             # the trailer has verified here (records() raised otherwise)
             result.attachments = blobs_in.finish()
+            result.report.rejected = once(result.report.rejected)
             result.news = tracker.count(result.report)
             now = int(time.time())
             if result.exporter != me:
@@ -206,7 +255,9 @@ def import_bundle(
                     (result.exporter, now),
                 )
                 if any(c in joined for c in listed.communities):
-                    learn(home, result.exporter, listed, digest)
+                    result.learnt_whole = learn(home, result.exporter, listed, digest)
+                    result.listed = listed
+                carried.save(home, digest)
             db.execute(
                 "INSERT OR IGNORE INTO bundles_seen (sha256, exporter, at) VALUES (?, ?, ?)",
                 (digest, result.exporter, now),

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from p2p.bundle import parts
-from p2p.errors import P2PError, StickFull, WriteVerifyFailed
+from p2p.errors import P2PError, StickFull, StickReadOnly, WriteVerifyFailed
 
 DEFAULT_MAX_FILE_SIZE = 4 * 1024**3 - 64 * 1024**2  # FAT32 holds files under 4 GiB
 MARGIN = 1024 * 1024
@@ -120,19 +120,27 @@ def write_to_stick(
         return written
     except OSError as exc:
         _cleanup(temps + written)
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise StickFull(
-                "the destination ran out of space while writing; nothing was kept"
-            ) from exc
-        raise WriteVerifyFailed(
-            f"writing to {dest_dir} failed ({exc.strerror or exc}); was the stick removed? "
-            "Nothing was kept"
-        ) from exc
+        raise write_error(exc, dest_dir) from exc
     except BaseException as exc:
         _cleanup(temps + written)
         if isinstance(exc, P2PError) or not isinstance(exc, Exception):
             raise
         raise WriteVerifyFailed(f"the written bundle did not verify ({exc}); removed it") from exc
+
+
+def write_error(exc: OSError, dest_dir: Path) -> P2PError:
+    """The plain sentence for a failed write to a stick."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StickFull("the destination ran out of space while writing; nothing was kept")
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return StickReadOnly(
+            f"{dest_dir} is read-only (a write-protected stick, or no permission to write "
+            "there); nothing was written to it"
+        )
+    return WriteVerifyFailed(
+        f"writing to {dest_dir} failed ({exc.strerror or exc}); was the stick removed? "
+        "Nothing was kept"
+    )
 
 
 def _cleanup(paths: list[Path]) -> None:

@@ -9,6 +9,9 @@ the stick are random; nothing but bundles is ever written there.
 from __future__ import annotations
 
 import json
+import os
+import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,14 +21,14 @@ import msgpack
 
 from p2p import exchange
 from p2p.blobs import exchange as blob_exchange
-from p2p.bundle import crypt, parts, stick
+from p2p.bundle import crypt, inventories, parts, stick
 from p2p.bundle.container import MAGIC
 from p2p.bundle.export import Built, build, domains, scratch_dir, select
-from p2p.bundle.importer import ImportResult, file_digest, import_bundle, keys_for
-from p2p.bundle.source import part_set
+from p2p.bundle.importer import ImportResult, contents, file_digest, import_bundle, keys_for, learn
+from p2p.bundle.source import Keys, part_set
 from p2p.bundle.verify import verify_bundle
 from p2p.community import Community
-from p2p.errors import BundleError, WrongKey
+from p2p.errors import BundleError, P2PError, WrongKey
 from p2p.exchange import Inventory
 from p2p.home import Home
 
@@ -43,31 +46,71 @@ class SyncResult:
     imported: list[ImportResult] = field(default_factory=list)
     own: int = 0
     already: int = 0
-    unreadable: int = 0  # encrypted for communities we are not in
-    damaged: list[tuple[str, str]] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # for communities we are not in
+    damaged: list[tuple[str, str]] = field(default_factory=list)  # (file, why) set aside
     written: list[tuple[list[Path], Built]] = field(default_factory=list)
     pruned: list[Path] = field(default_factory=list)
+    cleaned: list[str] = field(default_factory=list)  # temporary files of an interrupted write
+    problem: P2PError | None = None  # why nothing (more) could be written
+
+
+TEMP = re.compile(r"\.tmp-[0-9a-f]{12}")
 
 
 def _is_bundle_head(head: bytes) -> bool:
     return head.startswith(MAGIC) or crypt.is_encrypted(head) or parts.is_part(head)
 
 
-def scan(folder: Path) -> list[Found]:
-    """Bundles in `folder` (parts grouped into one), skipping temporary files."""
+def _looks_like_ours(name: str) -> bool:
+    """A name we would give a bundle or a part (other files on a stick are not ours to judge)."""
+    return bool(re.fullmatch(r"[^.].*\.p2p(\.\d{3})?", name))
+
+
+def scan(folder: Path, damaged: list[tuple[str, str]] | None = None) -> list[Found]:
+    """Bundles in `folder` (parts grouped into one), skipping temporary files.
+    A `*.p2p` file that cannot be read, is not a bundle or whose part set is
+    broken is added to `damaged` with the reason, and the scan goes on."""
     found: list[Found] = []
     seen: set[Path] = set()
+    damaged = damaged if damaged is not None else []
     for path in sorted(folder.iterdir()):
-        if path in seen or path.name.startswith(".") or not path.is_file():
+        if path in seen or path.name.startswith("."):
             continue
-        with path.open("rb") as fh:
-            head = fh.read(64)
-        if not _is_bundle_head(head):
-            continue
-        files = part_set(path) if parts.is_part(head) else [path]
-        seen.update(files)
-        found.append(Found(files, file_digest(files)))
+        try:
+            if not path.is_file():
+                continue
+            with path.open("rb") as fh:
+                head = fh.read(64)
+            if not _is_bundle_head(head):
+                if _looks_like_ours(path.name):
+                    damaged.append((path.name, "not a p2p bundle (unknown format); left as is"))
+                continue
+            files = part_set(path) if parts.is_part(head) else [path]
+            seen.update(files)
+            found.append(Found(files, file_digest(files)))
+        except (P2PError, OSError) as exc:
+            seen.add(path)
+            damaged.append((path.name, _why(exc)))
     return found
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return f"could not be read ({exc.strerror or exc})"
+    return str(exc)
+
+
+def clean_temporaries(folder: Path) -> list[str]:
+    """Remove what an interrupted write left (`.tmp-<12 hex>`, our pattern only)."""
+    removed = []
+    for path in folder.iterdir():
+        if TEMP.fullmatch(path.name) and path.is_file():
+            try:
+                path.unlink()
+                removed.append(path.name)
+            except OSError:
+                continue  # a read-only stick: said when writing
+    return removed
 
 
 def _written(home: Home, folder: Path) -> list[tuple[list[str], bytes, str, bool, Inventory]]:
@@ -102,16 +145,20 @@ def sync(
     max_size: int | None = None,
     attachments: bool = True,
 ) -> SyncResult:
+    """Each file on the stick is judged on its own: one that is damaged, cut
+    short, hostile or not a bundle is set aside (named, with the reason) and
+    the rest is imported and written all the same."""
     say = say or (lambda _m: None)
     if not folder.is_dir():
         raise BundleError(f"{folder} is not a folder (is the stick mounted?)")
     result = SyncResult()
+    result.cleaned = clean_temporaries(folder)
     me = home.public_key
     mine = {d for _n, d, *_ in _written(home, folder)}
     keys = keys_for(home)
     exporters: set[bytes] = set()
 
-    on_stick = scan(folder)
+    on_stick = scan(folder, result.damaged)
     for found in on_stick:
         label = found.files[0].name
         if found.digest in mine:
@@ -128,30 +175,42 @@ def sync(
         try:
             imported = import_bundle(home, found.files, keys=keys, digest=found.digest)
         except WrongKey:
-            result.unreadable += 1
+            result.unreadable.append(label)
             continue
-        except BundleError as exc:
-            result.damaged.append((label, str(exc)))
-            say(f"skipped {label}: {exc}")
+        except (P2PError, OSError, ValueError) as exc:
+            result.damaged.append((label, _why(exc)))
+            say(f"set aside {label}: {_why(exc)}")
             continue
         if imported.exporter == me:
             result.own += 1
             continue
         exporters.add(imported.exporter)
         result.imported.append(imported)
+    # an incremental inventory read before its base (names are random) is learnt again
+    for r in result.imported:
+        if r.listed is not None and not r.learnt_whole:
+            with home.store.transaction():
+                r.learnt_whole = learn(home, r.exporter, r.listed, None)
 
-    # what the others lack, given what our own bundles on the stick already carry
+    # what the others lack, given what is on the stick already: our own bundles'
+    # inventories and what the others' bundles there carry
     present = {f.digest for f in on_stick}
     ours_on_stick = [w for w in _written(home, folder) if w[1] in present]
+    on_stick_others: Inventory = {}
+    for f in on_stick:
+        if f.digest not in mine:
+            on_stick_others = _union(on_stick_others, contents(home, f.digest))
     with scratch_dir(home) as tmp:
         scratch = Path(tmp)
+        built_all: list[tuple[str, Built]] = []
         for domain in domains(select(home, communities)):
             key = _domain_key(domain.communities)
-            carried: Inventory = {}
+            carried: Inventory = dict(on_stick_others)
+            base = None
             for _names, _digest, dom, _complete, inv in ours_on_stick:
                 if dom == key:
-                    for doc, heads in inv.items():
-                        carried[doc] = sorted(set(carried.get(doc, [])) | set(heads))
+                    carried = _union(carried, inv)
+                    base = inventories.digest(inv)  # the latest one, by time written
             peers: list[Inventory] | None = None  # --prune: one complete bundle per domain
             if not prune:
                 peers = [_union(exchange.known_by(home, x), carried) for x in sorted(exporters)]
@@ -164,39 +223,70 @@ def sync(
             plan = blob_exchange.Plan(
                 max_size, attachments, blob_have, blob_exchange.known_wants(home)
             )
-            built = build(home, domain, scratch, peer=peers, plan=plan)
-            if built is None:
-                continue
-            built.extra["attachments"] = plan
-
-            def check(paths: list[Path]) -> None:
-                verify_bundle(paths, keys)
-
-            paths = stick.write_to_stick(
-                built.path, folder, max_file_size=max_file_size, verify=check
-            )
-            digest = file_digest(paths)
-            blob_exchange.remember_carried(home, digest, plan.carried)
-            inventory = exchange.inventory(home, [c.id for c in domain.communities])
-            with home.store.transaction() as db:
-                db.execute(
-                    "INSERT OR REPLACE INTO bundles_written"
-                    " (name, dir, sha256, domain, complete, inventory, at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        json.dumps([p.name for p in paths]),
-                        str(folder.resolve()),
-                        digest,
-                        key,
-                        int(prune),
-                        msgpack.packb(inventory),
-                        int(time.time()),
-                    ),
-                )
-            result.written.append((paths, built))
-            if prune:
-                result.pruned += _prune(home, folder, key, keep=digest)
+            built = build(home, domain, scratch, peer=peers, base=base, plan=plan)
+            if built is not None:
+                built.extra["attachments"] = plan
+                built_all.append((key, built))
+        # all of this sync's files in one pass, in random order, all with one
+        # modification time: nothing ties one bundle of ours to another by when
+        # it was written (docs/threat-model.md)
+        random.SystemRandom().shuffle(built_all)
+        stamp = _session_time()
+        try:
+            for key, built in built_all:
+                _write_one(home, folder, key, built, prune, max_file_size, keys, stamp, result)
+        except P2PError as exc:
+            result.problem = exc
+        except OSError as exc:
+            result.problem = stick.write_error(exc, folder)
     return result
+
+
+def _session_time() -> float:
+    """One modification time for every file of a sync: the start of the current
+    hour (FAT keeps 2-second steps; an hour says little about who wrote what)."""
+    now = time.time()
+    return now - now % 3600
+
+
+def _write_one(
+    home: Home,
+    folder: Path,
+    key: str,
+    built: Built,
+    prune: bool,
+    max_file_size: int,
+    keys: Keys,
+    stamp: float,
+    result: SyncResult,
+) -> None:
+    def check(paths: list[Path]) -> None:
+        verify_bundle(paths, keys)
+
+    paths = stick.write_to_stick(built.path, folder, max_file_size=max_file_size, verify=check)
+    for p in paths:
+        os.utime(p, (stamp, stamp))
+    digest = file_digest(paths)
+    blob_exchange.remember_carried(home, digest, built.extra["attachments"].carried)
+    inventory = exchange.inventory(home, [c.id for c in built.domain.communities])
+    with home.store.transaction() as db:
+        db.execute(
+            "INSERT OR REPLACE INTO bundles_written"
+            " (name, dir, sha256, domain, complete, inventory, at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                json.dumps([p.name for p in paths]),
+                str(folder.resolve()),
+                digest,
+                key,
+                int(prune),
+                msgpack.packb(inventory),
+                time.time(),
+            ),
+        )
+    result.written.append((paths, built))
+    if prune:
+        result.pruned += _prune(home, folder, key, keep=digest)
 
 
 def _union(a: Inventory, b: Inventory) -> Inventory:

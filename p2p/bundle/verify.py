@@ -168,6 +168,8 @@ def _check_doc(
     for h in verdict.bad_sigs:
         result.faults.append(f"{what}: a signature does not verify (change {h.hex()[:12]})")
     for h, reason in verdict.rejected.items():
+        if h in verdict.bad_sigs:
+            continue  # already listed: its signature does not verify
         result.faults.append(f"{what}: change {h.hex()[:12]} {reason}")
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+
 import click
 
 from p2p import community as cm
@@ -69,11 +72,12 @@ def render(posts: list[dict], depth: int = 0) -> None:
 def feed(ctx: Context, community_id: str, last: int | None, as_json: bool) -> None:
     """Show a community's feed: threads, reactions, edits."""
     c = cm.resolve(ctx.home, community_id)
-    posts = feed_view.thread(ctx.home, c)
     if last is None:
         last = 0 if as_json else 30
-    older = max(0, len(posts) - last) if last > 0 else 0
-    posts = posts[older:]
+    if as_json and last <= 0:
+        _stream_json(feed_view.stream(ctx.home, c))
+        return
+    posts, older = feed_view.latest(ctx.home, c, last)
     if as_json:
         emit_json(posts)
         return
@@ -84,3 +88,19 @@ def feed(ctx: Context, community_id: str, last: int | None, as_json: bool) -> No
     if not posts:
         console.print("No posts yet.")
     render(posts)
+
+
+def _stream_json(threads: Iterator[dict]) -> None:
+    """A JSON list written thread by thread (memory does not grow with the feed);
+    the same text `emit_json` would print for the whole list."""
+    from p2p.cli.context import _default
+    from p2p.cli.safe import json_safe
+
+    out = click.get_text_stream("stdout")
+    first = True
+    for t in threads:
+        text = json_safe(json.dumps(t, indent=2, ensure_ascii=False, default=_default))
+        out.write(("[\n" if first else ",\n") + "\n".join("  " + ln for ln in text.split("\n")))
+        first = False
+    out.write("[]\n" if first else "\n]\n")
+    out.flush()

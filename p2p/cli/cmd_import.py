@@ -77,9 +77,11 @@ def import_(ctx: Context, files: tuple[Path, ...], as_json: bool) -> None:
         results.append(r)
     rejected = sum(len(r.report.rejected) for r in results)
     if as_json:
-        emit_json([describe(r) for r in results])
-    else:
-        _print(results)
+        emit_json([describe(r) for r in results])  # lists what was rejected, and why
+        if rejected:
+            raise SystemExit(1)
+        return
+    _print(results)
     if rejected:
         raise P2PError(
             f"{plural(rejected, 'change')} {'was' if rejected == 1 else 'were'} rejected "

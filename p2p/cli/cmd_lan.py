@@ -291,7 +291,22 @@ def sync(
     results, reached = asyncio.run(main())
     if not reached:
         raise NoPeerFound()
+    failure: P2PError | None = None
+    rejected = sum(len(r["rejected"]) for r in results if r["ok"])
+    if rejected:
+        failure = P2PError(
+            f"{plural(rejected, 'change')} received {'was' if rejected == 1 else 'were'} "
+            "rejected (forged or not allowed); "
+            "nothing of them was kept"
+        )
+    elif all(r.get("shared") is False for r in results):
+        failure = NoSharedCommunity(
+            f"found {plural(len(results), 'peer')}, but none shares a community with you"
+        )
     if as_json:
+        if failure is not None:  # one JSON document: the error, with every peer's outcome
+            failure.fields["peers"] = results
+            raise failure
         emit_json(results)
     else:
         for r in results:
@@ -303,20 +318,11 @@ def sync(
                 for line in r.get("forks", []):
                     console.print(f"  {line}", markup=False)
             elif r.get("shared") is False:
-                console.print(f"{r['peer']}: shares no community with you")
+                console.print(f"{r['peer']}: shares no community with you", markup=False)
             else:
                 say((f"{r['peer']}:", "red"), f" {r['error']}", err=True)
-    rejected = sum(len(r["rejected"]) for r in results if r["ok"])
-    if rejected:
-        raise P2PError(
-            f"{plural(rejected, 'change')} received {'was' if rejected == 1 else 'were'} "
-            "rejected (forged or not allowed); "
-            "nothing of them was kept"
-        )
-    if all(r.get("shared") is False for r in results):
-        raise NoSharedCommunity(
-            f"found {plural(len(results), 'peer')}, but none shares a community with you"
-        )
+        if failure is not None:
+            raise failure
     if any(not r["ok"] and r.get("shared") is not False for r in results):
         raise SystemExit(1)
 

@@ -9,9 +9,10 @@ import click
 from p2p.blobs.attach import parse_size
 from p2p.bundle import usb
 from p2p.bundle.stick import DEFAULT_MAX_FILE_SIZE
+from p2p.cli import safe
 from p2p.cli.cmd_attach import attachment_lines, plan_lines
 from p2p.cli.cmd_import import describe, summary_line
-from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural, say
+from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural
 
 
 def _size(text: str) -> int:
@@ -68,8 +69,11 @@ def sync(
                 "imported": [describe(r) for r in result.imported],
                 "own": result.own,
                 "already_imported": result.already,
-                "unreadable": result.unreadable,
+                "unreadable": len(result.unreadable),
+                "not_for_you": result.unreadable,
                 "damaged": [{"file": f, "error": e} for f, e in result.damaged],
+                "set_aside": [{"file": f, "reason": e} for f, e in result.damaged],
+                "cleaned_temporary_files": result.cleaned,
                 "written": [
                     {
                         "files": [str(p) for p in paths],
@@ -82,34 +86,42 @@ def sync(
                     for paths, b in result.written
                 ],
                 "pruned": [str(p) for p in result.pruned],
+                "problem": str(result.problem) if result.problem else None,
             }
         )
+        if result.problem is not None:
+            raise SystemExit(1)
         return
     for r in result.imported:
-        console.print(
-            f"imported {r.files[0].name} from {r.exporter_fingerprint}: {summary_line(r)}",
-            markup=False,
-        )
+        _line(f"imported {r.files[0].name} from {r.exporter_fingerprint}: {summary_line(r)}")
         for line in attachment_lines(r.attachments):
             console.print(f"  {line}")
     for f, e in result.damaged:
-        say((f"skipped {f}:", "red"), f" {e}")
+        _line(f"set aside {f}: {e}")
     skipped = []
     if result.own:
         skipped.append(f"{result.own} of yours")
     if result.already:
         skipped.append(f"{result.already} already imported")
     if result.unreadable:
-        skipped.append(f"{result.unreadable} for communities you are not in")
+        skipped.append(plural(len(result.unreadable), "bundle") + " for communities you are not in")
     if skipped:
-        console.print("skipped " + ", ".join(skipped))
+        _line("skipped " + ", ".join(skipped))
+    if result.cleaned:
+        _line(f"removed {plural(len(result.cleaned), 'temporary file')} of an interrupted write")
     for paths, b in result.written:
         names = ", ".join(p.name for p in paths)
-        size = f"{plural(b.docs, 'document')}, {plural(b.size, 'byte')}"
-        console.print(f"wrote {names} ({size})", markup=False)
+        _line(f"wrote {names} ({plural(b.docs, 'document')}, {plural(b.size, 'byte')})")
         for line in plan_lines(b.extra["attachments"]):
             console.print(f"  {line}")
+    if result.problem is not None:
+        raise result.problem
     if not result.written:
-        console.print("nothing new to write: the others on this stick have all you have")
+        _line("nothing new to write: the others on this stick have all you have")
     if result.pruned:
-        console.print(f"removed {len(result.pruned)} of your older bundles")
+        _line(f"removed {plural(len(result.pruned), 'older bundle')} of yours")
+
+
+def _line(text: str) -> None:
+    """One line that may hold names read from the stick: never markup, no controls."""
+    console.print(safe.clean(text), markup=False, highlight=False)

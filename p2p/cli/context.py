@@ -87,6 +87,9 @@ class Context:
 
     def close(self) -> None:
         if self._home is not None:
+            docs = self._home.__dict__.get("docs")  # only if this command loaded documents
+            for notice in docs.notices if docs is not None else []:
+                warn(notice)
             self._home.close()
 
 

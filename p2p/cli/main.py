@@ -34,6 +34,8 @@ COMMANDS: dict[str, str] = {
     "attachments": "p2p.cli.cmd_attach:attachments",
     "attachment": "p2p.cli.cmd_attach:attachment_group",
     "feed": "p2p.cli.cmd_feed:feed",
+    "search": "p2p.cli.cmd_search:search",
+    "index": "p2p.cli.cmd_index:index_group",
     "chat": "p2p.cli.cmd_chat:chat_group",
     "dm": "p2p.cli.cmd_dm:dm_group",
     "profile": "p2p.cli.cmd_profile:profile",

@@ -28,7 +28,9 @@ TAG_LEN = 16
 MAX_CHUNK = MAX_FRAME - TAG_LEN
 MAX_MESSAGE = 16 * 1024 * 1024
 PREAUTH_MESSAGE = 64 * 1024  # largest message before a shared community is proven
-HANDSHAKE_TIMEOUT = 5.0  # Noise + membership + identity, from the first byte
+HANDSHAKE_TIMEOUT = 5.0  # server: Noise + membership + identity, from accepting
+CONNECT_HANDSHAKE_TIMEOUT = 15.0  # client: the same from connecting, which includes the
+# time a busy server's listen queue holds the connection before accepting it
 
 
 class Channel:
@@ -202,7 +204,7 @@ async def open_channel(
     except (TimeoutError, ConnectionError, OSError) as exc:
         raise PeerUnreachable(f"could not connect to {host}:{port}") from exc
     try:
-        async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+        async with asyncio.timeout(CONNECT_HANDSHAKE_TIMEOUT):
             return await handshake(reader, writer, True, io_timeout)
     except TimeoutError as exc:
         writer.close()

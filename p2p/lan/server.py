@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,6 +28,9 @@ MAX_PER_ADDRESS = 4  # authenticated sessions from one address
 PREAUTH_TOTAL = 64  # connections still proving themselves; the oldest is dropped beyond
 PREAUTH_PER_ADDRESS = 8  # of those, from one address; more are refused at once
 STREAM_LIMIT = 64 * 1024  # asyncio read buffer per connection
+NEW_PER_SECOND = 2.0  # new connections per address per second, sustained
+NEW_BURST = 8.0  # ... and in a burst
+MAX_TRACKED = 4096  # addresses whose connection rate is tracked at once
 
 Log = Callable[[str], None]
 
@@ -44,6 +48,7 @@ def default_address() -> str:
 class Stats:
     accepted: int = 0
     refused_address: int = 0  # over PREAUTH_PER_ADDRESS
+    refused_rate: int = 0  # over NEW_PER_SECOND / NEW_BURST
     evicted: int = 0  # oldest pre-auth connection dropped for a new one
     failed_preauth: int = 0  # handshake/proof failed or too slow
     strangers: int = 0  # proved no shared community
@@ -69,6 +74,9 @@ class Server:
     _preauth: collections.OrderedDict = field(default_factory=collections.OrderedDict)
     _preauth_per_address: collections.Counter = field(default_factory=collections.Counter)
     _sessions_per_address: collections.Counter = field(default_factory=collections.Counter)
+    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+    _last_preauth_log: float = -1e9
+    _quiet: int = 0
 
     @property
     def hosts(self) -> list[str]:
@@ -111,16 +119,21 @@ class Server:
             self.stats.refused_address += 1
             writer.close()
             return
+        if not self._admit(address):
+            self.stats.refused_rate += 1
+            writer.close()
+            return
         task = asyncio.current_task()
         assert task is not None
         self._active.add(task)
         task.add_done_callback(self._active.discard)
         while len(self._preauth) >= PREAUTH_TOTAL:
             oldest = next(iter(self._preauth))
+            _addr, oldest_writer = self._preauth[oldest]
             self._leave_preauth(oldest)
             self.stats.evicted += 1
-            oldest.cancel()
-        self._preauth[task] = address
+            oldest_writer.transport.abort()  # its handler sees the connection break
+        self._preauth[task] = (address, writer)
         self._preauth_per_address[address] += 1
         self.stats.accepted += 1
         chan = None
@@ -132,12 +145,14 @@ class Server:
                     auth = await session.authenticate(self.home, chan, wire)
             except NoSharedCommunity:
                 self.stats.strangers += 1
-                self.log(f"a peer at {address} shares no community; nothing was exchanged")
+                self._log_preauth(f"a peer at {address} shares no community; nothing was exchanged")
                 return
             except (TimeoutError, P2PError, ConnectionError, OSError) as exc:
                 self.stats.failed_preauth += 1
                 why = "too slow" if isinstance(exc, TimeoutError) else str(exc)
-                self.log(f"connection from {address} dropped before proving membership: {why}")
+                self._log_preauth(
+                    f"connection from {address} dropped before proving membership: {why}"
+                )
                 return
             finally:
                 self._leave_preauth(task)
@@ -179,9 +194,42 @@ class Server:
             else:
                 writer.close()
 
+    def _log_preauth(self, line: str) -> None:
+        """At most one line a second about strangers, so a flood does not flood the log."""
+        now = time.monotonic()
+        if now - self._last_preauth_log < 1.0:
+            self._quiet += 1
+            return
+        more = f" (and {self._quiet} more such connections)" if self._quiet else ""
+        self._last_preauth_log, self._quiet = now, 0
+        self.log(line + more)
+
+    def _admit(self, address: str) -> bool:
+        """A token bucket per address: a flood of reconnections from a few addresses
+        cannot keep the server busy with handshakes."""
+        now = time.monotonic()
+        if len(self._buckets) >= MAX_TRACKED:
+            full = [
+                a
+                for a, (tokens, at) in self._buckets.items()
+                if tokens + (now - at) * NEW_PER_SECOND >= NEW_BURST
+            ]
+            for a in full:
+                del self._buckets[a]
+            if len(self._buckets) >= MAX_TRACKED:
+                self._buckets.clear()
+        tokens, at = self._buckets.get(address, (NEW_BURST, now))
+        tokens = min(NEW_BURST, tokens + (now - at) * NEW_PER_SECOND)
+        if tokens < 1.0:
+            self._buckets[address] = (tokens, now)
+            return False
+        self._buckets[address] = (tokens - 1.0, now)
+        return True
+
     def _leave_preauth(self, task: asyncio.Task) -> None:
-        address = self._preauth.pop(task, None)
-        if address is not None:
+        entry = self._preauth.pop(task, None)
+        if entry is not None:
+            address = entry[0]
             self._preauth_per_address[address] -= 1
             if not self._preauth_per_address[address]:
                 del self._preauth_per_address[address]

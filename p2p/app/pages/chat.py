@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -58,7 +60,7 @@ async def send(request: Request) -> Response:
         await state.call(chat.send, state.home, c, data.get("text", ""), room)
     except EXPECTED as exc:
         failed(request, exc)
-    return redirect(f"/c/{c.hex}/chat?room={room}#compose")
+    return redirect(f"/c/{c.hex}/chat?{urlencode({'room': room})}#compose")
 
 
 routes = [

@@ -25,20 +25,27 @@ from p2p.app.view import (
     redirect,
     render,
 )
+from p2p.index.search import search
 
 QUICK = ["👍", "❤️", "😂", "🙏", "🎉"]
 
 
 def _search(home, c: cm.Community, q: str) -> list[dict]:  # noqa: ANN001
-    """Posts whose text or author name holds `q` (case-insensitive), newest first."""
-    wanted = q.casefold()
-    found = [
-        {**p, "replies": []}
-        for p in feed_view.all_posts(home, c, moderated=True)
-        if not p["deleted"]
-        and (wanted in p["text"].casefold() or wanted in (p["author_name"] or "").casefold())
-    ]
-    return sorted(found, key=lambda p: -p["ts"])
+    """Posts and chat messages matching `q`, best first (the full-text index,
+    as `p2p search` uses it)."""
+    return [{**_bare(), **hit, "replies": []} for hit in search(home.docs, c.id, q, limit=50)]
+
+
+def _bare() -> dict:
+    """The fields the feed template expects, for a search hit that lacks them."""
+    return {
+        "removed": None,
+        "deleted": False,
+        "edited": None,
+        "reactions": {},
+        "attachments": [],
+        "parent": None,
+    }
 
 
 async def page(request: Request) -> Response:

@@ -81,7 +81,20 @@ def usb_summary(result: usb.SyncResult, ngettext: Any, gettext: Any) -> list[str
         lines.append(words.damaged(len(result.damaged), ngettext))
     if rejected:
         lines.append(words.rejected(rejected, ngettext))
-    if result.written:
+    if result.unreadable:
+        lines.append(
+            ngettext(
+                "%(num)d bundle is for a community you are not in; left as it is",
+                "%(num)d bundles are for communities you are not in; left as they are",
+                len(result.unreadable),
+            )
+            % {"num": len(result.unreadable)}
+        )
+    if result.problem is not None:
+        lines.append(
+            gettext("Nothing more could be written: {reason}").format(reason=str(result.problem))
+        )
+    elif result.written:
         docs = sum(b.docs for _p, b in result.written)
         lines.append(
             ngettext(

@@ -24,6 +24,7 @@ from p2p.app.view import (
     render,
 )
 from p2p.identity import fingerprint
+from p2p.news import News
 from p2p.peers import known, name_of
 
 
@@ -41,6 +42,10 @@ async def page(request: Request) -> Response:
     ng = ngettext(request)
     _ = gettext(request)
 
+    def names() -> dict[str, str]:
+        keys = {e["public_key"] for e in state.lan.sessions if e.get("public_key")}
+        return {k: name_of(state.home, bytes.fromhex(k)) for k in keys}
+
     def load() -> list[dict]:
         home = state.home
         return [
@@ -53,20 +58,31 @@ async def page(request: Request) -> Response:
             for k, seen, via in sorted(known(home), key=lambda r: -r[1])
         ]
 
+    named = await state.call(names)
     sessions = []
-    for s in state.lan.sessions:
-        line = s.error
-        if s.ok and s.result is not None:
-            parts = words.news(s.result.news, ng)
-            if s.result.report.rejected:
-                parts.append(words.rejected(len(s.result.report.rejected), ng))
+    for e in state.lan.sessions:
+        if e["ok"]:
+            news = News(
+                int(e.get("new_posts", 0)),
+                int(e.get("new_chat_messages", 0)),
+                int(e.get("new_direct_messages", 0)),
+                int(e.get("new_members", 0)),
+            )
+            parts = words.news(news, ng)
+            if e.get("rejected"):
+                parts.append(words.rejected(len(e["rejected"]), ng))
             line = ", ".join(parts)
+        elif e.get("event") == "stranger":
+            line = _("shares no community with you")
+        else:
+            line = _("failed: {reason}").format(reason=e.get("error") or e.get("message", ""))
         sessions.append(
             {
-                "when": dt.datetime.fromtimestamp(s.at).strftime("%H:%M:%S"),
-                "peer": fingerprint(s.result.peer) if s.result else s.peer,
-                "ok": s.ok,
-                "line": line or _("nothing new"),
+                "when": dt.datetime.fromtimestamp(e["at"]).strftime("%H:%M:%S"),
+                "peer": e.get("fingerprint") or e.get("peer_address") or "?",
+                "name": named.get(e.get("public_key", ""), ""),
+                "ok": e["ok"],
+                "line": line,
             }
         )
     return await render(
@@ -99,25 +115,16 @@ async def sync(request: Request) -> Response:
     _ = gettext(request)
     data = await form(request)
     try:
-        if data.get("peer", "").strip():
-            targets = [_hostport(data["peer"])]
-        else:
-            found = await anyio.to_thread.run_sync(state.lan.browse)
-            targets = [_hostport(p) for p in found]
-            if not targets:
-                flash(
-                    request,
-                    _("No one found on this network. Are the others' apps on Wi-Fi sync?"),
-                    "error",
-                )
-        for host, port in targets:
-            s = await anyio.to_thread.run_sync(state.lan.sync, host, port)
-            if not s.ok:
-                flash(
-                    request,
-                    _("Sync with {peer} failed: {reason}").format(peer=s.peer, reason=s.error),
-                    "error",
-                )
+        host, port = _hostport(data.get("peer", ""))
+        e = await anyio.to_thread.run_sync(state.lan.sync, host, port)
+        if e["event"] != "session":
+            flash(
+                request,
+                _("Sync with {peer} failed: {reason}").format(
+                    peer=e["peer_address"], reason=e.get("error", "")
+                ),
+                "error",
+            )
     except EXPECTED as exc:
         failed(request, exc)
     return redirect("/wifi")

@@ -1,0 +1,47 @@
+"""`p2p index rebuild`: throw the derived indexes away and read every document again."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from p2p import community as cm
+from p2p import index
+from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural
+
+
+@click.group("index")
+def index_group() -> None:
+    """The indexes views and search read (derived from the documents; rebuildable)."""
+
+
+@index_group.command()
+@click.argument("community_id", required=False)
+@json_option
+@pass_ctx
+def rebuild(ctx: Context, community_id: str | None, as_json: bool) -> None:
+    """Rebuild the indexes of one community (or of all) from their documents."""
+    home = ctx.home
+    chosen = [cm.resolve(home, community_id)] if community_id else cm.all_communities(home)
+    out: list[dict] = []
+    for c in chosen:
+        start = time.monotonic()
+        docs = index.rebuild(home.docs, c.id)
+        out.append(
+            {
+                "community": c.hex,
+                "documents": docs,
+                "bad_entries": index.bad_entries(home.store.db, c.id),
+                "seconds": round(time.monotonic() - start, 3),
+            }
+        )
+    if as_json:
+        emit_json(out)
+        return
+    for r in out:
+        bad = f", {plural(r['bad_entries'], 'malformed entry')} skipped" if r["bad_entries"] else ""
+        console.print(
+            f"{r['community'][:12]}: {plural(r['documents'], 'document')} indexed"
+            f" in {r['seconds']:.2f} s{bad}"
+        )

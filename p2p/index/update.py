@@ -1,0 +1,403 @@
+"""Keeping the indexes in step with the documents, inside the same transaction.
+
+`observe` is called by `Documents` for every stored edit (a local write or an
+accepted merge). It re-reads only the entries the edit touched, found from
+Automerge's patches between the heads the index reflects and the new heads,
+so writing one post costs O(that post), not O(the author's feed). When the
+index does not reflect the old heads (a store from before the index, an edit
+that bypassed the observer), or the patches cannot be read, the document is
+re-read whole. `refresh` brings a community's indexes up to date on first use;
+`rebuild` throws them away and reads every document again.
+
+Nothing a member signed can make this raise: a malformed entry is skipped and
+counted in `ix_bad`, and a document the binding cannot read leaves no rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from automerge.core import ROOT, Document, ObjType
+
+from p2p.docref import CHAT, COMMUNITY, DM, FEED, PROFILE, DocRef
+from p2p.documents import Documents, get_obj, pack_heads, to_py
+from p2p.index import entries, patches
+
+MAX_CHAIN = 10_000  # reply-chain steps followed when looking for a cycle
+
+# per kind: top-level objects whose entries are indexed one by one
+TOPS = {FEED: ("posts", "reactions"), CHAT: ("messages",), DM: ("boxes",)}
+
+
+def observe(db: Any, ref: DocRef, doc: Document, old_heads: list[bytes]) -> None:
+    """The observer registered with `Documents`; never raises for bad data."""
+    try:
+        _guarded(db, "ix_update", lambda: _update(db, ref, doc, old_heads))
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException:  # noqa: BLE001 - the binding panics as BaseException
+        try:
+            _guarded(db, "ix_full", lambda: _update(db, ref, doc, []))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException:  # noqa: BLE001
+            _unreadable(db, ref, doc)
+
+
+def _guarded(db: Any, name: str, work: Any) -> None:
+    db.execute(f"SAVEPOINT {name}")
+    try:
+        work()
+    except BaseException:
+        db.execute(f"ROLLBACK TO {name}")
+        db.execute(f"RELEASE {name}")
+        raise
+    db.execute(f"RELEASE {name}")
+
+
+def _unreadable(db: Any, ref: DocRef, doc: Document) -> None:
+    """A document the binding cannot read: it contributes nothing, and is counted."""
+    clear_doc(db, ref)
+    db.execute("INSERT OR IGNORE INTO ix_bad (doc, top, key) VALUES (?, '*', '*')", (ref.id,))
+    try:
+        heads = pack_heads(doc.get_heads())
+    except BaseException:  # noqa: BLE001
+        heads = b""
+    _set_heads(db, ref, heads)
+
+
+def _set_heads(db: Any, ref: DocRef, heads: bytes) -> None:
+    db.execute(
+        "INSERT INTO ix_docs (doc, community, kind, owner, heads) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (doc) DO UPDATE SET heads = excluded.heads",
+        (ref.id, ref.community, ref.kind, ref.owner, heads),
+    )
+
+
+def _update(db: Any, ref: DocRef, doc: Document, old_heads: list[bytes]) -> None:
+    new_heads = doc.get_heads()
+    row = db.execute("SELECT heads FROM ix_docs WHERE doc = ?", (ref.id,)).fetchone()
+    whole = ref.kind in (PROFILE, COMMUNITY) or not old_heads or row is None
+    whole = whole or row[0] != pack_heads(old_heads)
+    touched: dict[str, set[str]] = {}
+    if not whole:
+        try:
+            touched = patches.touched(doc.diff(old_heads, new_heads))
+        except patches.Unreadable:
+            whole = True
+    if ref.kind == PROFILE:
+        _profile(db, ref, doc)
+    elif ref.kind == COMMUNITY:
+        _moderation(db, ref, doc)
+    elif ref.kind in TOPS:
+        for top in TOPS[ref.kind]:
+            keys = {patches.WHOLE} if whole else touched.get(top, set())
+            if keys:
+                _entries(db, ref, doc, top, keys)
+    _set_heads(db, ref, pack_heads(new_heads))
+
+
+def _entries(db: Any, ref: DocRef, doc: Document, top: str, keys: set[str]) -> None:
+    obj = get_obj(doc, ROOT, top)
+    if patches.WHOLE in keys:
+        keys = set(_indexed_keys(db, ref, top))
+        if obj is not None:
+            keys.update(doc.keys(obj))
+        bad_top = obj is None and doc.get(ROOT, top) is not None
+        _mark(db, ref, top, "*", bad_top)
+    for key in sorted(keys):
+        got = doc.get(obj, key) if obj is not None else None
+        value: Any = None
+        present = got is not None
+        if got is not None:
+            value = to_py(doc, got[1]) if isinstance(got[0], ObjType) else got[0][1]
+        ok = _apply(db, ref, top, key, value, present)
+        _mark(db, ref, top, key, not ok)
+
+
+def _mark(db: Any, ref: DocRef, top: str, key: str, bad: bool) -> None:
+    if bad:
+        db.execute(
+            "INSERT OR IGNORE INTO ix_bad (doc, top, key) VALUES (?, ?, ?)", (ref.id, top, key)
+        )
+    else:
+        db.execute("DELETE FROM ix_bad WHERE doc = ? AND top = ? AND key = ?", (ref.id, top, key))
+
+
+def _indexed_keys(db: Any, ref: DocRef, top: str) -> list[str]:
+    c, o = ref.community, ref.owner
+    if top == "posts":
+        sql = "SELECT local FROM ix_posts WHERE community = ? AND author = ?"
+    elif top == "reactions":
+        sql = "SELECT DISTINCT target FROM ix_reactions WHERE community = ? AND reactor = ?"
+    elif top == "messages":
+        sql = "SELECT local FROM ix_chat WHERE community = ? AND author = ?"
+    else:
+        sql = "SELECT local FROM ix_dm WHERE community = ? AND author = ?"
+    return [r[0] for r in db.execute(sql, (c, o))]
+
+
+def _apply(db: Any, ref: DocRef, top: str, key: str, value: Any, present: bool) -> bool:
+    """Index one entry (or drop it when absent or malformed); False if malformed."""
+    c, owner = ref.community, ref.owner
+    if top == "posts":
+        row = entries.post(value) if present else None
+        if row is None:
+            _drop_post(db, c, owner, key)
+        else:
+            _put_post(db, c, owner, key, *row, entries.attachments(value))
+    elif top == "reactions":
+        emojis = entries.reaction(value) if present else None
+        db.execute(
+            "DELETE FROM ix_reactions WHERE community = ? AND reactor = ? AND target = ?",
+            (c, owner, key),
+        )
+        db.executemany(
+            "INSERT OR IGNORE INTO ix_reactions (community, reactor, target, emoji)"
+            " VALUES (?, ?, ?, ?)",
+            [(c, owner, key, e) for e in emojis or []],
+        )
+        return emojis is not None or not present
+    elif top == "messages":
+        msg = entries.message(value) if present else None
+        db.execute(
+            "DELETE FROM ix_chat WHERE community = ? AND author = ? AND local = ?", (c, owner, key)
+        )
+        if msg is not None:
+            db.execute(
+                "INSERT INTO ix_chat (community, author, local, id, room, text, ts, attachments)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (c, owner, key, owner[:4].hex() + key, *msg, entries.attachments(value)),
+            )
+        return msg is not None or not present
+    else:
+        got = entries.box(value) if present else None
+        db.execute(
+            "DELETE FROM ix_dm WHERE community = ? AND author = ? AND local = ?", (c, owner, key)
+        )
+        if got is not None:
+            db.execute(
+                "INSERT INTO ix_dm (community, author, local, ts, box) VALUES (?, ?, ?, ?, ?)",
+                (c, owner, key, got[1], got[0]),
+            )
+        return got is not None or not present
+    return row is not None or not present
+
+
+def _put_post(
+    db: Any,
+    c: bytes,
+    owner: bytes,
+    local: str,
+    text: str,
+    ts: int,
+    parent: str | None,
+    edited: int | None,
+    deleted: bool,
+    attached: bytes | None,
+) -> None:
+    pid = owner[:4].hex() + local
+    orphan = parent is None or not _exists(db, c, parent)
+    old = db.execute(
+        "SELECT text, ts, parent, edited, deleted, attachments FROM ix_posts"
+        " WHERE community = ? AND author = ? AND local = ?",
+        (c, owner, local),
+    ).fetchone()
+    if old == (text, ts, parent, edited, int(deleted), attached):
+        return
+    db.execute(
+        "INSERT INTO ix_posts (community, author, local, id, ts, parent, text, edited, deleted,"
+        " orphan, attachments) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (community, author, local) DO UPDATE SET ts = excluded.ts,"
+        " parent = excluded.parent, text = excluded.text, edited = excluded.edited,"
+        " deleted = excluded.deleted, orphan = excluded.orphan,"
+        " attachments = excluded.attachments",
+        (c, owner, local, pid, ts, parent, text, edited, int(deleted), int(orphan), attached),
+    )
+    if old is None:
+        db.execute(
+            "UPDATE ix_posts SET orphan = 0 WHERE community = ? AND parent = ? AND orphan = 1",
+            (c, pid),
+        )
+        twins = db.execute(
+            "SELECT count(*) FROM ix_posts WHERE community = ? AND id = ?", (c, pid)
+        ).fetchone()[0]
+        if twins > 1:
+            _flag(db, c, "collision")
+    if not orphan and (old is None or old[2] != parent) and _cycles(db, c, pid, parent):
+        _flag(db, c, "cycle")
+
+
+def _drop_post(db: Any, c: bytes, owner: bytes, local: str) -> None:
+    pid = owner[:4].hex() + local
+    gone = db.execute(
+        "DELETE FROM ix_posts WHERE community = ? AND author = ? AND local = ?", (c, owner, local)
+    ).rowcount
+    if gone and not _exists(db, c, pid):
+        db.execute(
+            "UPDATE ix_posts SET orphan = 1 WHERE community = ? AND parent = ? AND orphan = 0",
+            (c, pid),
+        )
+
+
+def _exists(db: Any, c: bytes, pid: str) -> bool:
+    return (
+        db.execute("SELECT 1 FROM ix_posts WHERE community = ? AND id = ?", (c, pid)).fetchone()
+        is not None
+    )
+
+
+def _cycles(db: Any, c: bytes, start: str, parent: str | None) -> bool:
+    """Whether following parents from `start` comes back to it (or goes on too long)."""
+    cur, steps = parent, 0
+    while cur is not None:
+        if cur == start or steps > MAX_CHAIN:
+            return True
+        row = db.execute(
+            "SELECT parent FROM ix_posts WHERE community = ? AND id = ?", (c, cur)
+        ).fetchone()
+        cur = row[0] if row else None
+        steps += 1
+    return False
+
+
+def _flag(db: Any, c: bytes, flag: str) -> None:
+    db.execute("INSERT OR IGNORE INTO ix_flags (community, flag) VALUES (?, ?)", (c, flag))
+
+
+def flags(db: Any, community: bytes) -> set[str]:
+    """Unusual shapes seen in a community ("cycle", "collision"): views take the careful path."""
+    return {r[0] for r in db.execute("SELECT flag FROM ix_flags WHERE community = ?", (community,))}
+
+
+def _profile(db: Any, ref: DocRef, doc: Document) -> None:
+    data = to_py(doc)
+    name = data.get("name") if isinstance(data, dict) else None
+    bad = name is not None and not isinstance(name, str)
+    _mark(db, ref, "name", "", bad)
+    db.execute(
+        "INSERT INTO ix_profiles (community, member, name) VALUES (?, ?, ?)"
+        " ON CONFLICT (community, member) DO UPDATE SET name = excluded.name",
+        (ref.community, ref.owner, name if isinstance(name, str) else ""),
+    )
+
+
+def _moderation(db: Any, ref: DocRef, doc: Document) -> None:
+    """Roles, bans and hidden ids of the shared document, read whole (moderators write it)."""
+    c = ref.community
+    data = to_py(doc)
+    db.execute("DELETE FROM ix_moderation WHERE community = ?", (c,))
+    db.execute("DELETE FROM ix_bad WHERE doc = ?", (ref.id,))
+    rows = []
+    for what, table in (("role", "roles"), ("ban", "bans"), ("hidden", "hidden")):
+        got = data.get(table, {}) if isinstance(data, dict) else {}
+        if not isinstance(got, dict):
+            _mark(db, ref, table, "*", True)
+            continue
+        for key, value in got.items():
+            norm = key if what == "hidden" else entries.member_key(key)
+            if norm is None:
+                _mark(db, ref, table, str(key), True)
+                continue
+            rows.append((c, what, norm, str(value) if what == "role" else None))
+    db.executemany(
+        "INSERT OR REPLACE INTO ix_moderation (community, what, key, value) VALUES (?, ?, ?, ?)",
+        rows,
+    )
+
+
+def clear_doc(db: Any, ref: DocRef) -> None:
+    """Every index row one document contributed."""
+    c, o = ref.community, ref.owner
+    if ref.kind == FEED:
+        for (local,) in db.execute(
+            "SELECT local FROM ix_posts WHERE community = ? AND author = ?", (c, o)
+        ).fetchall():
+            _drop_post(db, c, o, local)
+        db.execute("DELETE FROM ix_reactions WHERE community = ? AND reactor = ?", (c, o))
+    elif ref.kind == CHAT:
+        db.execute("DELETE FROM ix_chat WHERE community = ? AND author = ?", (c, o))
+    elif ref.kind == DM:
+        db.execute("DELETE FROM ix_dm WHERE community = ? AND author = ?", (c, o))
+    elif ref.kind == PROFILE:
+        db.execute("DELETE FROM ix_profiles WHERE community = ? AND member = ?", (c, o))
+    elif ref.kind == COMMUNITY:
+        db.execute("DELETE FROM ix_moderation WHERE community = ?", (c,))
+    db.execute("DELETE FROM ix_bad WHERE doc = ?", (ref.id,))
+    db.execute("DELETE FROM ix_docs WHERE doc = ?", (ref.id,))
+
+
+TABLES = ("ix_posts", "ix_reactions", "ix_chat", "ix_dm", "ix_profiles", "ix_moderation")
+
+
+def forget_community(db: Any, community: bytes) -> None:
+    """Drop every index row of a community (when leaving it, or to rebuild)."""
+    for table in (*TABLES, "ix_flags", "ix_docs"):
+        db.execute(f"DELETE FROM {table} WHERE community = ?", (community,))
+    db.execute("DELETE FROM ix_bad WHERE doc NOT IN (SELECT doc FROM ix_docs)")
+    # FTS5 (SQLite < 3.42) keeps deleted words in its segments until they are rewritten:
+    # rebuild both full-text indexes so that nothing of the community stays behind
+    db.execute("INSERT INTO ix_posts_fts (ix_posts_fts) VALUES ('rebuild')")
+    db.execute("INSERT INTO ix_chat_fts (ix_chat_fts) VALUES ('rebuild')")
+
+
+def stale(db: Any, community: bytes) -> list[tuple[bytes, str, bytes, bool]]:
+    """Documents of a community the index does not reflect as stored now."""
+    rows = db.execute(
+        "SELECT d.id, d.kind, d.owner FROM docs d LEFT JOIN ix_docs x ON x.doc = d.id"
+        " WHERE d.community = ? AND (x.heads IS NULL OR x.heads != d.heads)",
+        (community,),
+    ).fetchall()
+    gone = db.execute(
+        "SELECT x.doc, x.kind, x.owner FROM ix_docs x LEFT JOIN docs d ON d.id = x.doc"
+        " WHERE x.community = ? AND d.id IS NULL",
+        (community,),
+    ).fetchall()
+    return [(*r, True) for r in rows] + [(*r, False) for r in gone]
+
+
+def refresh(docs: Documents, community: bytes) -> int:
+    """Bring one community's indexes up to date (first use, or after a bypass); how many
+    documents were read."""
+    db = docs.store.db
+    if not stale(db, community):
+        return 0
+    n = 0
+    with docs.store.transaction() as db:
+        for doc_id, kind, owner, stored in stale(db, community):
+            ref = DocRef(community, kind, owner)
+            if not stored:  # the document is gone (set aside as damaged): so are its rows
+                clear_doc(db, ref)
+                continue
+            try:
+                doc = docs.load(doc_id)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException:  # noqa: BLE001 - a stored document that no longer loads
+                doc = None
+            if doc is None:
+                clear_doc(db, ref)
+                db.execute(
+                    "INSERT OR IGNORE INTO ix_bad (doc, top, key) VALUES (?, '*', '*')", (doc_id,)
+                )
+                row = db.execute("SELECT heads FROM docs WHERE id = ?", (doc_id,)).fetchone()
+                _set_heads(db, ref, row[0])
+                continue
+            observe(db, ref, doc, [])
+            n += 1
+    return n
+
+
+def rebuild(docs: Documents, community: bytes) -> int:
+    """Throw away a community's indexes and read every document again."""
+    with docs.store.transaction() as db:
+        forget_community(db, community)
+        return refresh(docs, community)
+
+
+def bad_entries(db: Any, community: bytes) -> int:
+    """How many entries of a community were skipped as malformed."""
+    return db.execute(
+        "SELECT count(*) FROM ix_bad b JOIN ix_docs x ON x.doc = b.doc WHERE x.community = ?",
+        (community,),
+    ).fetchone()[0]
