@@ -199,6 +199,26 @@ def records_for(
             yield record
 
 
+def stored_size(
+    home: Home, peer: Inventory | list[Inventory] | None, communities: Iterable[bytes]
+) -> int:
+    """About how many bytes `records_for` will send: the stored size of every
+    document some peer lacks part of (a delta sends less), from SQL alone."""
+    peers = peer if isinstance(peer, list) else [peer or {}]
+    total = 0
+    for c in communities:
+        rows = home.store.db.execute(
+            "SELECT d.id, d.heads, length(d.snapshot) + coalesce((SELECT sum(length(x.data))"
+            " FROM changes x WHERE x.doc = d.id), 0) FROM docs d WHERE d.community = ?",
+            (c,),
+        )
+        for doc_id, heads, size in rows:
+            mine = set(msgpack.unpackb(heads)) if heads else set()
+            if not mine or not all(set(p.get(doc_id, [])) >= mine for p in peers or [{}]):
+                total += size
+    return total
+
+
 def held_heads(home: Home, doc_id: bytes, heads: list[bytes]) -> list[bytes]:
     """Those of `heads` (another peer's) whose changes this store holds."""
     doc = home.docs.load(doc_id)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from p2p import index
-from p2p.blobs.attach import describe_all
 from p2p.community import Community, state
 from p2p.documents import to_py
 from p2p.home import Home
@@ -21,7 +20,12 @@ def _describe(home: Home, posts: Iterable[dict]) -> None:
     """Attachments as a reader is told about them (what has arrived changes over time)."""
     for p in posts:
         raw = p["attachments"]
-        p["attachments"] = describe_all(home, raw) if raw else []
+        if raw:
+            from p2p.blobs.attach import describe_all  # image support loads only when needed
+
+            p["attachments"] = describe_all(home, raw)
+        else:
+            p["attachments"] = []
 
 
 def _collect(home: Home, community: Community) -> list[dict]:
@@ -147,8 +151,8 @@ def _tree(home: Home, view: View, root: tuple) -> list[dict]:
         batch, frontier = frontier[:500], frontier[500:]
         marks = ",".join("?" * len(batch))
         found = view.db.execute(
-            f"SELECT {_COLUMNS} FROM ix_posts WHERE community = ? AND orphan = 0"
-            f" AND parent IN ({marks})",
+            f"SELECT {_COLUMNS} FROM ix_posts INDEXED BY ix_posts_by_parent"
+            f" WHERE community = ? AND orphan = 0 AND parent IN ({marks})",
             (view.cid, *batch),
         ).fetchall()
         rows += found
@@ -189,8 +193,8 @@ def _tree(home: Home, view: View, root: tuple) -> list[dict]:
 def _roots(view: View, newest_first: bool) -> Iterator[tuple]:
     order = "DESC" if newest_first else "ASC"
     yield from view.db.execute(
-        f"SELECT {_COLUMNS} FROM ix_posts WHERE community = ? AND orphan = 1"
-        f" ORDER BY ts {order}, id {order}",
+        f"SELECT {_COLUMNS} FROM ix_posts INDEXED BY ix_posts_roots"
+        f" WHERE community = ? AND orphan = 1 ORDER BY ts {order}, id {order}",
         (view.cid,),
     )
 
@@ -219,7 +223,8 @@ def _count_threads(view: View) -> int:
     hidden = "id IN (SELECT key FROM ix_moderation WHERE community = ? AND what = 'hidden')"
     removed = f"(author IN ({bmarks}) OR {hidden})" if banned else hidden
     kept = view.db.execute(
-        f"SELECT count(*) FROM ix_posts WHERE community = ? AND orphan = 1 AND NOT {removed}",
+        f"SELECT count(*) FROM ix_posts INDEXED BY ix_posts_roots"
+        f" WHERE community = ? AND orphan = 1 AND NOT {removed}",
         (view.cid, *banned, view.cid),
     ).fetchone()[0]
     gone = view.db.execute(
@@ -238,7 +243,8 @@ def _has_reply(view: View, pid: str) -> bool:
     while frontier:
         cur = frontier.pop()
         for author, child in view.db.execute(
-            "SELECT author, id FROM ix_posts WHERE community = ? AND orphan = 0 AND parent = ?",
+            "SELECT author, id FROM ix_posts INDEXED BY ix_posts_by_parent"
+            " WHERE community = ? AND orphan = 0 AND parent = ?",
             (view.cid, cur),
         ):
             if author not in view.banned and child not in view.hidden:

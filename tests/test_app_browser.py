@@ -136,8 +136,16 @@ def test_two_people_in_the_browser(tmp_path):
             pa.wait_for_selector(".fp-big", timeout=90_000)  # scrypt, on a loaded machine
             shots.take(pa, "en-me")
 
+            # keyboard only: the first Tab reaches "Skip to content", the next the menu
+            pa.keyboard.press("Tab")
+            assert pa.evaluate("document.activeElement.className") == "skip"
+            pa.keyboard.press("Tab")
+            pa.keyboard.press("Tab")
+            assert pa.evaluate("document.activeElement.textContent") == "Communities"
+            pa.keyboard.press("Enter")
+            pa.wait_for_selector("#cname")
+
             # A creates a community and writes an invite; B joins with it
-            pa.click("nav >> text=Communities")
             pa.fill("#cname", "River villages")
             pa.fill("#cdesc", "News and help between the five river villages")
             pa.click("button:has-text('Create')")

@@ -103,3 +103,30 @@ def test_the_passphrase_is_never_kept(tmp_path, capfd):
         r = client.post("/unlock", data={"passphrase": phrase})
         assert r.url.path == "/communities"
         assert phrase not in repr(vars(state))
+        r = client.post("/lock")
+        assert r.url.path == "/unlock" and "Locked" in r.text
+        assert client.get("/communities").url.path == "/unlock"
+
+
+def test_bad_addresses_and_hostile_form_values_get_one_plain_line(tmp_path):
+    with app_client(tmp_path) as (client, state):
+        ready(state)
+        r = client.get("/c/ffffffffffff")
+        assert r.status_code == 400 and "no joined community" in r.text
+        assert "Traceback" not in r.text
+        assert client.get("/no/such/page").status_code == 404
+        cid = str(client.post("/communities/create", data={"name": "X"}).url).rsplit("/", 1)[1]
+        for path, data in (
+            (f"/c/{cid}/role", {"member": "zz-not-hex", "role": "moderator"}),
+            (f"/c/{cid}/ban", {"member": "00" * 40, "banned": "1"}),
+            (f"/c/{cid}/react", {"post": "x", "emoji": "👍"}),
+            (f"/c/{cid}/edit", {"post": "0" * 64, "text": "y"}),
+            (f"/c/{cid}/post", {"text": "x" * 70_000}),
+            (f"/c/{cid}/chat", {"text": "hi", "room": "\\x00" * 100}),
+            (f"/c/{cid}/dm", {"to": "nobody", "text": "hi"}),
+            ("/move/import", {"ticket": "forged"}),
+            ("/jobs/999", {}),
+        ):
+            r = client.post(path, data=data) if data else client.get(path)
+            assert r.status_code in (200, 400, 404), (path, r.status_code)
+            assert "Traceback" not in r.text and "Internal Server Error" not in r.text, path

@@ -49,3 +49,37 @@ def test_changes_signed_by_a_foreign_key_are_each_rejected_once(tmp_path: Path) 
     v = cli(tmp_path / "nobody", "verify", str(path), "--json")
     faults = json.loads(v.stdout)["faults"]
     assert len(faults) == changes, faults
+
+
+def test_community_key_opens_its_bundles_with_age(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    import pytest
+
+    if shutil.which("age") is None:
+        pytest.skip("the age command is not installed")
+    home = tmp_path / "a"
+    assert cli(home, "init", "--no-passphrase", "--name", "Alice").returncode == 0
+    made = cli(home, "community", "create", "Night school", "--private", "--json")
+    cid = json.loads(made.stdout)["id"]
+    assert cli(home, "post", cid, "Lessons move to Tuesday.").returncode == 0
+    bundle = tmp_path / "night.p2p"
+    assert cli(home, "export", cid, "--out", str(bundle)).returncode == 0
+    key = tmp_path / "key.txt"
+    r = cli(home, "community", "key", cid, "--out", str(key))
+    assert r.returncode == 0, r.stderr
+    assert "SECRET KEY" in r.stderr  # the warning
+    assert (key.stat().st_mode & 0o777) == 0o600
+    opened = subprocess.run(
+        ["age", "-d", "-i", str(key), str(bundle)], capture_output=True, timeout=60
+    )
+    assert opened.returncode == 0, opened.stderr
+    assert opened.stdout.startswith(b"P2PBNDL\n")
+    assert b"Lessons move to Tuesday." not in bundle.read_bytes()
+    # never over an existing file without --force; an open community has no key
+    again = cli(home, "community", "key", cid, "--out", str(key))
+    assert again.returncode != 0 and len(again.stderr.strip().splitlines()) == 1
+    open_id = json.loads(cli(home, "community", "create", "Market", "--json").stdout)["id"]
+    r = cli(home, "community", "key", open_id, "--out", str(tmp_path / "k2"))
+    assert r.returncode == 1 and "no key" in r.stderr and not (tmp_path / "k2").exists()

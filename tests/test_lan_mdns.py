@@ -329,3 +329,23 @@ def test_a_captured_stranger_session_and_announcements_reveal_no_one(lab, tmp_pa
             assert form not in raw, form
     for name in (b"Ann", b"Sam", b"Village", b"Elsewhere", b"Hidden"):
         assert name not in raw
+
+
+def test_remembered_addresses_work_where_multicast_does_not(lab, tmp_path: Path) -> None:
+    """AP isolation, simulated by a serve that does not announce: after one
+    `sync --peer`, a plain `sync` tries the remembered address first and gets through."""
+    a, b, village = two_members(tmp_path)
+    (ns_a, addr_a), (ns_b, _) = lab.host(), lab.host()
+    server = serve_anywhere(lab, ns_a, a, "--no-mdns")
+    first_event(server, "serving")
+    assert in_ns(lab, ns_b, b, "sync", "--timeout", "1").returncode == 1  # nobody visible
+    res = in_ns(lab, ns_b, b, "sync", "--peer", f"{addr_a}:7420")
+    assert res.returncode == 0, res.stdout + res.stderr
+    listed = json.loads(in_ns(lab, ns_b, b, "peers", "--timeout", "1", "--json").stdout)
+    assert listed["remembered"] == [f"{addr_a}:7420"] and listed["visible"] == []
+    p2p(a, "post", village, "news through a closed network")
+    res = in_ns(lab, ns_b, b, "sync", "--timeout", "1", "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert [(r["source"], r["ok"]) for r in json.loads(res.stdout)] == [("remembered", True)]
+    assert "news through a closed network" in texts(b, village)
+    assert "Forgot 1 address" in in_ns(lab, ns_b, b, "peers", "--forget").stdout

@@ -636,3 +636,38 @@ def test_channel_errors_are_typed() -> None:
     assert issubclass(HandshakeFailed, LanError)
     assert issubclass(PeerMisbehaved, LanError)
     assert issubclass(PeerTimeout, LanError)
+
+
+@pytest.fixture(scope="module")
+def cli_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.helpers import cli
+
+    home = tmp_path_factory.mktemp("lan-cli") / "h"
+    assert cli(home, "init", "--no-passphrase", "--name", "Ann").returncode == 0
+    return home
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["serve", "--port", "99999"], "between 0 and 65535"),
+        (["serve", "--port", "-1"], "-1"),
+        (["serve", "--host", "not an address"], "not an IP address"),
+        (["sync", "--peer", "127.0.0.1:99999"], "between 1 and 65535"),
+        (["sync", "--peer", "127.0.0.1:0"], "between 1 and 65535"),
+        (["sync", "--peer", "127.0.0.1:port"], "between 1 and 65535"),
+        (["sync", "--peer", "127.0.0.1"], "not HOST:PORT"),
+        (["sync", "--peer", ":7420"], "not HOST:PORT"),
+        (["sync", "--peer", "999.1.1.1:7420"], "not an IP address or host name"),
+        (["sync", "--peer", "bad host:7420"], "not an IP address or host name"),
+        (["sync", "--peer", "[fe80::1%lo]:70000"], "between 1 and 65535"),
+        (["sync", "--interface", "10.0.0.300"], "not an IP address or host name"),
+    ],
+)
+def test_bad_ports_and_addresses_are_one_line_exit_2(cli_home: Path, args, fragment) -> None:
+    from tests.helpers import cli
+
+    res = cli(cli_home, *args)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert res.stderr.count("\n") == 1 and fragment in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr and res.stdout == ""

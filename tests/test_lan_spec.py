@@ -191,3 +191,48 @@ def test_a_second_client_syncs_from_a_real_server(tmp_path: Path) -> None:
         thread.join(10)
     assert [r.peer for r in box["results"]] == [my_key]
     alice.close()
+
+
+def test_a_client_proving_no_community_gets_none(tmp_path: Path) -> None:
+    """Section 3.1: with no proof recognised, the server answers `none` and closes,
+    having sent nothing but its padded proofs."""
+    from p2p import community as cm
+    from p2p.lan.server import Server
+    from tests.helpers import make_home
+
+    alice = make_home(tmp_path / "alice", "Alice")
+    for name in ("A", "B", "C"):
+        cm.create(alice, name)
+    ready = threading.Event()
+    stop = threading.Event()
+    box: dict = {}
+
+    def run_server() -> None:
+        async def main() -> None:
+            server = Server(alice, "127.0.0.1", 0)
+            box["port"] = await server.start()
+            ready.set()
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+            await server.close()
+            box["results"] = server.results
+
+        asyncio.run(main())
+
+    thread = threading.Thread(target=run_server, daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(10)
+        client = Client(box["port"])
+        client.send({"t": "hello", "v": 2, "proofs": sorted(os.urandom(32) for _ in range(32))})
+        hello = client.recv()
+        assert hello["t"] == "hello" and len(hello["proofs"]) == 32  # 3 real, 29 filler
+        assert all(isinstance(p, bytes) and len(p) == 32 for p in hello["proofs"])
+        assert client.recv() == {"t": "none"}
+        assert client.sock.recv(1) == b""  # then closed
+        client.sock.close()
+    finally:
+        stop.set()
+        thread.join(10)
+    assert box["results"] == []
+    alice.close()

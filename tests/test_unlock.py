@@ -201,3 +201,22 @@ def test_an_age_sealed_store_still_unlocks_and_is_resealed(tmp_path: Path, agent
     assert now.startswith(b"p2p-sealed-v2\n")
     ok(run(home, "post", cid, "again", passphrase=PASS))
     assert run(home, "post", cid, "no", passphrase="wrong").returncode == 1
+
+
+def test_a_restored_identity_is_resealed_and_warned_about_forks(tmp_path: Path, agent_dir: Path):
+    me = Identity.generate()
+    backup = tmp_path / "backup.age"
+    backup.write_bytes(ident.backup(me, PASS))
+    home = tmp_path / "new-device"
+    res = ok(run(home, "identity", "import", str(backup), passphrase=PASS))
+    assert "Before you write anything with this identity" in res.stderr.replace("\n", " ")
+    con = sqlite3.connect(home / "p2p.db")
+    sealed = con.execute("SELECT sealed FROM identity").fetchone()[0]
+    con.close()
+    assert sealed.startswith(b"p2p-sealed-v2\n")
+    assert ident.unseal(sealed, PASS).public_key == me.public_key
+    other = tmp_path / "json-device"
+    out = json.loads(
+        ok(run(other, "identity", "import", str(backup), "--json", passphrase=PASS)).stdout
+    )
+    assert "set aside for everyone" in out["warning"]

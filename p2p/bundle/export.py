@@ -28,7 +28,7 @@ from p2p.community import Community, all_communities
 from p2p.exchange import Inventory
 from p2p.home import Home
 
-Progress = Callable[[int, int], None]  # (documents done, documents in all)
+Progress = Callable[[int, int | None, int], None]  # (bytes written, bytes expected, documents)
 
 
 @dataclass
@@ -114,12 +114,7 @@ def _records(
     for c in domain.communities:
         yield community_record(home, c)
     yield from (listed or listing(home, ids, None)).records
-    total = sum(len(home.docs.ids(i)) for i in ids) if progress else 0
-    done = 0
     for record in exchange.records_for(home, peer, ids):
-        done += 1
-        if progress:
-            progress(done, total)
         if plan is not None:
             plan.spend(len(record["data"]) + blob_exchange.RECORD_OVERHEAD)
         yield record
@@ -156,8 +151,10 @@ def build(
                 chunks += 1
             yield r
 
-    with plain.open("wb") as out:
-        stats = write_bundle(out, home.identity, counted(), int(time.time()))
+    expected = exchange.stored_size(home, peer, ids) if progress else None
+    with plain.open("wb") as raw:
+        out = _Counting(raw, lambda n: progress(n, expected, docs) if progress else None)
+        stats = write_bundle(out, home.identity, counted(), int(time.time()))  # type: ignore[arg-type]
     if peer is not None and docs == 0 and chunks == 0:
         plain.unlink()
         return None
@@ -177,6 +174,18 @@ def build(
     return Built(
         domain, final, stats.count, docs, final.stat().st_size, encrypted, sha, listed.digest
     )
+
+
+class _Counting:
+    """A file wrapper that reports how many bytes went through it."""
+
+    def __init__(self, out: BinaryIO, tick: Callable[[int], object]) -> None:
+        self.out, self.tick, self.n = out, tick, 0
+
+    def write(self, data: bytes) -> int:
+        self.n += len(data)
+        self.tick(self.n)
+        return self.out.write(data)
 
 
 def file_sha256(path: Path) -> bytes:

@@ -31,7 +31,7 @@ from p2p.news import News, Tracker
 
 BATCH_DOCS = 32  # documents handed to the acceptance path at once
 
-Progress = Callable[[int], None]  # records read so far
+Progress = Callable[[int, int], None]  # (bytes of the bundle read, changes applied so far)
 
 
 @dataclass
@@ -212,7 +212,7 @@ def import_bundle(
             for record in reader.records():
                 n += 1
                 if progress:
-                    progress(n)
+                    progress(reader.offset, result.report.applied)
                 kind = record.get("t")
                 try:
                     if kind == "community":

@@ -14,6 +14,7 @@ import random
 import re
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,12 @@ from p2p.exchange import Inventory
 from p2p.home import Home
 
 Say = Callable[[str], None]
+# meter(label, bytes expected, unit) -> a context yielding update(bytes done, total=, count=)
+Meter = Callable[[str, int | None, str], AbstractContextManager[Callable[..., None]]]
+
+
+def _no_meter(_label: str, _total: int | None, _unit: str) -> AbstractContextManager:
+    return nullcontext(lambda *_a, **_k: None)
 
 
 @dataclass
@@ -144,11 +151,13 @@ def sync(
     say: Say | None = None,
     max_size: int | None = None,
     attachments: bool = True,
+    meter: Meter | None = None,
 ) -> SyncResult:
     """Each file on the stick is judged on its own: one that is damaged, cut
     short, hostile or not a bundle is set aside (named, with the reason) and
     the rest is imported and written all the same."""
     say = say or (lambda _m: None)
+    meter = meter or _no_meter
     if not folder.is_dir():
         raise BundleError(f"{folder} is not a folder (is the stick mounted?)")
     result = SyncResult()
@@ -173,7 +182,15 @@ def sync(
                 exporters.add(seen[0])
             continue
         try:
-            imported = import_bundle(home, found.files, keys=keys, digest=found.digest)
+            size = sum(f.stat().st_size for f in found.files)
+            with meter(f"importing {label}", size, "changes applied") as update:
+                imported = import_bundle(
+                    home,
+                    found.files,
+                    keys=keys,
+                    digest=found.digest,
+                    progress=lambda n, c: update(n, count=c),
+                )
         except WrongKey:
             result.unreadable.append(label)
             continue
@@ -234,7 +251,10 @@ def sync(
         stamp = _session_time()
         try:
             for key, built in built_all:
-                _write_one(home, folder, key, built, prune, max_file_size, keys, stamp, result)
+                with meter("writing to the stick", built.size, "") as update:
+                    _write_one(
+                        home, folder, key, built, prune, max_file_size, keys, stamp, result, update
+                    )
         except P2PError as exc:
             result.problem = exc
         except OSError as exc:
@@ -259,11 +279,14 @@ def _write_one(
     keys: Keys,
     stamp: float,
     result: SyncResult,
+    progress: Callable[..., None],
 ) -> None:
     def check(paths: list[Path]) -> None:
         verify_bundle(paths, keys)
 
-    paths = stick.write_to_stick(built.path, folder, max_file_size=max_file_size, verify=check)
+    paths = stick.write_to_stick(
+        built.path, folder, max_file_size=max_file_size, verify=check, progress=progress
+    )
     for p in paths:
         os.utime(p, (stamp, stamp))
     digest = file_digest(paths)

@@ -9,6 +9,7 @@ identity at all for open bundles.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,15 +95,22 @@ class VerifyResult:
         }
 
 
-def verify_bundle(paths: list[Path], keys: Keys | None = None) -> VerifyResult:
+def verify_bundle(
+    paths: list[Path],
+    keys: Keys | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> VerifyResult:
     """Raises a BundleError for a structural fault; content faults are listed."""
     with open_bundle(paths, keys) as opened:
         reader = opened.reader
         result = VerifyResult(reader.header.exporter, reader.header.created, opened.encrypted)
         owners: dict[bytes, bytes] = {}
         seen: dict[bytes, tuple[set[bytes], bytes]] = {}
+        changes = 0
         for record in reader.records():
             result.records += 1
+            if progress:
+                progress(reader.offset, changes)
             kind = record.get("t")
             try:
                 if kind == "community":
@@ -117,6 +125,7 @@ def verify_bundle(paths: list[Path], keys: Keys | None = None) -> VerifyResult:
                     result.inventory_docs += len(parse_inventory(record))
                 elif kind == "doc":
                     _check_doc(result, record, owners, seen)
+                    changes += result.docs[-1].changes
                 elif kind in ("blob-manifest", "blob-chunk"):
                     result.blobs.take(record, f"record {result.records}")
             except ValueError as exc:

@@ -1,4 +1,4 @@
-"""`p2p community create|list|show|invite|join|role|settings`."""
+"""`p2p community create|list|show|invite|key|join|role|settings`."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from p2p.cli.context import (
     warn,
 )
 from p2p.docref import FEED
+from p2p.errors import P2PError
 from p2p.identity import fingerprint
 
 INVITE_ENV = "P2P_INVITE_PASSPHRASE"
@@ -166,6 +167,33 @@ def invite(
             "the file can read everything in the community. Hand it over in person and "
             "delete it after use."
         )
+
+
+@community.command()
+@click.argument("community_id")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@force_option
+@json_option
+@pass_ctx
+def key(ctx: Context, community_id: str, out: Path, force: bool, as_json: bool) -> None:
+    """Export a private community's age key, so the standard `age -d -i FILE`
+    opens its bundles (for interoperability; docs/bundle-format.md, section 3)."""
+    atomic.check_destination(out, force)
+    c = cm.resolve(ctx.home, community_id)
+    if not c.private or not c.secret:
+        raise P2PError(
+            "this community is open: its bundles are signed, not encrypted, so it has no key"
+        )
+    atomic.write_bytes(out, (c.secret + "\n").encode(), force=force)
+    if as_json:
+        emit_json({"file": str(out), "community": c.hex, "recipient": c.recipient})
+    else:
+        say(f"Wrote the community key to {out} (open a bundle with: age -d -i {out} BUNDLE)")
+    warn(
+        "this file is the community's SECRET KEY, not sealed: anyone holding it can read "
+        "everything in the community, past and future. Keep it on your own device and "
+        "delete it when done."
+    )
 
 
 @community.command()

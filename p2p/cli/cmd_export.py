@@ -28,9 +28,10 @@ from p2p.cli.context import (
     json_option,
     pass_ctx,
     plural,
+    say,
     warn,
 )
-from p2p.cli.progress import bar
+from p2p.cli.progress import meter
 from p2p.errors import P2PError
 from p2p.exchange import known_by, merge
 from p2p.peers import resolve_peer
@@ -126,14 +127,14 @@ def export(
         for domain in plan:
             blobs = Plan(budget, not no_attachments, blob_have, known_wants(home))
             plans.append(blobs)
-            with bar(f"exporting {domain.label}") as update:
+            with meter(f"exporting {domain.label}", unit="documents") as update:
                 built = ex.build(
                     home,
                     domain,
                     Path(tmp),
                     peer=peer,
                     passphrase=passphrase,
-                    progress=update,
+                    progress=lambda n, total, docs: update(n, total, docs),
                     base=base,
                     plan=blobs,
                 )
@@ -165,6 +166,6 @@ def export(
         console.print(f"Wrote {w['file']}: {docs}, {size} ({lock})")
     for blobs in plans:
         for line in plan_lines(blobs):
-            console.print(f"  {line}")
+            say("  ", line)
     if passphrase:
         warn("anyone who knows the passphrase can read this bundle")

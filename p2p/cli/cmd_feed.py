@@ -10,7 +10,6 @@ import click
 from p2p import community as cm
 from p2p import feed as feed_view
 from p2p.cli import safe
-from p2p.cli.cmd_attach import render as render_attachments
 from p2p.cli.context import (
     Context,
     console,
@@ -50,7 +49,10 @@ def render(posts: list[dict], depth: int = 0) -> None:
         else:
             lead = f"{pad}  "
             say(lead, (BAR, "dim"), safe.block(p["text"], lead + BAR))
-        render_attachments(p.get("attachments") or [], pad)
+        if p.get("attachments"):
+            from p2p.cli.cmd_attach import render as render_attachments  # images: loaded if needed
+
+            render_attachments(p["attachments"], pad)
         if p["reactions"]:
             counts = "  ".join(
                 f"{safe.clean(e)} {len(who)}" for e, who in sorted(p["reactions"].items())

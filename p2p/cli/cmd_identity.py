@@ -115,6 +115,17 @@ def home_passphrase() -> str | None:
     return ask_passphrase(False)
 
 
+# Until devices have keys of their own, two devices writing as one identity fork
+# its history (docs/core-model.md, forks): say so at the moment it can happen.
+RESTORED_WARNING = (
+    "Before you write anything with this identity, sync with a peer or import a bundle"
+    " holding everything your previous device wrote. If both devices write from the same"
+    " point, the community keeps only one version (the same on every device) and the other"
+    " device's posts from that point on are set aside for everyone. Never use one identity"
+    " on two devices at the same time."
+)
+
+
 @identity.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @json_option
@@ -127,8 +138,8 @@ def identity_import(ctx: Context, file: Path, as_json: bool) -> None:
         raise IdentityExists()
     home = ctx.adopt(Home.restore(ctx.home_path, data, ask_passphrase(False), ask_passphrase))
     if as_json:
-        emit_json(_whoami(ctx))
+        emit_json({**_whoami(ctx), "warning": RESTORED_WARNING})
         return
     fp = home.public_identity().fingerprint
     click.echo(f"Restored identity {click.style(fp, bold=True)}")
-    warn("do not use one identity on two devices at the same time (their edits would collide)")
+    warn(RESTORED_WARNING)

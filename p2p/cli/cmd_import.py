@@ -7,10 +7,11 @@ from pathlib import Path
 import click
 
 from p2p.bundle.importer import ImportResult, import_bundle
+from p2p.bundle.source import bundle_paths
 from p2p.cli import bundle_keys
 from p2p.cli.cmd_attach import attachment_lines, attachments_json
-from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural
-from p2p.cli.progress import bar
+from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural, say
+from p2p.cli.progress import meter
 from p2p.errors import P2PError
 from p2p.news import News
 
@@ -34,6 +35,13 @@ def describe(r: ImportResult) -> dict:
         "imported_before": r.already_imported,
         "attachments": attachments_json(r.attachments),
     }
+
+
+def _size(file: Path) -> int | None:
+    try:
+        return sum(p.stat().st_size for p in bundle_paths(file))
+    except (OSError, P2PError):
+        return None  # opening it reports the real problem
 
 
 def news_line(n: News) -> str:
@@ -71,8 +79,8 @@ def import_(ctx: Context, files: tuple[Path, ...], as_json: bool) -> None:
     for f in files:
         if f in done:
             continue
-        with bar(f"importing {f.name}") as update:
-            r = import_bundle(home, [f], keys=keys, progress=lambda n: update(n))
+        with meter(f"importing {f.name}", _size(f), "changes applied") as update:
+            r = import_bundle(home, [f], keys=keys, progress=lambda n, c: update(n, count=c))
         done.update(r.files)
         results.append(r)
     rejected = sum(len(r.report.rejected) for r in results)
@@ -100,7 +108,7 @@ def _print(results: list[ImportResult]) -> None:
         for line in r.report.fork_lines:
             console.print(f"  {line}", markup=False)
         for line in attachment_lines(r.attachments):
-            console.print(f"  {line}")  # attachment_lines escapes markup
+            say("  ", line)
         if r.skipped_communities:
             console.print(
                 f"  skipped {plural(len(r.skipped_communities), 'community')} you have not joined"

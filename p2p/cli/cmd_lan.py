@@ -70,7 +70,7 @@ def _address(text: str) -> str:
         return text
     except ValueError:
         pass
-    if ":" in text or not HOSTNAME.match(text):
+    if ":" in text or not HOSTNAME.match(text) or re.fullmatch(r"[0-9.]+", text):
         raise BadArgument(f"{text!r} is not an IP address or host name")
     return text
 
@@ -317,6 +317,8 @@ def sync(
                     console.print(f"  rejected {what}: {x['reason']}", markup=False)
                 for line in r.get("forks", []):
                     console.print(f"  {line}", markup=False)
+                for why in r["attachments"]["refused"][:20]:
+                    console.print(f"  attachment refused: {why}", markup=False)
             elif r.get("shared") is False:
                 console.print(f"{r['peer']}: shares no community with you", markup=False)
             else:

@@ -8,11 +8,20 @@ from pathlib import Path
 
 import click
 
+from p2p.bundle.source import bundle_paths
 from p2p.bundle.verify import VerifyResult, verify_bundle
 from p2p.cli import bundle_keys, safe
 from p2p.cli.context import Context, console, emit_json, json_option, plural, say
-from p2p.errors import BundleError
+from p2p.cli.progress import meter
+from p2p.errors import BundleError, P2PError
 from p2p.identity import fingerprint
+
+
+def _size(file: Path) -> int | None:
+    try:
+        return sum(p.stat().st_size for p in bundle_paths(file))
+    except (OSError, P2PError):
+        return None  # opening it reports the real problem
 
 
 def _when(ts: int) -> str:
@@ -22,7 +31,9 @@ def _when(ts: int) -> str:
 def _verified(ctx: Context, file: Path, as_json: bool) -> VerifyResult:
     """Verify; a structural fault becomes a JSON verdict under --json, else an error."""
     try:
-        return verify_bundle([file], bundle_keys.for_reading(ctx, [file]))
+        keys = bundle_keys.for_reading(ctx, [file])
+        with meter(f"verifying {file.name}", _size(file), "changes") as update:
+            return verify_bundle([file], keys, lambda n, c: update(n, count=c))
     except BundleError as exc:
         if as_json:
             emit_json({"ok": False, "faults": [str(exc)], "error": type(exc).__name__})

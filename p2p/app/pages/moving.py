@@ -241,7 +241,10 @@ async def apply(request: Request) -> Response:
 
     def work(home, progress) -> dict:  # noqa: ANN001
         try:
-            r = import_bundle(home, [path], keys=_keys(home, phrase), progress=progress)
+            size = path.stat().st_size  # import reports (bytes read, changes applied)
+            r = import_bundle(
+                home, [path], keys=_keys(home, phrase), progress=lambda n, _c: progress(n, size)
+            )
         finally:
             if temporary:
                 path.unlink(missing_ok=True)
