@@ -23,12 +23,12 @@ from p2p.cli.context import (
     Context,
     console,
     emit_json,
-    err_console,
     json_option,
     pass_ctx,
     plural,
     say,
 )
+from p2p.cli.safe import safe_console
 from p2p.errors import (
     LanError,
     NoPeerFound,
@@ -201,12 +201,12 @@ def _sync_bar(label: str) -> Iterator[Callable[[int, int, int], None]]:
         return
     started = time.monotonic()
     with Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("documents, {task.fields[bytes]}"),
         TimeRemainingColumn(),
-        console=err_console,
+        console=safe_console(stderr=True),
         transient=True,
     ) as progress:
         task = progress.add_task(label, total=None, bytes="0 B")
