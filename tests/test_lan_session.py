@@ -722,3 +722,27 @@ def test_sync_shows_progress_in_documents_and_bytes_on_a_terminal(trio) -> None:
     assert "syncing with 127.0.0.1" in text and "documents," in text, text
     assert "/s" in text  # the rate
     assert b"documents," not in res.stdout
+
+
+def test_before_the_proof_one_message_is_at_most_64_kib(trio) -> None:
+    """A stranger cannot make the server buffer more than PREAUTH_MESSAGE bytes: a
+    `hello` announced one byte longer is refused before it is read."""
+    alice, *_ = trio
+
+    async def go(size: int) -> list[str]:
+        logs: list[str] = []
+        server = await serve(alice, io_timeout=2.0, log=logs.append)
+        try:
+            chan = await ch.open_channel("127.0.0.1", server.port, io_timeout=5)
+            chan._writer.write(chan._frame(struct.pack(">I", size)))
+            await chan._writer.drain()
+            await asyncio.wait_for(chan._reader.read(), 10)  # until the server hangs up
+            await chan.close()
+        finally:
+            await server.close()
+        return logs
+
+    over = asyncio.run(go(ch.PREAUTH_MESSAGE + 1))
+    assert any(f"over the {ch.PREAUTH_MESSAGE}-byte limit" in m for m in over), over
+    exact = asyncio.run(go(ch.PREAUTH_MESSAGE))  # accepted, then waits for the body
+    assert any("sent nothing for 2 s" in m for m in exact), exact
