@@ -746,3 +746,47 @@ def test_before_the_proof_one_message_is_at_most_64_kib(trio) -> None:
     assert any(f"over the {ch.PREAUTH_MESSAGE}-byte limit" in m for m in over), over
     exact = asyncio.run(go(ch.PREAUTH_MESSAGE))  # accepted, then waits for the body
     assert any("sent nothing for 2 s" in m for m in exact), exact
+
+
+def test_node_retries_a_failing_peer_with_backoff_and_syncs_a_remembered_one(trio) -> None:
+    """The node behind `p2p serve`: a remembered address that fails is retried after
+    2 s, then 4 s; a remembered peer that answers is synced with no one asking."""
+    import socket
+
+    from p2p import peers
+    from p2p.lan.node import Node
+
+    alice, bob, _eve, village, _secret = trio
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    dead_port = closed.getsockname()[1]
+    closed.close()
+    peers.remember(bob, b"d" * 32, "127.0.0.1", dead_port)
+    events: list[dict] = []
+
+    async def go():
+        server = await serve(alice)
+        peers.remember(bob, alice.public_key, "127.0.0.1", server.port)
+        node = Node(
+            bob, hosts=["127.0.0.1"], port=0, mdns=False, on_event=events.append, poll_every=0.2
+        )
+        await node.start()
+        try:
+            end = asyncio.get_running_loop().time() + 20
+            while asyncio.get_running_loop().time() < end:
+                failed = [e for e in events if e["event"] == "failed"]
+                if len(failed) >= 2 and any(e["event"] == "session" for e in events):
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            await node.close()
+            await server.close()
+
+    asyncio.run(go())
+    assert events[0]["event"] == "serving" and events[0]["addresses"] == ["127.0.0.1"]
+    failed = [e["message"] for e in events if e["event"] == "failed"]
+    assert "retrying in 2 s" in failed[0] and "retrying in 4 s" in failed[1], failed
+    session = next(e for e in events if e["event"] == "session")
+    assert session["direction"] == "out" and session["public_key"] == alice.public_key.hex()
+    bv = cm.resolve(bob, village.hex)
+    assert "open post" in [p["text"] for p in feed.all_posts(bob, bv)]
