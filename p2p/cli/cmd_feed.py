@@ -99,10 +99,17 @@ def _stream_json(threads: Iterator[dict]) -> None:
     from p2p.cli.safe import json_safe
 
     out = click.get_text_stream("stdout")
+    pending: list[str] = []
+    size = 0
     first = True
     for t in threads:
         text = json_safe(json.dumps(t, indent=2, ensure_ascii=False, default=_default))
-        out.write(("[\n" if first else ",\n") + "\n".join("  " + ln for ln in text.split("\n")))
+        pending.append(("[\n" if first else ",\n") + text.replace("\n", "\n  ").join(["  ", ""]))
+        size += len(text)
         first = False
-    out.write("[]\n" if first else "\n]\n")
+        if size > 1 << 20:  # write in large blocks: one write per thread is slow on a pipe
+            out.write("".join(pending))
+            pending, size = [], 0
+    pending.append("[]\n" if first else "\n]\n")
+    out.write("".join(pending))
     out.flush()
