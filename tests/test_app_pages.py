@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 import time
 
+import pytest
+
 from tests.app_helpers import app_client, ready
 
 
@@ -197,3 +199,36 @@ def test_the_feed_shows_the_newest_threads_first_and_pages_older_ones(tmp_path):
         html = a.get(f"/c/{cid}?show={PAGE * 2}").text
         assert "news number 000" in html and "more thread" not in html
         assert a.get(f"/c/{cid}?show=nonsense").status_code == 200
+
+
+@pytest.mark.slow  # two age/scrypt operations: seconds each on a loaded machine
+def test_a_private_community_travels_by_a_sealed_invite(tmp_path):
+    with app_client(tmp_path / "a") as (a, sa), app_client(tmp_path / "b") as (b, sb):
+        ready(sa)
+        ready(sb, "Min-jun")
+        r = a.post("/communities/create", data={"name": "Clinic staff", "private": "on"})
+        cid = _cid(r)
+        r = a.post(f"/c/{cid}/invite", data={"passphrase": ""})
+        assert "needs a passphrase" in r.text  # not written unsealed by accident
+        invite = a.post(f"/c/{cid}/invite", data={"passphrase": "blue heron"}).content
+        r = b.post("/communities/join", files={"file": ("i.p2p", invite)})
+        assert "type the passphrase" in r.text
+        r = b.post(
+            "/communities/join",
+            files={"file": ("i.p2p", invite)},
+            data={"passphrase": "blue heron"},
+        )
+        assert r.url.path == f"/c/{cid}" and "You joined Clinic staff" in r.text
+
+
+def test_join_from_an_invite_typed_as_a_path(tmp_path):
+    with app_client(tmp_path / "a") as (a, sa), app_client(tmp_path / "b") as (b, sb):
+        ready(sa)
+        ready(sb)
+        cid = _cid(a.post("/communities/create", data={"name": "Open hall"}))
+        stick = tmp_path / "invite.p2p"
+        stick.write_bytes(a.post(f"/c/{cid}/invite", data={"passphrase": ""}).content)
+        r = b.post("/communities/join", data={"path": str(tmp_path / "missing.p2p")})
+        assert "That did not work" in r.text
+        r = b.post("/communities/join", data={"path": str(stick)})
+        assert r.url.path == f"/c/{cid}"

@@ -671,3 +671,54 @@ def test_bad_ports_and_addresses_are_one_line_exit_2(cli_home: Path, args, fragm
     assert res.returncode == 2, res.stdout + res.stderr
     assert res.stderr.count("\n") == 1 and fragment in res.stderr, res.stderr
     assert "Traceback" not in res.stderr and res.stdout == ""
+
+
+def test_sync_shows_progress_in_documents_and_bytes_on_a_terminal(trio) -> None:
+    """On a terminal, `sync` draws documents received of those asked for, bytes and
+    rate, and time left; piped, it draws nothing."""
+    import json
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    alice, bob, *_ = trio
+    env = {k: v for k, v in os.environ.items() if not k.startswith("P2P_")}
+    env.update(COLUMNS="120", TERM="xterm")
+    cli = [sys.executable, "-m", "p2p.cli.main"]
+    server = subprocess.Popen(
+        [*cli, "--home", str(alice.path), "serve", "--host", "127.0.0.1", "--port", "0"]
+        + ["--no-mdns", "--duration", "30", "--json"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        port = json.loads(server.stdout.readline())["port"]
+        leader, follower = pty.openpty()
+        res = subprocess.run(
+            [*cli, "--home", str(bob.path), "sync", "--peer", f"127.0.0.1:{port}"],
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            env=env,
+            timeout=60,
+        )
+        os.close(follower)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            drawn += chunk
+        os.close(leader)
+    finally:
+        server.terminate()
+        server.wait(10)
+    text = drawn.decode(errors="replace")
+    assert res.returncode == 0, text
+    assert "syncing with 127.0.0.1" in text and "documents," in text, text
+    assert "/s" in text  # the rate
+    assert b"documents," not in res.stdout

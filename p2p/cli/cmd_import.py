@@ -99,10 +99,12 @@ def import_(ctx: Context, files: tuple[Path, ...], as_json: bool) -> None:
 
 def _print(results: list[ImportResult]) -> None:
     for r in results:
-        console.print(f"{r.files[0].name} from {r.exporter_fingerprint}: {summary_line(r)}")
+        console.print(
+            f"{r.files[0].name} from {r.exporter_fingerprint}: {summary_line(r)}", markup=False
+        )
         for x in r.report.rejected[:20]:
             what = x.change.hex()[:12] if x.change else "record"
-            console.print(f"  rejected {what}: {x.reason}")
+            console.print(f"  rejected {what}: {x.reason}", markup=False)
         for line in r.report.fork_lines:
             console.print(f"  {line}", markup=False)
         for line in attachment_lines(r.attachments):
