@@ -232,3 +232,16 @@ def test_join_from_an_invite_typed_as_a_path(tmp_path):
         assert "That did not work" in r.text
         r = b.post("/communities/join", data={"path": str(stick)})
         assert r.url.path == f"/c/{cid}"
+
+
+def test_leave_asks_for_confirmation_then_removes_the_community(tmp_path):
+    with app_client(tmp_path) as (a, sa):
+        ready(sa)
+        cid = _cid(a.post("/communities/create", data={"name": "Short-lived"}))
+        a.post(f"/c/{cid}/post", data={"text": "soon gone"})
+        r = a.post(f"/c/{cid}/leave", data={})
+        assert "Tick the box" in r.text
+        r = a.post(f"/c/{cid}/leave", data={"sure": "on"})
+        assert r.url.path == "/communities" and "You left the community" in r.text
+        assert "Short-lived" not in r.text
+        assert a.get(f"/c/{cid}").status_code == 400

@@ -722,3 +722,71 @@ def test_sync_shows_progress_in_documents_and_bytes_on_a_terminal(trio) -> None:
     assert "syncing with 127.0.0.1" in text and "documents," in text, text
     assert "/s" in text  # the rate
     assert b"documents," not in res.stdout
+
+
+def test_before_the_proof_one_message_is_at_most_64_kib(trio) -> None:
+    """A stranger cannot make the server buffer more than PREAUTH_MESSAGE bytes: a
+    `hello` announced one byte longer is refused before it is read."""
+    alice, *_ = trio
+
+    async def go(size: int) -> list[str]:
+        logs: list[str] = []
+        server = await serve(alice, io_timeout=2.0, log=logs.append)
+        try:
+            chan = await ch.open_channel("127.0.0.1", server.port, io_timeout=5)
+            chan._writer.write(chan._frame(struct.pack(">I", size)))
+            await chan._writer.drain()
+            await asyncio.wait_for(chan._reader.read(), 10)  # until the server hangs up
+            await chan.close()
+        finally:
+            await server.close()
+        return logs
+
+    over = asyncio.run(go(ch.PREAUTH_MESSAGE + 1))
+    assert any(f"over the {ch.PREAUTH_MESSAGE}-byte limit" in m for m in over), over
+    exact = asyncio.run(go(ch.PREAUTH_MESSAGE))  # accepted, then waits for the body
+    assert any("sent nothing for 2 s" in m for m in exact), exact
+
+
+def test_node_retries_a_failing_peer_with_backoff_and_syncs_a_remembered_one(trio) -> None:
+    """The node behind `p2p serve`: a remembered address that fails is retried after
+    2 s, then 4 s; a remembered peer that answers is synced with no one asking."""
+    import socket
+
+    from p2p import peers
+    from p2p.lan.node import Node
+
+    alice, bob, _eve, village, _secret = trio
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    dead_port = closed.getsockname()[1]
+    closed.close()
+    peers.remember(bob, b"d" * 32, "127.0.0.1", dead_port)
+    events: list[dict] = []
+
+    async def go():
+        server = await serve(alice)
+        peers.remember(bob, alice.public_key, "127.0.0.1", server.port)
+        node = Node(
+            bob, hosts=["127.0.0.1"], port=0, mdns=False, on_event=events.append, poll_every=0.2
+        )
+        await node.start()
+        try:
+            end = asyncio.get_running_loop().time() + 20
+            while asyncio.get_running_loop().time() < end:
+                failed = [e for e in events if e["event"] == "failed"]
+                if len(failed) >= 2 and any(e["event"] == "session" for e in events):
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            await node.close()
+            await server.close()
+
+    asyncio.run(go())
+    assert events[0]["event"] == "serving" and events[0]["addresses"] == ["127.0.0.1"]
+    failed = [e["message"] for e in events if e["event"] == "failed"]
+    assert "retrying in 2 s" in failed[0] and "retrying in 4 s" in failed[1], failed
+    session = next(e for e in events if e["event"] == "session")
+    assert session["direction"] == "out" and session["public_key"] == alice.public_key.hex()
+    bv = cm.resolve(bob, village.hex)
+    assert "open post" in [p["text"] for p in feed.all_posts(bob, bv)]

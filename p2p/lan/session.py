@@ -20,6 +20,7 @@ nothing it sends is written anywhere.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import os
@@ -93,7 +94,12 @@ class Channel(Protocol):
 def community_key(c: Community) -> bytes:
     """The key a member proves knowledge of: the secret of a private community,
     the full descriptor (id, owner, salt) of an open one."""
-    material = c.secret.encode() if c.secret else c.id + c.owner + c.salt
+    return _derive(c.secret.encode() if c.secret else c.id + c.owner + c.salt)
+
+
+@functools.lru_cache(maxsize=4096)
+def _derive(material: bytes) -> bytes:
+    """Cached, so that a stranger's connection costs one HMAC per own community."""
     return HKDF(hashes.SHA256(), 32, salt=b"p2p/lan/community/v1", info=b"").derive(material)
 
 

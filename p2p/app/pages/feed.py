@@ -64,9 +64,8 @@ async def page(request: Request) -> Response:
     def load() -> tuple[dict, list[dict], int]:
         if q:
             return head(state.home, c), _search(state.home, c, q), 0
-        threads = feed_view.thread(state.home, c)
-        older = max(0, len(threads) - shown)
-        return head(state.home, c), threads[older:][::-1], older
+        threads, older = feed_view.latest(state.home, c, shown)  # reads only what it shows
+        return head(state.home, c), threads[::-1], older
 
     info, posts, older = await state.call(load)
     me = state.home.public_key.hex()
