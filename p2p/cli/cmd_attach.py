@@ -86,7 +86,7 @@ def attachment_lines(r: Received) -> list[str]:
     out = []
     if r.chunks:
         done = f"; complete: {', '.join(r.completed[:5])}" if r.completed else ""
-        out.append(f"attachments: {r.chunks} chunks, {human(r.size)}{done}")
+        out.append(f"attachments: {plural(r.chunks, 'chunk')}, {human(r.size)}{done}")
     out += [f"attachment refused: {why}" for why in r.refused[:20]]
     return out
 
@@ -95,14 +95,14 @@ def plan_lines(plan: Plan) -> list[str]:
     out = []
     if plan.sent_chunks:
         out.append(
-            f"attachments: {human(plan.sent_bytes)} in {plan.sent_chunks} chunks "
+            f"attachments: {human(plan.sent_bytes)} in {plural(plan.sent_chunks, 'chunk')} "
             f"({plan.sent_attachments} whole)"
         )
     if plan.left:
         total = sum(x["bytes"] for x in plan.left)
         names = ", ".join(x["name"] for x in plan.left[:5])
         out.append(
-            f"left for a later trip (over --max-size): {len(plan.left)} attachments, "
+            f"left for a later trip (over --max-size): {plural(len(plan.left), 'attachment')}, "
             f"{human(total)} ({names})"
         )
     return out
