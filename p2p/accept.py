@@ -102,14 +102,27 @@ def inflate(data: bytes) -> bytes:
     return out
 
 
+def _bin(value: object) -> bytes:
+    """A byte string from a record; never `bytes(n)` of a number someone chose."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    raise TypeError("expected bytes")
+
+
+def _text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    raise TypeError("expected a string")
+
+
 def from_record(record: dict) -> Incoming:
     """Decode a `doc` record (see docs/bundle-format.md); ValueError if malformed."""
     try:
-        ref = DocRef(bytes(record["community"]), str(record["kind"]), bytes(record["owner"]))
-        claimed = bytes(record["doc"])
+        ref = DocRef(_bin(record["community"]), _text(record["kind"]), _bin(record["owner"]))
+        claimed = _bin(record["doc"])
         enc = record["enc"]
-        data = bytes(record["data"])
-        sigs = [(bytes(h), bytes(s), bytes(g)) for h, s, g in record.get("sigs", [])]
+        data = _bin(record["data"])
+        sigs = [(_bin(h), _bin(s), _bin(g)) for h, s, g in record.get("sigs", [])]
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError("malformed document record") from exc
     if enc == "save":

@@ -285,3 +285,22 @@ def test_stored_document_that_no_longer_loads_is_repaired_or_set_aside(world) ->
     carol.docs.forget()
     assert carol.docs.load(aref.id) is not None
     assert "alice's first post" in texts(carol, c)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("community", 10**12),  # bytes(10**12) would try to allocate a terabyte
+        ("owner", -1),
+        ("doc", "text"),
+        ("kind", 7),
+        ("data", 2**40),
+        ("sigs", [[2**40, b"x", b"y"]]),
+        ("sigs", 5),
+    ],
+)
+def test_oddly_typed_record_fields_are_one_plain_error(world, field, value) -> None:
+    alice, _mallory, _carol, c = world
+    record = next(exchange.records_for(alice, None))
+    with pytest.raises(ValueError, match="malformed document record"):
+        from_record({**record, field: value})

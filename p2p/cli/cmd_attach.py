@@ -31,8 +31,20 @@ def entries_for(ctx: Context, c: cm.Community, files: tuple[Path, ...], keep: bo
     """Store FILES for a post in community `c`, within its limits; post entries."""
     if not files:
         return []
+    from p2p.cli.progress import meter
+
     lim = attach.limits(cm.settings(ctx.home, c))
-    made = attach.add_files(ctx.home, files, private=c.private, keep_metadata=keep, lim=lim)
+    total = sum(f.stat().st_size for f in files)
+    with meter("storing attachments", total, unit="files") as update:
+        before: dict[str, int] = {}
+
+        def step(name: str, done: int, _size: int) -> None:
+            before[name] = done
+            update(sum(before.values()), total, len(before))
+
+        made = attach.add_files(
+            ctx.home, files, private=c.private, keep_metadata=keep, lim=lim, progress=step
+        )
     return [e.as_doc() for e in made]
 
 
@@ -74,7 +86,7 @@ def attachment_lines(r: Received) -> list[str]:
     out = []
     if r.chunks:
         done = f"; complete: {', '.join(r.completed[:5])}" if r.completed else ""
-        out.append(f"attachments: {r.chunks} chunks, {human(r.size)}{done}")
+        out.append(f"attachments: {plural(r.chunks, 'chunk')}, {human(r.size)}{done}")
     out += [f"attachment refused: {why}" for why in r.refused[:20]]
     return out
 
@@ -83,14 +95,14 @@ def plan_lines(plan: Plan) -> list[str]:
     out = []
     if plan.sent_chunks:
         out.append(
-            f"attachments: {human(plan.sent_bytes)} in {plan.sent_chunks} chunks "
+            f"attachments: {human(plan.sent_bytes)} in {plural(plan.sent_chunks, 'chunk')} "
             f"({plan.sent_attachments} whole)"
         )
     if plan.left:
         total = sum(x["bytes"] for x in plan.left)
         names = ", ".join(x["name"] for x in plan.left[:5])
         out.append(
-            f"left for a later trip (over --max-size): {len(plan.left)} attachments, "
+            f"left for a later trip (over --max-size): {plural(len(plan.left), 'attachment')}, "
             f"{human(total)} ({names})"
         )
     return out

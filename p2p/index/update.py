@@ -15,6 +15,7 @@ counted in `ix_bad`, and a document the binding cannot read leaves no rows.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from automerge.core import ROOT, Document, ObjType
@@ -422,7 +423,11 @@ def refresh(docs: Documents, community: bytes) -> int:
     """Bring one community's indexes up to date (first use, or after a bypass); how many
     documents were read."""
     db = docs.store.db
+    memo = _fresh.setdefault(docs, {})
+    if memo.get(community) == _stamp(db):
+        return 0  # nothing was written to this store since the last look
     if not stale(db, community):
+        memo[community] = _stamp(db)
         return 0
     n = 0
     with docs.store.transaction() as db:
@@ -449,7 +454,19 @@ def refresh(docs: Documents, community: bytes) -> int:
                 continue
             observe(db, ref, doc, [])
             n += 1
+    memo[community] = _stamp(db)
     return n
+
+
+# per open store (its Documents): the store's write stamp when each community was last fresh
+_fresh: weakref.WeakKeyDictionary[Documents, dict[bytes, tuple[int, int]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _stamp(db: Any) -> tuple[int, int]:
+    """Changes whenever anything is written to the store, by this connection or another."""
+    return db.execute("PRAGMA data_version").fetchone()[0], db.total_changes
 
 
 def rebuild(docs: Documents, community: bytes) -> int:

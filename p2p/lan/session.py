@@ -478,7 +478,7 @@ async def _both(*coros) -> None:  # noqa: ANN002
 
 def _spool_dir(home: Home) -> str:
     path = home.path / "tmp"
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return str(path)
 
 
