@@ -55,6 +55,8 @@ def running_app(home: Path) -> Iterator[str]:
             "--no-browser",
             "--lan-host",
             "127.0.0.1",
+            "--lan-port",
+            "0",
             "--no-mdns",
         ],
         stdout=subprocess.PIPE,
@@ -178,6 +180,7 @@ def test_two_people_in_the_browser(tmp_path):
             pa.click("text=Start Wi-Fi sync")
             address = pa.text_content(".address")
             assert address and address.startswith("127.0.0.1:"), address
+            assert not address.endswith(":7420")  # --lan-port 0: a free port, not the usual one
             feed_a = a.new_page()
             feed_a.goto(f"{base_a}/c/{cid}")
             _live(feed_a)
@@ -275,6 +278,16 @@ def test_two_people_in_the_browser(tmp_path):
             assert "refused" in pb.text_content(".card.refused")
             assert pb.locator("text=Import it").count() == 0
             shots.take(pb, "en-refused")
+
+            # a sealed direct message, chosen by name AND fingerprint
+            pa.goto(f"{base_a}/c/{cid}/dm")
+            option = pa.locator("#to option", has_text="Min-jun")
+            assert "-" in (option.text_content() or "")  # the fingerprint is in the choice
+            pa.select_option("#to", option.get_attribute("value"))
+            pa.fill("#dm-text", "Can you bring the ladder on Thursday?")
+            pa.click("button:has-text('Send sealed')")
+            pa.wait_for_selector(".messages >> text=Can you bring the ladder")
+            shots.take(pa, "en-dm")
 
             # members page, and Korean
             pa.goto(f"{base_a}/c/{cid}/manage")

@@ -144,6 +144,12 @@ class World:
         live = [p for p in flat if not p["deleted"] and not p["removed"]]
         return max(live, key=lambda p: p["ts"])["id"]
 
+    def latest_attachment(self) -> str:
+        posts = self.js(self.home, "feed", self.community(), "--json")
+        assert isinstance(posts, list)
+        with_files = [p for p in posts if p.get("attachments")]
+        return max(with_files, key=lambda p: p["ts"])["attachments"][0]["hash"]
+
     def substitute(self, argv: list[str]) -> list[str]:
         out = []
         for i, word in enumerate(argv):
@@ -166,6 +172,13 @@ class World:
                 word = str(self.tmp / "stick") + word[len("/media/stick") :]
             elif word.startswith("/new/place"):
                 word = str(self.tmp / "new-place") + word[len("/new/place") :]
+            elif i and argv[i - 1] == "--attach" and not (self.tmp / word).exists():
+                (self.tmp / word).write_bytes(b"a sample file for the guide: " + word.encode())
+            elif word == "HASH":
+                word = self.latest_attachment()
+            elif word.startswith("~/"):
+                word = str(self.tmp / "user-home" / word[2:])
+                Path(word).mkdir(parents=True, exist_ok=True)
             out.append(word)
         if out[:2] == ["community", "leave"]:
             out.append("--yes")  # the guide shows the interactive form

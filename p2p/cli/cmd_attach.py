@@ -31,8 +31,20 @@ def entries_for(ctx: Context, c: cm.Community, files: tuple[Path, ...], keep: bo
     """Store FILES for a post in community `c`, within its limits; post entries."""
     if not files:
         return []
+    from p2p.cli.progress import meter
+
     lim = attach.limits(cm.settings(ctx.home, c))
-    made = attach.add_files(ctx.home, files, private=c.private, keep_metadata=keep, lim=lim)
+    total = sum(f.stat().st_size for f in files)
+    with meter("storing attachments", total, unit="files") as update:
+        before: dict[str, int] = {}
+
+        def step(name: str, done: int, _size: int) -> None:
+            before[name] = done
+            update(sum(before.values()), total, len(before))
+
+        made = attach.add_files(
+            ctx.home, files, private=c.private, keep_metadata=keep, lim=lim, progress=step
+        )
     return [e.as_doc() for e in made]
 
 
