@@ -276,6 +276,16 @@ def test_two_people_in_the_browser(tmp_path):
             assert pb.locator("text=Import it").count() == 0
             shots.take(pb, "en-refused")
 
+            # a sealed direct message, chosen by name AND fingerprint
+            pa.goto(f"{base_a}/c/{cid}/dm")
+            option = pa.locator("#to option", has_text="Min-jun")
+            assert "-" in (option.text_content() or "")  # the fingerprint is in the choice
+            pa.select_option("#to", option.get_attribute("value"))
+            pa.fill("#dm-text", "Can you bring the ladder on Thursday?")
+            pa.click("button:has-text('Send sealed')")
+            pa.wait_for_selector(".messages >> text=Can you bring the ladder")
+            shots.take(pa, "en-dm")
+
             # members page, and Korean
             pa.goto(f"{base_a}/c/{cid}/manage")
             shots.take(pa, "en-members")
