@@ -55,6 +55,8 @@ def running_app(home: Path) -> Iterator[str]:
             "--no-browser",
             "--lan-host",
             "127.0.0.1",
+            "--lan-port",
+            "0",
             "--no-mdns",
         ],
         stdout=subprocess.PIPE,
@@ -178,6 +180,7 @@ def test_two_people_in_the_browser(tmp_path):
             pa.click("text=Start Wi-Fi sync")
             address = pa.text_content(".address")
             assert address and address.startswith("127.0.0.1:"), address
+            assert not address.endswith(":7420")  # --lan-port 0: a free port, not the usual one
             feed_a = a.new_page()
             feed_a.goto(f"{base_a}/c/{cid}")
             _live(feed_a)
