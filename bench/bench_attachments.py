@@ -36,18 +36,31 @@ from pathlib import Path
 MiB = 1024 * 1024
 
 
+TIME = shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else None)
+
+
 def run(cmd: list[str], env: dict[str, str] | None = None, stdin=None, stdout=None):  # noqa: ANN001, ANN201
-    """(seconds, peak RSS in KiB of that one process, stdout text)."""
+    """(seconds, peak RSS in KiB of that one command, stdout text).
+
+    The peak comes from GNU time's %M when it is installed: its child is forked
+    from `time` itself (a few MiB), so the figure is the command's own. Else
+    from os.wait4, where a forked child may start from this bench's own peak."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=stdout or out, stderr=err, stdin=stdin, env=env)
-        _pid, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - t
+        with tempfile.NamedTemporaryFile("r") as rss_file:
+            wrapped = [TIME, "-f", "%M", "-o", rss_file.name, *cmd] if TIME else cmd
+            t = time.perf_counter()
+            proc = subprocess.Popen(wrapped, stdout=stdout or out, stderr=err, stdin=stdin, env=env)
+            _pid, status, usage = os.wait4(proc.pid, 0)
+            elapsed = time.perf_counter() - t
+            rss = usage.ru_maxrss
+            if TIME:
+                text = rss_file.read().strip().splitlines()
+                rss = int(text[-1]) if text and text[-1].isdigit() else rss
         if os.waitstatus_to_exitcode(status) != 0:
             err.seek(0)
             raise SystemExit(f"{' '.join(cmd)} failed: {err.read().decode()[-2000:]}")
         out.seek(0)
-        return elapsed, usage.ru_maxrss, out.read().decode(errors="replace")
+        return elapsed, rss, out.read().decode(errors="replace")
 
 
 def p2p(home: Path, *args: str) -> tuple[float, int, str]:
@@ -239,6 +252,10 @@ def main() -> None:
                 f"  (in+save {r['in+save']:.2f}x);  time vs cp+sync: out {r['out_vs_cp']:.1f}x,"
                 f" in {r['in_vs_cp']:.1f}x (target <= 3)"
             )
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"(this bench process itself peaked at {own:.0f} MiB)")
     peak = max(
         v["rss_mib"]
         for k, v in figures.items()

@@ -39,6 +39,7 @@ PENDING_BYTES_PER_AUTHOR = 32 * 1024 * 1024
 PENDING_TOTAL = 200_000
 PENDING_BYTES_TOTAL = 256 * 1024 * 1024
 PENDING_EXPIRY = 60 * 24 * 3600  # seconds: a dependency that never came in 60 days
+MAX_PROOFS = 16  # forks kept as proof per author and document
 
 
 @dataclass
@@ -101,14 +102,27 @@ def inflate(data: bytes) -> bytes:
     return out
 
 
+def _bin(value: object) -> bytes:
+    """A byte string from a record; never `bytes(n)` of a number someone chose."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    raise TypeError("expected bytes")
+
+
+def _text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    raise TypeError("expected a string")
+
+
 def from_record(record: dict) -> Incoming:
     """Decode a `doc` record (see docs/bundle-format.md); ValueError if malformed."""
     try:
-        ref = DocRef(bytes(record["community"]), str(record["kind"]), bytes(record["owner"]))
-        claimed = bytes(record["doc"])
+        ref = DocRef(_bin(record["community"]), _text(record["kind"]), _bin(record["owner"]))
+        claimed = _bin(record["doc"])
         enc = record["enc"]
-        data = bytes(record["data"])
-        sigs = [(bytes(h), bytes(s), bytes(g)) for h, s, g in record.get("sigs", [])]
+        data = _bin(record["data"])
+        sigs = [(_bin(h), _bin(s), _bin(g)) for h, s, g in record.get("sigs", [])]
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError("malformed document record") from exc
     if enc == "save":
@@ -466,7 +480,7 @@ class Acceptor:
                 if not ready and not lost_known:
                     return refused
                 continue
-            self.docs.replace(db, ref, again, saved)
+            self.docs.replace(db, ref, again, saved, rebuilt=bool(lost_known))
             return refused
         raise DamagedData("too many changes of this document fail to apply")
 
@@ -517,6 +531,8 @@ class Acceptor:
         refused: list[tuple[bytes, str]] = []
         fresh = [h for h in verdict.waiting if h in incoming]
         already = [h for h in verdict.waiting if h not in incoming]
+        if not fresh:
+            return already
         count, size = db.execute(
             "SELECT count(*), coalesce(sum(length(data)), 0) FROM pending"
             " WHERE community = ? AND owner = ?",
@@ -585,6 +601,11 @@ class Acceptor:
         stored = self.docs.sig_lookup(ref.id)
         now = int(time.time())
         for f in verdict.forks:
+            held = db.execute(
+                "SELECT count(*) FROM forks WHERE doc = ? AND actor = ?", (ref.id, f.actor)
+            ).fetchone()[0]
+            if held >= MAX_PROOFS:
+                continue  # an author forking again and again: the first proofs suffice
             db.execute(
                 "INSERT OR IGNORE INTO forks (doc, actor, seq, kept, dropped, proof, detected)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",

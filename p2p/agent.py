@@ -25,7 +25,6 @@ without the secret, `{"op": "lock"}` ends the agent.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import os
 import select
@@ -33,7 +32,6 @@ import signal
 import socket
 import stat
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -172,6 +170,8 @@ def lock(home: Path) -> bool:
 
 def start(home: Path, public_key: bytes, secret: bytes, lifetime: float, idle: float) -> Status:
     """Start an agent holding `secret`; the secret goes through a pipe, never a file."""
+    import subprocess
+
     if not 0 < lifetime <= MAX_LIFETIME or not 0 < idle <= MAX_LIFETIME:
         raise AgentError("the unlock duration must be between 1 second and 7 days")
     _private_dir(create=True)
@@ -205,6 +205,8 @@ def start(home: Path, public_key: bytes, secret: bytes, lifetime: float, idle: f
 def _harden() -> None:
     """No core dumps and no ptrace by the user's other processes (Linux)."""
     with contextlib.suppress(Exception):
+        import ctypes
+
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
     with contextlib.suppress(Exception):

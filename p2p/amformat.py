@@ -156,6 +156,22 @@ class _Walker:
         self._charge(inflated=len(out))
         return out
 
+    def inflated_size(self, data: memoryview) -> int:
+        """Raw deflate, counted 1 MiB at a time and thrown away (charged as it goes)."""
+        inflater = zlib.decompressobj(-15)
+        total, pending = 0, bytes(data)
+        try:
+            while pending and not inflater.eof:
+                out = inflater.decompress(pending, 1 << 20)
+                pending = inflater.unconsumed_tail
+                total += len(out)
+                self._charge(inflated=len(out))
+                if not out and pending:
+                    break  # no progress: damaged data
+        except zlib.error as exc:
+            raise AutomergeMalformed("bad compressed data") from exc
+        return total
+
     def chunk(self, buf: memoryview, pos: int) -> int:
         end = len(buf)
         if bytes(buf[pos : pos + 4]) != MAGIC:
@@ -214,6 +230,9 @@ class _Walker:
                 raise AutomergeMalformed("column runs past its chunk")
             data = buf[pos : pos + size]
             pos += size
+            if spec & DEFLATE_BIT and spec & 0x07 == VALUE_RAW:
+                self.inflated_size(data)  # plain bytes: counted, never kept
+                continue
             if spec & DEFLATE_BIT:
                 data = memoryview(self.inflate(data))
             rows = self.column(spec & 0x07, data)

@@ -13,7 +13,6 @@ import time
 
 from automerge.core import ROOT, Document, ObjType
 
-from p2p.blobs.attach import describe_all
 from p2p.community import Community
 from p2p.content import _may_write, check_text, post_id, put_attachments
 from p2p.docref import CHAT, DocRef
@@ -96,7 +95,7 @@ def messages(
                 "fingerprint": fingerprint(owner),
                 "text": text,
                 "ts": ts,
-                "attachments": describe_all(home, unpack_attachments(attached)),
+                "attachments": _attachments(home, attached),
             }
         )
     return sorted(out, key=lambda m: (m["ts"], m["id"]))
@@ -110,6 +109,15 @@ def rooms(home: Home, community: Community) -> list[dict]:
         r["messages"] += 1
         r["last"] = max(r["last"], m["ts"])
     return sorted(seen.values(), key=lambda r: -r["last"])
+
+
+def _attachments(home: Home, attached: bytes | None) -> list[dict]:
+    raw = unpack_attachments(attached)
+    if not raw:
+        return []
+    from p2p.blobs.attach import describe_all  # image support loads only when needed
+
+    return describe_all(home, raw)
 
 
 def find_message(home: Home, community: Community, wanted: str) -> dict | None:
@@ -132,5 +140,5 @@ def find_message(home: Home, community: Community, wanted: str) -> dict | None:
         "fingerprint": fingerprint(owner),
         "text": text,
         "ts": ts,
-        "attachments": describe_all(home, unpack_attachments(attached)),
+        "attachments": _attachments(home, attached),
     }

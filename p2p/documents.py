@@ -188,7 +188,7 @@ class Documents:
         with self.store.transaction() as tx:
             if doc is not None:
                 self.notices.append(f"{what} was damaged in this store and has been repaired")
-                self.replace(tx, DocRef(row[0], row[1], row[2]), doc, snapshot)
+                self.replace(tx, DocRef(row[0], row[1], row[2]), doc, snapshot, rebuilt=True)
                 tx.execute(
                     "INSERT INTO set_aside (doc, community, kind, owner, data, reason, at)"
                     " VALUES (?, ?, ?, ?, ?, ?, strftime('%s','now'))",
@@ -208,10 +208,14 @@ class Documents:
         return None
 
     def remove(self, db: Any, doc_id: bytes) -> None:
-        """Drop a document from the store (inside the caller's transaction)."""
+        """Drop a document from the store (inside the caller's transaction);
+        observers see it become empty."""
+        ref = self.ref(doc_id)
         db.execute("DELETE FROM changes WHERE doc = ?", (doc_id,))
         db.execute("DELETE FROM docs WHERE id = ?", (doc_id,))
         self.forget(doc_id)
+        if ref is not None:
+            notify(db, ref, Document(), [])
 
     def set_aside(self) -> list[tuple[DocRef, str]]:
         """Documents found damaged in this store, with what was done about them."""
@@ -299,14 +303,23 @@ class Documents:
         )
         db.execute("UPDATE docs SET heads = ? WHERE id = ?", (pack_heads(doc.get_heads()), doc_id))
 
-    def replace(self, db: Any, ref: DocRef, doc: Document, snapshot: bytes | None = None) -> None:
+    def replace(
+        self,
+        db: Any,
+        ref: DocRef,
+        doc: Document,
+        snapshot: bytes | None = None,
+        *,
+        rebuilt: bool = False,
+    ) -> None:
         """Store a merged document wholesale (inside the caller's transaction).
 
         `snapshot` is `doc`'s saved form when the caller already has it (the
         received bytes of a new document, or a save it checked loads back):
-        saving is a third of an import's time."""
+        saving is a third of an import's time. `rebuilt`: changes were taken
+        out (a fork or a demotion), so observers must start from scratch."""
         doc_id = ref.id
-        old_heads = self.heads(doc_id)
+        old_heads = [] if rebuilt else self.heads(doc_id)
         if snapshot is None:
             snapshot = doc.save()
         db.execute("DELETE FROM changes WHERE doc = ?", (doc_id,))

@@ -7,9 +7,9 @@ The signed data stays in the store; hiding and banning only change this view.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from p2p import index
-from p2p.blobs.attach import describe_all
 from p2p.community import Community, state
 from p2p.documents import to_py
 from p2p.home import Home
@@ -21,7 +21,12 @@ def _describe(home: Home, posts: Iterable[dict]) -> None:
     """Attachments as a reader is told about them (what has arrived changes over time)."""
     for p in posts:
         raw = p["attachments"]
-        p["attachments"] = describe_all(home, raw) if raw else []
+        if raw:
+            from p2p.blobs.attach import describe_all  # image support loads only when needed
+
+            p["attachments"] = describe_all(home, raw)
+        else:
+            p["attachments"] = []
 
 
 def _collect(home: Home, community: Community) -> list[dict]:
@@ -139,58 +144,59 @@ def _careful(home: Home, community: Community) -> bool:
     return bool(index.flags(home.store.db, community.id))
 
 
-def _tree(home: Home, view: View, root: tuple) -> list[dict]:
-    """One thread, built from its top post's row: [] when nothing of it is shown."""
-    rows = [root]
-    frontier = [root[2]]
+CHUNK = 500  # ids per IN (...) list
+
+
+def _trees(home: Home, view: View, roots: list[tuple]) -> list[list[dict]]:
+    """Threads built from their top posts' rows, a page at a time (a few queries per
+    page, not per thread); each is [] when nothing of it is shown."""
+    root_of = {r[2]: r[2] for r in roots}
+    groups: dict[str, list[tuple]] = {r[2]: [r] for r in roots}
+    frontier = list(root_of)
     while frontier:
-        batch, frontier = frontier[:500], frontier[500:]
+        batch, frontier = frontier[:CHUNK], frontier[CHUNK:]
         marks = ",".join("?" * len(batch))
-        found = view.db.execute(
-            f"SELECT {_COLUMNS} FROM ix_posts WHERE community = ? AND orphan = 0"
-            f" AND parent IN ({marks})",
+        for r in view.db.execute(
+            f"SELECT {_COLUMNS} FROM ix_posts INDEXED BY ix_posts_by_parent"
+            f" WHERE community = ? AND orphan = 0 AND parent IN ({marks})",
             (view.cid, *batch),
-        ).fetchall()
-        rows += found
-        frontier += [r[2] for r in found]
-    rows.sort(key=lambda r: (r[3], r[2]))
-    posts = {r[2]: view.post(r) for r in rows}
+        ).fetchall():
+            top = root_of[r[4]]
+            root_of[r[2]] = top
+            groups[top].append(r)
+            frontier.append(r[2])
+    posts: dict[str, dict] = {}
+    for rows in groups.values():
+        for r in rows:
+            posts[r[2]] = view.post(r)
     _describe(home, posts.values())
-    marks = ",".join("?" * len(posts))
-    if len(posts) <= 30_000:
-        view.react(
-            posts,
-            view.db.execute(
-                "SELECT reactor, target, emoji FROM ix_reactions WHERE community = ?"
-                f" AND target IN ({marks}) ORDER BY reactor, target, emoji",
-                (view.cid, *posts),
-            ),
-        )
-    else:
-        view.react(
-            posts,
-            view.db.execute(
-                "SELECT reactor, target, emoji FROM ix_reactions WHERE community = ?"
-                " ORDER BY reactor, target, emoji",
-                (view.cid,),
-            ),
-        )
-    by_id = {pid: {**p, "replies": []} for pid, p in posts.items()}
-    under = _placement(by_id)
-    top = []
-    for pid, p in by_id.items():
-        if under[pid] is None:
-            top.append(p)
-        else:
-            by_id[under[pid]]["replies"].append(p)
-    return _prune(top)
+    ids = list(posts)
+    found: list[tuple] = []
+    for i in range(0, len(ids), CHUNK):
+        found += view.reactions(ids[i : i + CHUNK]).fetchall()
+    found.sort(key=lambda r: (r[0], r[1], r[2]))
+    view.react(posts, found)
+    out = []
+    for root in roots:
+        rows = sorted(groups[root[2]], key=lambda r: (r[3], r[2]))
+        by_id = {r[2]: {**posts[r[2]], "replies": []} for r in rows}
+        under = _placement(by_id)
+        top_level = []
+        for pid, p in by_id.items():
+            if under[pid] is None:
+                top_level.append(p)
+            else:
+                by_id[under[pid]]["replies"].append(p)
+        out.append(_prune(top_level))
+    return out
 
 
-def _roots(view: View, newest_first: bool) -> Iterator[tuple]:
+def _roots(view: View, newest_first: bool) -> Any:
+    """A cursor over top posts, in thread order (or newest first)."""
     order = "DESC" if newest_first else "ASC"
-    yield from view.db.execute(
-        f"SELECT {_COLUMNS} FROM ix_posts WHERE community = ? AND orphan = 1"
-        f" ORDER BY ts {order}, id {order}",
+    return view.db.execute(
+        f"SELECT {_COLUMNS} FROM ix_posts INDEXED BY ix_posts_roots"
+        f" WHERE community = ? AND orphan = 1 ORDER BY ts {order}, id {order}",
         (view.cid,),
     )
 
@@ -204,10 +210,14 @@ def latest(home: Home, community: Community, last: int) -> tuple[list[dict], int
         return posts[older:], older
     view = View(home.docs, community.id)
     shown: list[dict] = []
-    for root in _roots(view, newest_first=True):
-        shown += _tree(home, view, root)
-        if len(shown) >= last:
+    roots = _roots(view, newest_first=True)
+    while len(shown) < last:
+        page = roots.fetchmany(last - len(shown) + 2)
+        if not page:
             break
+        for tree in _trees(home, view, page):
+            shown += tree
+    shown = shown[:last]
     shown.reverse()
     return shown, _count_threads(view) - len(shown)
 
@@ -219,7 +229,8 @@ def _count_threads(view: View) -> int:
     hidden = "id IN (SELECT key FROM ix_moderation WHERE community = ? AND what = 'hidden')"
     removed = f"(author IN ({bmarks}) OR {hidden})" if banned else hidden
     kept = view.db.execute(
-        f"SELECT count(*) FROM ix_posts WHERE community = ? AND orphan = 1 AND NOT {removed}",
+        f"SELECT count(*) FROM ix_posts INDEXED BY ix_posts_roots"
+        f" WHERE community = ? AND orphan = 1 AND NOT {removed}",
         (view.cid, *banned, view.cid),
     ).fetchone()[0]
     gone = view.db.execute(
@@ -238,7 +249,8 @@ def _has_reply(view: View, pid: str) -> bool:
     while frontier:
         cur = frontier.pop()
         for author, child in view.db.execute(
-            "SELECT author, id FROM ix_posts WHERE community = ? AND orphan = 0 AND parent = ?",
+            "SELECT author, id FROM ix_posts INDEXED BY ix_posts_by_parent"
+            " WHERE community = ? AND orphan = 0 AND parent = ?",
             (view.cid, cur),
         ):
             if author not in view.banned and child not in view.hidden:
@@ -253,8 +265,10 @@ def stream(home: Home, community: Community) -> Iterator[dict]:
         yield from thread(home, community)
         return
     view = View(home.docs, community.id)
-    for root in _roots(view, newest_first=False):
-        yield from _tree(home, view, root)
+    roots = _roots(view, newest_first=False)
+    while page := roots.fetchmany(256):
+        for tree in _trees(home, view, page):
+            yield from tree
 
 
 def shared_state(home: Home, community: Community) -> dict:

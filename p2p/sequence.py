@@ -103,8 +103,29 @@ def check(
         slots.setdefault((c.actor, c.seq), []).append(h)
 
     forked = sorted({actor for (actor, _), hs in slots.items() if len(hs) > 1})
-    lost: set[bytes] = set()
+    invalid: set[bytes] = set()
+    while True:
+        lost, forks, kept = _resolve(forked, slots, every, invalid)
+        # a change kept at its slot but lost through another author's fork
+        # beneath it was never a valid candidate: decide again without it
+        fallen = kept & lost
+        if not fallen:
+            break
+        invalid |= fallen
+    keep = [h for h in order if h not in rejected and h not in lost]
+    return Outcome(keep, rejected, lost, forks)
+
+
+def _resolve(
+    forked: list[bytes],
+    slots: Mapping[tuple[bytes, int], list[bytes]],
+    every: Mapping[bytes, RawChange],
+    invalid: set[bytes],
+) -> tuple[set[bytes], list[Fork], set[bytes]]:
+    """One pass of the fork rule; returns (set aside, forks, changes kept at a fork)."""
+    lost: set[bytes] = descendants(invalid, every) if invalid else set()
     forks: list[Fork] = []
+    kept: set[bytes] = set()
     for actor in forked:
         top = max(s for (a, s) in slots if a == actor)
         chosen: bytes | None = None
@@ -112,14 +133,20 @@ def check(
             here = [h for h in slots.get((actor, s), []) if h not in lost]
             if not here:
                 break
+            if len(here) > 1:
+                # one that builds on another with the same seq is malformed, whatever wins
+                later = set().union(*(descendants([h], every) - {h} for h in here))
+                if later & set(here):
+                    lost |= descendants(later & set(here), every)
+                    here = [h for h in here if h not in lost]
             fits = [h for h in here if s == 1 or (chosen is not None and chosen in every[h].deps)]
             if not fits:
                 lost |= descendants(here, every)
                 break
             chosen = min(fits)
+            kept.add(chosen)
             dropped = [h for h in here if h != chosen]
             for h in sorted(dropped):
                 forks.append(Fork(actor, s, chosen, h))
             lost |= descendants(dropped, every)
-    keep = [h for h in order if h not in rejected and h not in lost]
-    return Outcome(keep, rejected, lost, forks)
+    return lost, forks, kept

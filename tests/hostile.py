@@ -13,7 +13,8 @@ API (all return real bytes, nothing is mocked):
 - `reframe(data, seq=, deps=, start_op=, body=)`: the same change chunk with a
   rewritten header or body, checksum recomputed (a new hash, so sign it anew).
 - `sign(home, ref, data)`: parse chunk bytes and sign them as `home`.
-- `gap`, `no_prev_dep`, `garbage_body`, `truncated`, `fork_pair`: the
+- `gap`, `no_prev_dep`, `wrong_deps`, `garbage_body`,
+  `truncated`, `fork_pair`: the
   structural attacks, each returning `(changes, sigs)`.
 - `bomb_save(size, home, ref)`, `bomb_sigs(...)`: a signed saved document
   whose compressed columns inflate to `size` bytes (a bomb as a `save` record).
@@ -192,6 +193,13 @@ def no_prev_dep(home: Home, ref: DocRef) -> Signed:
     (it loads once, and its saved document never loads again)."""
     c, _ = change(home, ref, _put("nodeps"))
     bad, sig = sign(home, ref, reframe(c.data, deps=[]))
+    return [bad], [sig]
+
+
+def wrong_deps(home: Home, ref: DocRef) -> Signed:
+    """A change that depends on a change nobody has (it can only wait)."""
+    c, _ = change(home, ref, _put("wrongdeps"))
+    bad, sig = sign(home, ref, reframe(c.data, deps=[*c.deps, b"\x42" * 32]))
     return [bad], [sig]
 
 

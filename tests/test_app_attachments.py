@@ -63,3 +63,19 @@ def test_images_inline_from_thumbnails_and_active_files_only_as_downloads(tmp_pa
         html = b.get(f"/c/{cid}").text
         assert "the new bridge" in html and "not here yet" in html
         assert "download>📎 page.html" not in html
+
+
+def test_a_chat_message_may_carry_a_photo(tmp_path):
+    with app_client(tmp_path) as (a, sa):
+        ready(sa)
+        r = a.post("/communities/create", data={"name": "Photos"})
+        cid = str(r.url).rsplit("/", 1)[1]
+        r = a.post(
+            f"/c/{cid}/chat",
+            data={"text": "", "room": "general"},
+            files=[("files", ("boat.png", _png(), "image/png"))],
+        )
+        assert r.status_code == 200 and "boat.png" in r.text
+        assert re.search(rf'src="/c/{cid}/att/[0-9a-f]+/thumb"', r.text)
+        r = a.post(f"/c/{cid}/chat", data={"text": "   ", "room": "general"})
+        assert "That did not work" in r.text  # no text and no file

@@ -136,8 +136,16 @@ def test_two_people_in_the_browser(tmp_path):
             pa.wait_for_selector(".fp-big", timeout=90_000)  # scrypt, on a loaded machine
             shots.take(pa, "en-me")
 
+            # keyboard only: the first Tab reaches "Skip to content", the next the menu
+            pa.keyboard.press("Tab")
+            assert pa.evaluate("document.activeElement.className") == "skip"
+            pa.keyboard.press("Tab")
+            pa.keyboard.press("Tab")
+            assert pa.evaluate("document.activeElement.textContent") == "Communities"
+            pa.keyboard.press("Enter")
+            pa.wait_for_selector("#cname")
+
             # A creates a community and writes an invite; B joins with it
-            pa.click("nav >> text=Communities")
             pa.fill("#cname", "River villages")
             pa.fill("#cdesc", "News and help between the five river villages")
             pa.click("button:has-text('Create')")
@@ -267,6 +275,16 @@ def test_two_people_in_the_browser(tmp_path):
             assert "refused" in pb.text_content(".card.refused")
             assert pb.locator("text=Import it").count() == 0
             shots.take(pb, "en-refused")
+
+            # a sealed direct message, chosen by name AND fingerprint
+            pa.goto(f"{base_a}/c/{cid}/dm")
+            option = pa.locator("#to option", has_text="Min-jun")
+            assert "-" in (option.text_content() or "")  # the fingerprint is in the choice
+            pa.select_option("#to", option.get_attribute("value"))
+            pa.fill("#dm-text", "Can you bring the ladder on Thursday?")
+            pa.click("button:has-text('Send sealed')")
+            pa.wait_for_selector(".messages >> text=Can you bring the ladder")
+            shots.take(pa, "en-dm")
 
             # members page, and Korean
             pa.goto(f"{base_a}/c/{cid}/manage")

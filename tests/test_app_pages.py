@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 import time
 
+import pytest
+
 from tests.app_helpers import app_client, ready
 
 
@@ -16,6 +18,15 @@ def _cid(response) -> str:  # noqa: ANN001
 
 def _post_ids(html: str) -> list[str]:
     return re.findall(r'id="p-([0-9a-f]+)"', html)
+
+
+def _id_of(html: str, text: str) -> str:
+    """The id of the post showing `text` (its own part of the page, not its replies)."""
+    parts = re.split(r'id="p-([0-9a-f]+)"', html)
+    for pid, body in zip(parts[1::2], parts[2::2], strict=True):
+        if text in body:
+            return pid
+    raise AssertionError(f"no post shows {text!r}")
 
 
 def _wait_job(client, url: str) -> str:  # noqa: ANN001
@@ -47,7 +58,7 @@ def test_two_people_invite_join_post_and_move_a_bundle(tmp_path):
         a.post(f"/c/{cid}/post", data={"text": "Bring jars", "reply_to": first})
         a.post(f"/c/{cid}/react", data={"post": first, "emoji": "👍"})
         r = a.post(f"/c/{cid}/post", data={"text": "typo here"})
-        typo = [p for p in _post_ids(r.text) if p not in (first,)][-1]
+        typo = _id_of(r.text, "typo here")
         a.post(f"/c/{cid}/edit", data={"post": typo, "text": "fixed text"})
         r = a.post(f"/c/{cid}/delete", data={"post": typo, "sure": "on"})
         assert "(deleted by its author)" in r.text and "fixed text" not in r.text
@@ -164,7 +175,73 @@ def test_search_finds_posts_and_leaves_out_hidden_ones(tmp_path):
         hits = a.get(f"/c/{cid}?q=ferry").text
         assert "the ferry leaves at noon" in hits and "ferry tickets are free" in hits
         assert "bread at the bakery" not in hits
-        ticket = [p for p in _post_ids(r.text)][-1]
+        ticket = _id_of(r.text, "ferry tickets are free")
         a.post(f"/c/{cid}/hide", data={"post": ticket})
         hits = a.get(f"/c/{cid}?q=tickets").text
         assert "ferry tickets are free" not in hits and "Nothing found" in hits
+
+
+def test_the_feed_shows_the_newest_threads_first_and_pages_older_ones(tmp_path):
+    from p2p import content
+    from p2p.app.pages.feed import PAGE
+
+    with app_client(tmp_path) as (a, sa):
+        ready(sa)
+        cid = _cid(a.post("/communities/create", data={"name": "Busy"}))
+        from p2p import community as cm
+
+        com = cm.resolve(sa.home, cid)
+        for n in range(PAGE + 3):
+            content.post(sa.home, com, f"news number {n:03d}")
+        html = a.get(f"/c/{cid}").text
+        assert html.index(f"news number {PAGE + 2:03d}") < html.index("news number 010")
+        assert "news number 002" not in html and "3 more threads" in html
+        html = a.get(f"/c/{cid}?show={PAGE * 2}").text
+        assert "news number 000" in html and "more thread" not in html
+        assert a.get(f"/c/{cid}?show=nonsense").status_code == 200
+
+
+@pytest.mark.slow  # two age/scrypt operations: seconds each on a loaded machine
+def test_a_private_community_travels_by_a_sealed_invite(tmp_path):
+    with app_client(tmp_path / "a") as (a, sa), app_client(tmp_path / "b") as (b, sb):
+        ready(sa)
+        ready(sb, "Min-jun")
+        r = a.post("/communities/create", data={"name": "Clinic staff", "private": "on"})
+        cid = _cid(r)
+        r = a.post(f"/c/{cid}/invite", data={"passphrase": ""})
+        assert "needs a passphrase" in r.text  # not written unsealed by accident
+        invite = a.post(f"/c/{cid}/invite", data={"passphrase": "blue heron"}).content
+        r = b.post("/communities/join", files={"file": ("i.p2p", invite)})
+        assert "type the passphrase" in r.text
+        r = b.post(
+            "/communities/join",
+            files={"file": ("i.p2p", invite)},
+            data={"passphrase": "blue heron"},
+        )
+        assert r.url.path == f"/c/{cid}" and "You joined Clinic staff" in r.text
+
+
+def test_join_from_an_invite_typed_as_a_path(tmp_path):
+    with app_client(tmp_path / "a") as (a, sa), app_client(tmp_path / "b") as (b, sb):
+        ready(sa)
+        ready(sb)
+        cid = _cid(a.post("/communities/create", data={"name": "Open hall"}))
+        stick = tmp_path / "invite.p2p"
+        stick.write_bytes(a.post(f"/c/{cid}/invite", data={"passphrase": ""}).content)
+        r = b.post("/communities/join", data={"path": str(tmp_path / "missing.p2p")})
+        assert "That did not work" in r.text
+        r = b.post("/communities/join", data={"path": str(stick)})
+        assert r.url.path == f"/c/{cid}"
+
+
+def test_leave_asks_for_confirmation_then_removes_the_community(tmp_path):
+    with app_client(tmp_path) as (a, sa):
+        ready(sa)
+        cid = _cid(a.post("/communities/create", data={"name": "Short-lived"}))
+        a.post(f"/c/{cid}/post", data={"text": "soon gone"})
+        r = a.post(f"/c/{cid}/leave", data={})
+        assert "Tick the box" in r.text
+        r = a.post(f"/c/{cid}/leave", data={"sure": "on"})
+        assert r.url.path == "/communities" and "You left the community" in r.text
+        assert "Short-lived" not in r.text
+        assert a.get(f"/c/{cid}").status_code == 400

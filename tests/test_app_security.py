@@ -103,6 +103,9 @@ def test_the_passphrase_is_never_kept(tmp_path, capfd):
         r = client.post("/unlock", data={"passphrase": phrase})
         assert r.url.path == "/communities"
         assert phrase not in repr(vars(state))
+        r = client.post("/lock")
+        assert r.url.path == "/unlock" and "Locked" in r.text
+        assert client.get("/communities").url.path == "/unlock"
 
 
 def test_bad_addresses_and_hostile_form_values_get_one_plain_line(tmp_path):
@@ -127,3 +130,18 @@ def test_bad_addresses_and_hostile_form_values_get_one_plain_line(tmp_path):
             r = client.post(path, data=data) if data else client.get(path)
             assert r.status_code in (200, 400, 404), (path, r.status_code)
             assert "Traceback" not in r.text and "Internal Server Error" not in r.text, path
+
+
+def test_pages_load_nothing_from_any_other_host(tmp_path):
+    """Offline by construction: every script, style, font and image is the app's own."""
+    with app_client(tmp_path) as (client, state):
+        ready(state)
+        cid = str(client.post("/communities/create", data={"name": "X"}).url).rsplit("/", 1)[1]
+        pages = ["/communities", f"/c/{cid}", f"/c/{cid}/chat", f"/c/{cid}/dm", "/move", "/me"]
+        for page in pages + [f"/c/{cid}/manage", f"/c/{cid}/invite", "/wifi"]:
+            html = client.get(page).text
+            for url in re.findall(r'(?:src|href|action)="([^"]*)"', html):
+                assert url.startswith(("/", "#")), (page, url)
+        css = client.get("/static/app.css").text
+        assert all(u.startswith("/static/") for u in re.findall(r'url\("([^"]+)"\)', css))
+        assert "http" not in client.get("/static/app.js").text

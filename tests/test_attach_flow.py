@@ -347,3 +347,38 @@ def test_verify_checks_chunks_without_the_key(homes, tmp_path: Path) -> None:
     _bundle(a, tmp_path / "bad.p2p", forge)
     res = cli(a.path, "verify", str(tmp_path / "bad.p2p"))
     assert res.returncode == 1 and "does not match its hash" in res.stdout + res.stderr
+
+
+def test_hostile_attachment_names_are_shown_inert(pair, tmp_path: Path) -> None:
+    a, b, cid = pair
+    nasty = tmp_path / "[red]x \x1b]0;pwned\x07.txt"
+    nasty.write_text("hi")
+    pid = js(cli(a, "post", cid, "look", "--attach", str(nasty), "--json"))["id"]
+    for res in (
+        ok(cli(a, "feed", cid)),
+        ok(cli(a, "attachments", cid, pid)),
+        ok(cli(a, "chat", "show", cid)),
+    ):
+        assert "\x1b" not in res.stdout and "\x07" not in res.stdout
+    assert "[red]x" in ok(cli(a, "feed", cid)).stdout  # shown as typed, not as markup
+
+
+def test_attachment_vectors_import_as_declared(tmp_path: Path) -> None:
+    import hashlib
+
+    vectors = Path(__file__).resolve().parents[1] / "bundles" / "vectors"
+    spec = json.loads((vectors / "manifest.json").read_text())
+    for name in ("attachment.p2p", "attachment-bad-chunk.p2p"):
+        home = make_home(tmp_path / name, "Reader")
+        invites.join(home, (vectors / spec[name]["invite"]).read_bytes())
+        r = import_bundle(home, [vectors / name])
+        assert r.news.posts == spec[name]["posts"]
+        aid = bytes.fromhex(spec[name]["attachment"]["hash"])
+        if spec[name]["expect"] == "valid":
+            out = io.BytesIO()
+            BlobStore(home).save(aid, out)
+            assert hashlib.sha256(out.getvalue()).hexdigest() == spec[name]["attachment"]["sha256"]
+        else:
+            assert any("does not match its hash" in x for x in r.attachments.refused)
+            assert BlobStore(home).presence(aid).state == "partial"
+        home.close()

@@ -42,7 +42,7 @@ def test_round_trip(home, size: int, sealed: bool) -> None:
     out = io.BytesIO()
     store.save(aid, out, key)
     assert out.getvalue() == data
-    if sealed and size:
+    if sealed and size >= 16:  # a shorter plaintext may appear in random bytes by chance
         # the chunks on disk are ciphertext, checkable without the key
         first = store.path(m.hashes[0]).read_bytes()
         assert data[:64] not in first and mf.digest(first) == m.hashes[0]

@@ -114,7 +114,8 @@ def test_no_plural_by_hand_in_the_cli_sources() -> None:
     import re
 
     root = Path(__file__).resolve().parents[1] / "p2p" / "cli"
-    bad = re.compile(r"\}\s+(members|documents|posts|changes|signatures|messages|bytes|files)\b")
+    words = "members|documents|posts|changes|signatures|messages|bytes|files|chunks|attachments"
+    bad = re.compile(r"\}\s+(" + words + r")\b")
     found = [
         f"{p.name}:{n}: {line.strip()}"
         for p in sorted(root.glob("*.py"))

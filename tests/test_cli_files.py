@@ -164,7 +164,7 @@ def test_modes_whatever_the_umask(tmp_path: Path) -> None:
     ok(run_umask0(home, "community", "invite", cid["id"], "--out", str(out / "inv")))
     ok(run_umask0(home, "identity", "export", str(out / "key")))
     ok(run_umask0(home, "export", "--out", str(out / "b.p2p")))
-    for d in (home, home.parent):
+    for d in (home, home.parent, *(p for p in home.rglob("*") if p.is_dir())):
         assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
     con = sqlite3.connect(home / "p2p.db")  # hold it open: the WAL and SHM files exist
     con.execute("SELECT count(*) FROM docs").fetchone()

@@ -174,3 +174,37 @@ def test_the_id_feed_shows_always_works_and_prefixes_are_unique(pair) -> None:
         assert p["id"] in out
         shown = cli(alice.path, "react", c.hex, p["id"], "👍")
         assert shown.returncode == 0, shown.stderr
+
+
+def test_direct_messages_from_the_index_skip_hostile_boxes(pair) -> None:
+    import msgpack
+    import pyrage
+    from pyrage import x25519
+
+    from p2p import dm
+    from p2p.docref import DM
+
+    alice, bob, c, bc = pair
+    content.post(alice, c, "hello")  # publishes alice's key
+    share(alice, bob)
+    dm.send(bob, bc, alice.public_key, "a real message")
+    to_alice = x25519.Recipient.from_str(alice.public_identity().age_recipient)
+
+    def hostile(doc, tx) -> None:  # noqa: ANN001
+        boxes = get_obj(doc, ROOT, "boxes")
+        tx.put(boxes, "b1", ScalarType.Str, "not a box")
+        tx.put_object(boxes, "b2", ObjType.List)
+        m = tx.put_object(boxes, "b3", ObjType.Map)
+        tx.put(m, "box", ScalarType.Bytes, b"garbage")
+        odd = {"v": 1, "from": bob.public_key, "to": alice.public_key, "community": c.id}
+        for key, ts in (("b4", "soon"), ("b5", 2**62)):
+            sealed = pyrage.encrypt(msgpack.packb({**odd, "text": "odd", "ts": ts}), [to_alice])
+            m = tx.put_object(boxes, key, ObjType.Map)
+            tx.put(m, "box", ScalarType.Bytes, sealed)
+
+    bob.docs.write(DocRef(bc.id, DM, bob.public_key), bob.identity, hostile)
+    share(bob, alice)
+    shown = js(cli(alice.path, "dm", "show", c.hex, "--json"))
+    assert [m["text"] for m in shown] == ["a real message"]
+    assert cli(alice.path, "dm", "show", c.hex).returncode == 0
+    assert [m["text"] for m in dm.messages(bob, bc)] == ["a real message"]

@@ -11,8 +11,9 @@ from automerge.core import ROOT, ObjType, ScalarType
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from p2p import chat, content, feed, index
+from p2p import chat, content, exchange, feed, index, invites
 from p2p import community as cm
+from p2p.accept import from_record
 from p2p.docref import CHAT, FEED, PROFILE, DocRef
 from p2p.documents import get_obj
 from p2p.home import Home
@@ -85,6 +86,15 @@ class World:
         self.home.create_identity(None)
         self.c = cm.create(self.home, "Village")
         self.ids = [self.home.identity] + [Identity.generate() for _ in range(WRITERS - 1)]
+        self.reader = Home(root / "reader")  # hears of it all through the acceptance path
+        self.reader.create_identity(None)
+        invites.join(self.reader, invites.write(self.home, self.c))
+
+    def share(self) -> None:
+        """What the reader has not seen yet, accepted (Documents.replace: the diff path)."""
+        have = exchange.inventory(self.reader)
+        records = exchange.records_for(self.home, have)
+        self.reader.acceptor().accept([from_record(r) for r in records])
 
     def write(self, who: int, kind: str, edit) -> None:  # noqa: ANN001
         ident = self.ids[who]
@@ -254,6 +264,12 @@ def index_rows(home: Home) -> dict[str, list]:
 def check(w: World) -> None:
     home, c = w.home, w.c
     want = direct.thread(home, c)
+    w.share()
+    rc = cm.resolve(w.reader, c.hex)
+    assert feed.thread(w.reader, rc) == direct.thread(w.reader, rc) == want
+    before = index_rows(w.reader)
+    index.rebuild(w.reader.docs, c.id)
+    assert index_rows(w.reader) == before
     assert feed.thread(home, c) == want
     assert feed.all_posts(home, c) == direct.collect(home, c)
     assert list(feed.stream(home, c)) == want
@@ -275,8 +291,11 @@ def test_views_from_index_equal_views_from_documents(script) -> None:  # noqa: A
     with tempfile.TemporaryDirectory() as tmp:
         w = World(Path(tmp))
         try:
-            for step in script:
+            for n, step in enumerate(script):
                 w.play(*step)
+                if n % 4 == 3:
+                    w.share()
             check(w)
         finally:
             w.home.close()
+            w.reader.close()

@@ -349,3 +349,28 @@ def test_remembered_addresses_work_where_multicast_does_not(lab, tmp_path: Path)
     assert [(r["source"], r["ok"]) for r in json.loads(res.stdout)] == [("remembered", True)]
     assert "news through a closed network" in texts(b, village)
     assert "Forgot 1 address" in in_ns(lab, ns_b, b, "peers", "--forget").stdout
+
+
+def test_serve_also_listens_on_ipv6_link_local(lab, tmp_path: Path) -> None:
+    """With no --host, `serve` listens on the interface's IPv6 link-local address too
+    (added once duplicate address detection is done); `sync --peer [fe80::..%if]:port`
+    reaches it."""
+    a, b, village = two_members(tmp_path)
+    p2p(a, "post", village, "over ipv6")
+    (ns_a, _), (ns_b, _) = lab.host(), lab.host()
+    server = serve_anywhere(lab, ns_a, a, "--no-mdns")
+    v6 = None
+    end = time.monotonic() + 30
+    while v6 is None and time.monotonic() < end:
+        event = first_event(server, "serving")
+        v6 = next((x for x in event["addresses"] if x.startswith("fe80::")), None)
+    assert v6 is not None, "no IPv6 link-local address served"
+    link = lab.run(ns_b, ["ip", "-o", "link", "show"], 10, capture_output=True, text=True)
+    iface = next(
+        line.split(": ")[1].split("@")[0]
+        for line in link.stdout.splitlines()
+        if ": lo:" not in line
+    )
+    res = in_ns(lab, ns_b, b, "sync", "--peer", f"[{v6.split('%')[0]}%{iface}]:7420")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "over ipv6" in texts(b, village)

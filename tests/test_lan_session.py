@@ -671,3 +671,122 @@ def test_bad_ports_and_addresses_are_one_line_exit_2(cli_home: Path, args, fragm
     assert res.returncode == 2, res.stdout + res.stderr
     assert res.stderr.count("\n") == 1 and fragment in res.stderr, res.stderr
     assert "Traceback" not in res.stderr and res.stdout == ""
+
+
+def test_sync_shows_progress_in_documents_and_bytes_on_a_terminal(trio) -> None:
+    """On a terminal, `sync` draws documents received of those asked for, bytes and
+    rate, and time left; piped, it draws nothing."""
+    import json
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    alice, bob, *_ = trio
+    env = {k: v for k, v in os.environ.items() if not k.startswith("P2P_")}
+    env.update(COLUMNS="120", TERM="xterm")
+    cli = [sys.executable, "-m", "p2p.cli.main"]
+    server = subprocess.Popen(
+        [*cli, "--home", str(alice.path), "serve", "--host", "127.0.0.1", "--port", "0"]
+        + ["--no-mdns", "--duration", "30", "--json"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        port = json.loads(server.stdout.readline())["port"]
+        leader, follower = pty.openpty()
+        res = subprocess.run(
+            [*cli, "--home", str(bob.path), "sync", "--peer", f"127.0.0.1:{port}"],
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            env=env,
+            timeout=60,
+        )
+        os.close(follower)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            drawn += chunk
+        os.close(leader)
+    finally:
+        server.terminate()
+        server.wait(10)
+    text = drawn.decode(errors="replace")
+    assert res.returncode == 0, text
+    assert "syncing with 127.0.0.1" in text and "documents," in text, text
+    assert "/s" in text  # the rate
+    assert b"documents," not in res.stdout
+
+
+def test_before_the_proof_one_message_is_at_most_64_kib(trio) -> None:
+    """A stranger cannot make the server buffer more than PREAUTH_MESSAGE bytes: a
+    `hello` announced one byte longer is refused before it is read."""
+    alice, *_ = trio
+
+    async def go(size: int) -> list[str]:
+        logs: list[str] = []
+        server = await serve(alice, io_timeout=2.0, log=logs.append)
+        try:
+            chan = await ch.open_channel("127.0.0.1", server.port, io_timeout=5)
+            chan._writer.write(chan._frame(struct.pack(">I", size)))
+            await chan._writer.drain()
+            await asyncio.wait_for(chan._reader.read(), 10)  # until the server hangs up
+            await chan.close()
+        finally:
+            await server.close()
+        return logs
+
+    over = asyncio.run(go(ch.PREAUTH_MESSAGE + 1))
+    assert any(f"over the {ch.PREAUTH_MESSAGE}-byte limit" in m for m in over), over
+    exact = asyncio.run(go(ch.PREAUTH_MESSAGE))  # accepted, then waits for the body
+    assert any("sent nothing for 2 s" in m for m in exact), exact
+
+
+def test_node_retries_a_failing_peer_with_backoff_and_syncs_a_remembered_one(trio) -> None:
+    """The node behind `p2p serve`: a remembered address that fails is retried after
+    2 s, then 4 s; a remembered peer that answers is synced with no one asking."""
+    import socket
+
+    from p2p import peers
+    from p2p.lan.node import Node
+
+    alice, bob, _eve, village, _secret = trio
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    dead_port = closed.getsockname()[1]
+    closed.close()
+    peers.remember(bob, b"d" * 32, "127.0.0.1", dead_port)
+    events: list[dict] = []
+
+    async def go():
+        server = await serve(alice)
+        peers.remember(bob, alice.public_key, "127.0.0.1", server.port)
+        node = Node(
+            bob, hosts=["127.0.0.1"], port=0, mdns=False, on_event=events.append, poll_every=0.2
+        )
+        await node.start()
+        try:
+            end = asyncio.get_running_loop().time() + 20
+            while asyncio.get_running_loop().time() < end:
+                failed = [e for e in events if e["event"] == "failed"]
+                if len(failed) >= 2 and any(e["event"] == "session" for e in events):
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            await node.close()
+            await server.close()
+
+    asyncio.run(go())
+    assert events[0]["event"] == "serving" and events[0]["addresses"] == ["127.0.0.1"]
+    failed = [e["message"] for e in events if e["event"] == "failed"]
+    assert "retrying in 2 s" in failed[0] and "retrying in 4 s" in failed[1], failed
+    session = next(e for e in events if e["event"] == "session")
+    assert session["direction"] == "out" and session["public_key"] == alice.public_key.hex()
+    bv = cm.resolve(bob, village.hex)
+    assert "open post" in [p["text"] for p in feed.all_posts(bob, bv)]

@@ -80,8 +80,10 @@ def test_unlock_once_then_commands_need_no_passphrase_until_lock(tmp_path: Path,
     assert stat.S_IMODE(socks[0].stat().st_mode) == 0o600
     status = json.loads(ok(run(home, "unlock", "--json")).stdout)
     assert status["state"] == "already unlocked"
+    assert json.loads(ok(run(home, "whoami", "--json")).stdout)["unlocked_until"] > time.time()
     assert "Locked" in ok(run(home, "lock")).stdout
     assert not list(agent_dir.iterdir())  # the agent removed its socket
+    assert json.loads(ok(run(home, "whoami", "--json")).stdout)["unlocked_until"] is None
     res = run(home, "post", cid, "after lock")
     assert res.returncode == 1 and "passphrase" in res.stderr
     feed = json.loads(ok(run(home, "feed", cid, "--json")).stdout)

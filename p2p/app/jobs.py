@@ -26,13 +26,15 @@ class Job:
     label: str
     done: int = 0
     total: int | None = None
+    step: str = ""  # what it is doing now, in the library's words
     status: str = "running"  # running, done, failed
     result: Any = None
     error: str = ""
     started: float = field(default_factory=time.time)
 
 
-Work = Callable[[Home, Callable[[int, int | None], None]], Any]
+Progress = Callable[..., None]  # progress(bytes_done, total=None, step=None)
+Work = Callable[[Home, Progress], Any]
 
 
 class Jobs:
@@ -53,10 +55,12 @@ class Jobs:
             if self.jobs[old].status != "running":
                 del self.jobs[old]
 
-        def progress(done: int, total: int | None = None) -> None:
+        def progress(done: int, total: int | None = None, step: str | None = None) -> None:
             job.done = done
             if total is not None:
                 job.total = total
+            if step is not None:
+                job.step = step
             self._bump()
 
         def run() -> None:

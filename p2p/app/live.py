@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from p2p.app.view import app_state
+from p2p.store import STORE_NAME
 
 POLL = 0.4  # seconds; a cheap PRAGMA read
 
@@ -25,7 +26,9 @@ async def events(request: Request) -> EventSourceResponse:
     state = app_state(request)
 
     async def stream() -> AsyncIterator[dict]:
-        db = sqlite3.connect(state.home_path / "p2p.db", check_same_thread=False)
+        db = sqlite3.connect(
+            f"file:{state.home_path / STORE_NAME}?mode=ro", uri=True, check_same_thread=False
+        )
         try:
             last = None
             while True:

@@ -82,6 +82,14 @@ class AppState:
             finally:
                 self._phrase = None
 
+    def lock_now(self) -> None:
+        """Forget the unlocked keys (Wi-Fi sync stops: it signs with them)."""
+        self.lan.stop()
+        with self.lock:
+            self.identity = None
+            self.home.close()
+            self.home = Home(self.home_path, self._provide)
+
     def create_identity(self, phrase: str | None) -> Identity:
         with self.lock:
             self.identity = self.home.create_identity(phrase)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,8 +88,10 @@ def add_files(
     keep_metadata: bool = False,
     lim: Limits | None = None,
     already: int = 0,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> list[Entry]:
-    """Store files (images cleaned, private ones sealed) and return post entries."""
+    """Store files (images cleaned, private ones sealed) and return post entries.
+    `progress(name, bytes done, bytes in all)` as each file is stored."""
     store = BlobStore(home)
     out: list[Entry] = []
     paths = list(paths)
@@ -109,8 +111,13 @@ def add_files(
                 raise AttachmentRefused(f"{path.name} cannot be attached: {why}")
             total += size
             key = seal.new_key() if private else None
+
+            def step(done: int, name: str = prepared.name, size: int = size) -> None:
+                if progress is not None:
+                    progress(name, done, size)
+
             with prepared.path.open("rb") as src:
-                aid, m = store.add(src, size, prepared.name, prepared.mime, key)
+                aid, m = store.add(src, size, prepared.name, prepared.mime, key, step)
             out.append(Entry(aid, m.name, size, m.mime, key, prepared.thumb))
     return out
 

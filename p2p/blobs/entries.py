@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from p2p.blobs import manifest as mf
 from p2p.blobs.media import THUMB_MAX
 from p2p.blobs.seal import KEY
-from p2p.docref import CHAT, FEED
-from p2p.documents import to_py
 from p2p.home import Home
 
 MAX_PER_POST = 16
@@ -79,26 +77,27 @@ class Ref:
 
 
 def refs(home: Home, communities: Iterable[bytes] | None = None) -> Iterator[Ref]:
-    """Every attachment named by a post or chat message of these communities."""
-    wanted = set(communities) if communities is not None else None
-    rows = home.store.db.execute(
-        "SELECT id, community, kind, owner FROM docs WHERE kind IN (?, ?) ORDER BY id",
-        (FEED, CHAT),
-    ).fetchall()
-    for doc_id, community, kind, owner in rows:
-        if wanted is not None and community not in wanted:
-            continue
-        doc = home.docs.load(doc_id)
-        if doc is None:
-            continue
-        data = to_py(doc)
-        items = data.get("posts" if kind == FEED else "messages")
-        if not isinstance(items, dict):
-            continue
-        for local, item in items.items():
-            if not isinstance(item, dict) or "attachments" not in item:
+    """Every attachment named by a post or chat message of these communities
+    (read from the feed and chat indexes, brought up to date first)."""
+    from p2p.index.entries import unpack_attachments
+    from p2p.index.update import refresh
+
+    db = home.store.db
+    if communities is None:
+        communities = [c for (c,) in db.execute("SELECT DISTINCT community FROM docs")]
+    for community in sorted(set(communities)):
+        refresh(home.docs, community)
+        rows = db.execute(
+            "SELECT author, id, ts, attachments FROM ix_posts"
+            " WHERE community = ? AND attachments IS NOT NULL AND deleted = 0"
+            " UNION ALL SELECT author, id, ts, attachments FROM ix_chat"
+            " WHERE community = ? AND attachments IS NOT NULL",
+            (community, community),
+        ).fetchall()
+        for author, pid, ts, packed in rows:
+            try:
+                value = unpack_attachments(packed)
+            except Exception:  # noqa: BLE001 - a member can sign any value
                 continue
-            ts = item.get("ts")
-            ts = ts if type(ts) is int else 0
-            for e in parse(item.get("attachments")):
-                yield Ref(community, owner, owner[:4].hex() + local, ts, e)
+            for e in parse(value):
+                yield Ref(community, bytes(author), pid, ts if type(ts) is int else 0, e)

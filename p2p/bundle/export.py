@@ -199,7 +199,7 @@ def file_sha256(path: Path) -> bytes:
 def scratch_dir(home: Home) -> tempfile.TemporaryDirectory:
     """A private folder inside the home (same disk as the store, never the stick)."""
     base = home.path / "tmp"
-    base.mkdir(parents=True, exist_ok=True)
+    base.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(base, 0o700)
     return tempfile.TemporaryDirectory(dir=base)
 

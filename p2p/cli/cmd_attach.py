@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.markup import escape
 
 from p2p import community as cm
 from p2p import content
 from p2p.blobs import attach
 from p2p.blobs.attach import human
 from p2p.blobs.exchange import Plan, Received
-from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural
+from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural, say
 
 attach_option = click.option(
     "--attach",
@@ -32,27 +31,44 @@ def entries_for(ctx: Context, c: cm.Community, files: tuple[Path, ...], keep: bo
     """Store FILES for a post in community `c`, within its limits; post entries."""
     if not files:
         return []
+    from p2p.cli.progress import meter
+
     lim = attach.limits(cm.settings(ctx.home, c))
-    made = attach.add_files(ctx.home, files, private=c.private, keep_metadata=keep, lim=lim)
+    total = sum(f.stat().st_size for f in files)
+    with meter("storing attachments", total, unit="files") as update:
+        before: dict[str, int] = {}
+
+        def step(name: str, done: int, _size: int) -> None:
+            before[name] = done
+            update(sum(before.values()), total, len(before))
+
+        made = attach.add_files(
+            ctx.home, files, private=c.private, keep_metadata=keep, lim=lim, progress=step
+        )
     return [e.as_doc() for e in made]
 
 
-def state_text(a: dict) -> str:
+def state_part(a: dict) -> tuple[str, str]:
+    """The attachment's state as a (plain text, style) part for `say`."""
     if a["problem"]:
-        return f"[red]refused: {escape(a['problem'])}[/]"
+        return f"refused: {a['problem']}", "red"
     if a["present"] == "whole":
-        return "[green]here[/]"
+        return "here", "green"
     if a["present"] == "partial":
-        return f"[yellow]{a['percent']}% here[/]"
-    return "[dim]not here yet[/]"
+        return f"{a['percent']}% here", "yellow"
+    return "not here yet", "dim"
 
 
 def render(items: list[dict], pad: str = "") -> None:
-    """One line per attachment: name, size, state (member text escaped)."""
+    """One line per attachment: name, size, state (member text never read as markup)."""
     for a in items:
-        console.print(
-            f"{pad}  [cyan]📎 {escape(a['name'])}[/] ({human(a['size'])}, {escape(a['mime'])}) "
-            f"{state_text(a)} [dim]{a['hash'][:12]}[/]"
+        say(
+            f"{pad}  ",
+            (f"📎 {a['name']}", "cyan"),
+            f" ({human(a['size'])}, {a['mime']}) ",
+            state_part(a),
+            " ",
+            (a["hash"][:12], "dim"),
         )
 
 
@@ -70,26 +86,26 @@ def attachment_lines(r: Received) -> list[str]:
     out = []
     if r.chunks:
         done = f"; complete: {', '.join(r.completed[:5])}" if r.completed else ""
-        out.append(f"attachments: {r.chunks} chunks, {human(r.size)}{done}")
+        out.append(f"attachments: {plural(r.chunks, 'chunk')}, {human(r.size)}{done}")
     out += [f"attachment refused: {why}" for why in r.refused[:20]]
-    return [escape(x) for x in out]
+    return out
 
 
 def plan_lines(plan: Plan) -> list[str]:
     out = []
     if plan.sent_chunks:
         out.append(
-            f"attachments: {human(plan.sent_bytes)} in {plan.sent_chunks} chunks "
+            f"attachments: {human(plan.sent_bytes)} in {plural(plan.sent_chunks, 'chunk')} "
             f"({plan.sent_attachments} whole)"
         )
     if plan.left:
         total = sum(x["bytes"] for x in plan.left)
         names = ", ".join(x["name"] for x in plan.left[:5])
         out.append(
-            f"left for a later trip (over --max-size): {len(plan.left)} attachments, "
+            f"left for a later trip (over --max-size): {plural(len(plan.left), 'attachment')}, "
             f"{human(total)} ({names})"
         )
-    return [escape(x) for x in out]
+    return out
 
 
 @click.command("attachments")
@@ -108,9 +124,11 @@ def attachments(ctx: Context, community_id: str, post_id: str, as_json: bool) ->
     if not items:
         console.print("This post has no attachments.")
     for a in items:
-        console.print(
-            f"{a['hash']}  {escape(a['name'])}  {plural(a['size'], 'byte')}  {escape(a['mime'])}  "
-            f"{state_text(a)}"
+        say(
+            f"{a['hash']}  ",
+            (a["name"], "bold"),
+            f"  {plural(a['size'], 'byte')}  {a['mime']}  ",
+            state_part(a),
         )
 
 
@@ -131,5 +149,4 @@ def save(ctx: Context, hash_: str, out: Path, force: bool, as_json: bool) -> Non
     if as_json:
         emit_json(done)
         return
-    size = plural(done["size"], "byte")
-    console.print(f"Saved {escape(done['name'])} ({size}) to {escape(done['file'])}")
+    say("Saved ", done["name"], f" ({plural(done['size'], 'byte')}) to ", done["file"])

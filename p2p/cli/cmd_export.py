@@ -28,6 +28,7 @@ from p2p.cli.context import (
     json_option,
     pass_ctx,
     plural,
+    say,
     warn,
 )
 from p2p.cli.progress import meter
@@ -165,6 +166,6 @@ def export(
         console.print(f"Wrote {w['file']}: {docs}, {size} ({lock})")
     for blobs in plans:
         for line in plan_lines(blobs):
-            console.print(f"  {line}")
+            say("  ", line)
     if passphrase:
         warn("anyone who knows the passphrase can read this bundle")

@@ -10,7 +10,6 @@ import click
 from p2p import community as cm
 from p2p import feed as feed_view
 from p2p.cli import safe
-from p2p.cli.cmd_attach import render as render_attachments
 from p2p.cli.context import (
     Context,
     console,
@@ -50,7 +49,10 @@ def render(posts: list[dict], depth: int = 0) -> None:
         else:
             lead = f"{pad}  "
             say(lead, (BAR, "dim"), safe.block(p["text"], lead + BAR))
-        render_attachments(p.get("attachments") or [], pad)
+        if p.get("attachments"):
+            from p2p.cli.cmd_attach import render as render_attachments  # images: loaded if needed
+
+            render_attachments(p["attachments"], pad)
         if p["reactions"]:
             counts = "  ".join(
                 f"{safe.clean(e)} {len(who)}" for e, who in sorted(p["reactions"].items())
@@ -97,10 +99,17 @@ def _stream_json(threads: Iterator[dict]) -> None:
     from p2p.cli.safe import json_safe
 
     out = click.get_text_stream("stdout")
+    pending: list[str] = []
+    size = 0
     first = True
     for t in threads:
         text = json_safe(json.dumps(t, indent=2, ensure_ascii=False, default=_default))
-        out.write(("[\n" if first else ",\n") + "\n".join("  " + ln for ln in text.split("\n")))
+        pending.append(("[\n" if first else ",\n") + text.replace("\n", "\n  ").join(["  ", ""]))
+        size += len(text)
         first = False
-    out.write("[]\n" if first else "\n]\n")
+        if size > 1 << 20:  # write in large blocks: one write per thread is slow on a pipe
+            out.write("".join(pending))
+            pending, size = [], 0
+    pending.append("[]\n" if first else "\n]\n")
+    out.write("".join(pending))
     out.flush()

@@ -61,8 +61,30 @@ def _whoami(ctx: Context) -> dict:
         "name": profile.get("name"),
         "bio": profile.get("bio"),
         "protected": home.is_protected(),
+        "unlocked_until": _unlocked_until(home),
         "home": str(home.path),
     }
+
+
+def _keys_line(info: dict) -> str:
+    if not info["protected"]:
+        return "UNENCRYPTED"
+    if info["unlocked_until"] is None:
+        return "passphrase-protected"
+    import time
+
+    until = time.strftime("%H:%M", time.localtime(info["unlocked_until"]))
+    return f"passphrase-protected, unlocked until {until} at the latest ('p2p lock' ends it)"
+
+
+def _unlocked_until(home: Home) -> float | None:
+    """When the unlock agent of this home locks again at the latest (None: locked)."""
+    from p2p import agent
+
+    running = agent.status(home.path) if home.is_protected() else None
+    if running is None or running.public_key != home.public_identity().public_key:
+        return None
+    return running.expires
 
 
 @click.command()
@@ -79,7 +101,7 @@ def whoami(ctx: Context, as_json: bool) -> None:
         f"{click.style(name, bold=True)}  {info['fingerprint']}",
         f"public key    {info['public_key']}",
         f"age recipient {info['age_recipient']}",
-        f"keys          {'passphrase-protected' if info['protected'] else 'UNENCRYPTED'}",
+        f"keys          {_keys_line(info)}",
         f"home          {info['home']}",
     ]
     click.echo("\n".join(lines))  # plain click, not rich: whoami must start fast

@@ -10,7 +10,7 @@ from p2p.bundle.importer import ImportResult, import_bundle
 from p2p.bundle.source import bundle_paths
 from p2p.cli import bundle_keys
 from p2p.cli.cmd_attach import attachment_lines, attachments_json
-from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural
+from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural, say
 from p2p.cli.progress import meter
 from p2p.errors import P2PError
 from p2p.news import News
@@ -99,14 +99,16 @@ def import_(ctx: Context, files: tuple[Path, ...], as_json: bool) -> None:
 
 def _print(results: list[ImportResult]) -> None:
     for r in results:
-        console.print(f"{r.files[0].name} from {r.exporter_fingerprint}: {summary_line(r)}")
+        console.print(
+            f"{r.files[0].name} from {r.exporter_fingerprint}: {summary_line(r)}", markup=False
+        )
         for x in r.report.rejected[:20]:
             what = x.change.hex()[:12] if x.change else "record"
-            console.print(f"  rejected {what}: {x.reason}")
+            console.print(f"  rejected {what}: {x.reason}", markup=False)
         for line in r.report.fork_lines:
             console.print(f"  {line}", markup=False)
         for line in attachment_lines(r.attachments):
-            console.print(f"  {line}")
+            say("  ", line)
         if r.skipped_communities:
             console.print(
                 f"  skipped {plural(len(r.skipped_communities), 'community')} you have not joined"

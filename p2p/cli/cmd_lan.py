@@ -18,7 +18,17 @@ from typing import Any
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from p2p.cli.context import Context, console, emit_json, err_console, json_option, pass_ctx, plural
+from p2p.cli import safe
+from p2p.cli.context import (
+    Context,
+    console,
+    emit_json,
+    json_option,
+    pass_ctx,
+    plural,
+    say,
+)
+from p2p.cli.safe import safe_console
 from p2p.errors import (
     LanError,
     NoPeerFound,
@@ -130,7 +140,7 @@ def serve(
         elif event["event"] == "serving":
             console.print(f"{event['message']}; Ctrl-C to stop", highlight=False)
         else:
-            console.print(event["message"], highlight=False)
+            console.print(event["message"], highlight=False, markup=False)
         sys.stdout.flush()
 
     async def main() -> None:
@@ -191,12 +201,12 @@ def _sync_bar(label: str) -> Iterator[Callable[[int, int, int], None]]:
         return
     started = time.monotonic()
     with Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("documents, {task.fields[bytes]}"),
         TimeRemainingColumn(),
-        console=err_console,
+        console=safe_console(stderr=True),
         transient=True,
     ) as progress:
         task = progress.add_task(label, total=None, bytes="0 B")
@@ -301,15 +311,18 @@ def sync(
     else:
         for r in results:
             if r["ok"]:
-                console.print(f"{r['peer']}: {r['summary']}")
+                console.print(f"{r['peer']}: {r['summary']}", markup=False)
                 for x in r["rejected"]:
-                    console.print(f"  rejected {(x['change'] or 'record')[:12]}: {x['reason']}")
+                    what = (x["change"] or "record")[:12]
+                    console.print(f"  rejected {what}: {x['reason']}", markup=False)
                 for line in r.get("forks", []):
                     console.print(f"  {line}", markup=False)
+                for why in r["attachments"]["refused"][:20]:
+                    console.print(f"  attachment refused: {why}", markup=False)
             elif r.get("shared") is False:
-                console.print(f"{r['peer']}: shares no community with you")
+                console.print(f"{r['peer']}: shares no community with you", markup=False)
             else:
-                err_console.print(f"[red]{r['peer']}:[/] {r['error']}")
+                say((f"{r['peer']}:", "red"), f" {r['error']}", err=True)
         if failure is not None:
             raise failure
     if any(not r["ok"] and r.get("shared") is not False for r in results):
@@ -359,6 +372,7 @@ def peers(ctx: Context, timeout: float, interface: str | None, forget: bool, as_
     console.print(f"{plural(len(past), 'known peer')}" + (":" if past else ""))
     for k in past:
         when = dt.datetime.fromtimestamp(k["last_seen"]).strftime("%Y-%m-%d %H:%M")
-        console.print(f"  {k['fingerprint']}  {k['name'] or '(no name)':20} {k['via']:6} {when}")
+        name = safe.clean(k["name"]) if k["name"] else "(no name)"
+        console.print(f"  {k['fingerprint']}  {name:20} {k['via']:6} {when}", markup=False)
     if addresses:
         console.print("tried first by 'p2p sync': " + ", ".join(addresses))

@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.markup import escape
 
 from p2p import community as cm
 from p2p import content
 from p2p.cli.cmd_attach import attach_option, entries_for, keep_metadata_option
-from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx
+from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, say
 
 
 @click.command()
@@ -39,7 +38,7 @@ def post(
     else:
         console.print(f"Posted {created['id']}")
         for a in created.get("attachments", []):
-            console.print(f"  attached {escape(a['name'])} ({a['hash'][:12]})")
+            say("  attached ", a["name"], f" ({a['hash'][:12]})")
 
 
 @click.command()

@@ -12,7 +12,7 @@ from p2p.bundle.stick import DEFAULT_MAX_FILE_SIZE
 from p2p.cli import safe
 from p2p.cli.cmd_attach import attachment_lines, plan_lines
 from p2p.cli.cmd_import import describe, summary_line
-from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural
+from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural, say
 from p2p.cli.progress import meter
 
 
@@ -97,7 +97,7 @@ def sync(
     for r in result.imported:
         _line(f"imported {r.files[0].name} from {r.exporter_fingerprint}: {summary_line(r)}")
         for line in attachment_lines(r.attachments):
-            console.print(f"  {line}")
+            say("  ", line)
     for f, e in result.damaged:
         _line(f"set aside {f}: {e}")
     skipped = []
@@ -115,7 +115,7 @@ def sync(
         names = ", ".join(p.name for p in paths)
         _line(f"wrote {names} ({plural(b.docs, 'document')}, {plural(b.size, 'byte')})")
         for line in plan_lines(b.extra["attachments"]):
-            console.print(f"  {line}")
+            say("  ", line)
     if result.problem is not None:
         raise result.problem
     if not result.written:

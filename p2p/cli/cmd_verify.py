@@ -10,8 +10,8 @@ import click
 
 from p2p.bundle.source import bundle_paths
 from p2p.bundle.verify import VerifyResult, verify_bundle
-from p2p.cli import bundle_keys
-from p2p.cli.context import Context, console, emit_json, err_console, json_option, plural
+from p2p.cli import bundle_keys, safe
+from p2p.cli.context import Context, console, emit_json, json_option, plural, say
 from p2p.cli.progress import meter
 from p2p.errors import BundleError, P2PError
 from p2p.identity import fingerprint
@@ -55,7 +55,7 @@ def verify(ctx: Context, file: Path, as_json: bool) -> None:
         _print(result, data)
     if not result.ok:
         if not as_json:
-            err_console.print(f"[bold red]error:[/] {result.faults[0]}")
+            say(("error:", "bold red"), f" {result.faults[0]}", err=True)
         sys.exit(1)
 
 
@@ -66,12 +66,13 @@ def _print(result: VerifyResult, data: dict) -> None:
         f"{'  (encrypted)' if result.encrypted else ''}"
     )
     for c in data["communities"]:
-        console.print(
-            f"  community {c['id'][:12]} {c['name']!r} "
-            f"({'private' if c['private'] else 'open'}, owner {c['owner']})"
+        say(
+            f"  community {c['id'][:12]} ",
+            repr(safe.clean(c["name"])),
+            f" ({'private' if c['private'] else 'open'}, owner {c['owner']})",
         )
-    names = ", ".join(f"{a['name'] or '?'} {a['fingerprint']}" for a in data["authors"])
-    console.print(f"  authors: {names or 'none'}")
+    names = ", ".join(f"{safe.clean(a['name']) or '?'} {a['fingerprint']}" for a in data["authors"])
+    say(f"  authors: {names or 'none'}")
     console.print(
         f"  {plural(data['documents'], 'document')}, {plural(data['changes'], 'change')}, "
         f"{plural(data['posts'], 'post')}, "
@@ -81,7 +82,7 @@ def _print(result: VerifyResult, data: dict) -> None:
     if (att := data["attachments"])["chunks_checked"] or att["attachments"]:
         console.print(
             f"  {plural(att['attachments'], 'attachment')}: "
-            f"{plural(att['chunks_checked'], 'chunk')} ({att['bytes_checked']} bytes) "
+            f"{plural(att['chunks_checked'], 'chunk')} ({plural(att['bytes_checked'], 'byte')}) "
             "hash-checked against their manifests"
         )
     if n := data["unchecked_changes"]:
@@ -122,12 +123,12 @@ def inspect(ctx: Context, file: Path, as_json: bool) -> None:
         who = fingerprint(d.owner)
         extra = f", {plural(d.posts, 'post')}" if d.posts else ""
         extra += f", {plural(d.messages, 'message')}" if d.messages else ""
-        extra += f", name {d.name!r}" if d.name else ""
-        console.print(
-            f"  {d.kind:9} {d.doc.hex()[:12]} by {who}: {plural(d.changes, 'change')}, "
-            f"{plural(d.sigs, 'signature')}{extra}"
+        extra += f", name {safe.clean(d.name)!r}" if d.name else ""
+        say(
+            f"  {safe.clean(d.kind):9} {d.doc.hex()[:12]} by {who}: "
+            f"{plural(d.changes, 'change')}, {plural(d.sigs, 'signature')}{extra}"
         )
     for fault in result.faults:
-        console.print(f"  [red]fault:[/] {fault}")
+        say("  ", ("fault:", "red"), f" {fault}")
     if not result.ok:
         sys.exit(1)

@@ -18,6 +18,8 @@ from pathlib import Path
 from zeroconf import IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
+from p2p import atomic
+
 SERVICE_TYPE = "_p2psync._tcp.local."
 FORMAT = "2"  # the LAN protocol version (docs/lan-protocol.md)
 ROTATE_EVERY = 15 * 60.0
@@ -76,7 +78,7 @@ class Announcer:
         )
         await (await self._zc.async_register_service(self._info))
         if self.token_file is not None:
-            self.token_file.write_text(self.token)
+            atomic.write_bytes(self.token_file, self.token.encode(), force=True)  # 0600
 
     @property
     def zeroconf(self) -> Zeroconf | None:
@@ -98,7 +100,7 @@ class Announcer:
         )
         await (await self._zc.async_update_service(self._info))
         if self.token_file is not None:
-            self.token_file.write_text(self.token)
+            atomic.write_bytes(self.token_file, self.token.encode(), force=True)  # 0600
 
     async def _unregister(self) -> None:
         if self._zc is not None and self._info is not None:

@@ -30,6 +30,7 @@ from pathlib import Path
 from zeroconf import ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser
 
+from p2p import atomic
 from p2p import peers as known_peers
 from p2p.errors import NoSharedCommunity, P2PError, SameIdentity
 from p2p.home import Home
@@ -206,7 +207,8 @@ class Node:
 
     def _write_tokens(self) -> None:
         if self.token_file is not None:
-            self.token_file.write_text("\n".join(sorted(self._own_tokens())))
+            tokens = "\n".join(sorted(self._own_tokens())).encode()
+            atomic.write_bytes(self.token_file, tokens, force=True)  # 0600, whatever the umask
 
     def _browse(self, zc: Zeroconf) -> AsyncServiceBrowser:
         def on_change(

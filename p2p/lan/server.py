@@ -266,6 +266,11 @@ def summary(r: session.SessionResult) -> str:
         f"synced with {fingerprint(r.peer)} ({shared}): {', '.join(what)}; "
         f"sent {r.sent_records} and received {docs}"
         + (
+            f"; {count(r.attachments.chunks, 'attachment chunk', 'attachment chunks')}"
+            if r.attachments.chunks
+            else ""
+        )
+        + (
             f"; REJECTED {count(len(r.report.rejected), 'change', 'changes')}"
             if r.report.rejected
             else ""

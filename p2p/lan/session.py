@@ -20,6 +20,7 @@ nothing it sends is written anywhere.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import os
@@ -37,6 +38,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from p2p import exchange
 from p2p.accept import Report, from_record, role_of
+from p2p.blobs import session as blob_session
+from p2p.blobs.exchange import Received
 from p2p.community import Community, all_communities, community_doc
 from p2p.errors import (
     HandshakeFailed,
@@ -71,6 +74,7 @@ class Phase(str, Enum):
     WANT = "want"
     TRANSFER = "transfer"
     APPLY = "apply"
+    BLOBS = "blobs"
 
 
 class Channel(Protocol):
@@ -90,7 +94,12 @@ class Channel(Protocol):
 def community_key(c: Community) -> bytes:
     """The key a member proves knowledge of: the secret of a private community,
     the full descriptor (id, owner, salt) of an open one."""
-    material = c.secret.encode() if c.secret else c.id + c.owner + c.salt
+    return _derive(c.secret.encode() if c.secret else c.id + c.owner + c.salt)
+
+
+@functools.lru_cache(maxsize=4096)
+def _derive(material: bytes) -> bytes:
+    """Cached, so that a stranger's connection costs one HMAC per own community."""
     return HKDF(hashes.SHA256(), 32, salt=b"p2p/lan/community/v1", info=b"").derive(material)
 
 
@@ -111,6 +120,7 @@ class Auth:
 
     peer: bytes
     shared: list[Community]
+    blobs: bool = False  # both sides carry attachments (phase `blobs`)
 
 
 @dataclass
@@ -124,6 +134,7 @@ class SessionResult:
     report: Report = field(default_factory=Report)
     news: News = field(default_factory=News)
     seconds: float = 0.0
+    attachments: Received = field(default_factory=Received)
 
     def as_json(self) -> dict:
         from p2p.identity import fingerprint
@@ -145,6 +156,12 @@ class SessionResult:
             "bytes_sent": self.bytes_sent,
             "bytes_received": self.bytes_received,
             "seconds": round(self.seconds, 3),
+            "attachments": {
+                "chunks": self.attachments.chunks,
+                "bytes": self.attachments.size,
+                "completed": self.attachments.completed,
+                "refused": self.attachments.refused,
+            },
         }
 
 
@@ -215,7 +232,8 @@ async def authenticate(home: Home, channel: Channel, io: Wire | None = None) -> 
     hh = channel.handshake_hash
     mine = all_communities(home)
     with _in(io, Phase.MEMBERSHIP):
-        await io.send({"t": "hello", "v": VERSION, "proofs": padded_proofs(mine, hh, channel.role)})
+        proofs_out = padded_proofs(mine, hh, channel.role)
+        await io.send({"t": "hello", "v": VERSION, "proofs": proofs_out, "blobs": 1})
         hello = await io.recv("hello")
         if hello.get("v") != VERSION:
             raise PeerMisbehaved(
@@ -258,7 +276,7 @@ async def authenticate(home: Home, channel: Channel, io: Wire | None = None) -> 
                 "left it)"
             )
     channel.max_message = max(channel.max_message, _MAX_MESSAGE)
-    return Auth(key, shared)
+    return Auth(key, shared, hello.get("blobs") == 1)
 
 
 _MAX_MESSAGE = 16 * 1024 * 1024
@@ -341,6 +359,9 @@ async def run(
                     result.report, result.news = _apply(home, spool, peer, peer_inv)
             else:
                 result.report, result.news = _apply(home, spool, peer, peer_inv)
+    if auth.blobs:  # store writes here are synchronous between awaits: no lock needed
+        with _in(io, Phase.BLOBS):
+            result.attachments = await blob_session.run(home, io, peer, shared_ids)
     result.bytes_sent, result.bytes_received = io.sent, io.received
     result.seconds = time.monotonic() - started
     if log:
@@ -447,7 +468,7 @@ async def _both(*coros) -> None:  # noqa: ANN002
 
 def _spool_dir(home: Home) -> str:
     path = home.path / "tmp"
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return str(path)
 
 

@@ -9,8 +9,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from p2p import chat
+from p2p.app.pages.attachments import store_uploads
 from p2p.app.pages.communities import head
-from p2p.app.view import EXPECTED, app_state, community, failed, form, gate, redirect, render
+from p2p.app.view import EXPECTED, app_state, community, failed, gate, redirect, render
 
 SHOWN = 200
 
@@ -54,10 +55,14 @@ async def page(request: Request) -> Response:
 async def send(request: Request) -> Response:
     state = app_state(request)
     c = await community(request)
-    data = await form(request)
+    raw = await request.form()
+    data = {k: v for k, v in raw.items() if isinstance(v, str)}
     room = data.get("room", chat.DEFAULT_ROOM).strip() or chat.DEFAULT_ROOM
     try:
-        await state.call(chat.send, state.home, c, data.get("text", ""), room)
+        files = await store_uploads(request, c, raw.getlist("files"))
+        await state.call(
+            chat.send, state.home, c, data.get("text", ""), room, attachments=files or None
+        )
     except EXPECTED as exc:
         failed(request, exc)
     return redirect(f"/c/{c.hex}/chat?{urlencode({'room': room})}#compose")

@@ -27,6 +27,7 @@ from p2p.app.view import (
 )
 from p2p.index.search import search
 
+PAGE = 50  # threads shown at first, newest first; "show older" adds more
 QUICK = ["👍", "❤️", "😂", "🙏", "🎉"]
 
 
@@ -55,14 +56,30 @@ async def page(request: Request) -> Response:
     c = await community(request)
     q = request.query_params.get("q", "").strip()
 
-    def load() -> tuple[dict, list[dict]]:
-        posts = _search(state.home, c, q) if q else feed_view.thread(state.home, c)
-        return head(state.home, c), posts
+    try:
+        shown = max(PAGE, min(int(request.query_params.get("show", PAGE)), 100_000))
+    except ValueError:
+        shown = PAGE
 
-    info, posts = await state.call(load)
+    def load() -> tuple[dict, list[dict], int]:
+        if q:
+            return head(state.home, c), _search(state.home, c, q), 0
+        threads, older = feed_view.latest(state.home, c, shown)  # reads only what it shows
+        return head(state.home, c), threads[::-1], older
+
+    info, posts, older = await state.call(load)
     me = state.home.public_key.hex()
     return await render(
-        request, "feed.html", c=info, posts=posts, q=q, me_key=me, quick=QUICK, active="feed"
+        request,
+        "feed.html",
+        c=info,
+        posts=posts,
+        q=q,
+        me_key=me,
+        quick=QUICK,
+        active="feed",
+        older=older,
+        more=shown + PAGE,
     )
 
 

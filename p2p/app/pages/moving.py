@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -128,13 +130,16 @@ async def usb_sync(request: Request) -> Response:
     label = _("Sync with USB stick: {folder}").format(folder=folder)
 
     def work(home, progress) -> dict:  # noqa: ANN001
-        lines: list[str] = []
+        @contextmanager
+        def meter(label: str, total: int | None, _unit: str) -> Iterator[Any]:
+            progress(0, total, label)
 
-        def say(line: str) -> None:
-            lines.append(line)
-            progress(len(lines))
+            def update(done: int, total: int | None = None, count: int | None = None) -> None:
+                progress(done, total)
 
-        result = usb.sync(home, folder, say=say)
+            yield update
+
+        result = usb.sync(home, folder, meter=meter)
         return {
             "summary": usb_summary(result, ng, _),
             "damaged": [f"{f}: {e}" for f, e in result.damaged],

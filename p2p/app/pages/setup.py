@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 
+import anyio.to_thread
 import segno
 from starlette.requests import Request
 from starlette.responses import Response
@@ -97,6 +98,15 @@ async def me(request: Request) -> Response:
     return await render(request, "me.html", info=await state.call(_me, state))
 
 
+async def lock(request: Request) -> Response:
+    state = app_state(request)
+    _ = gettext(request)
+    if await state.call(state.home.is_protected):
+        await anyio.to_thread.run_sync(state.lock_now)
+        flash(request, _("Locked. Your passphrase is needed to open your keys again."))
+    return redirect("/unlock")
+
+
 async def qr(request: Request) -> Response:
     """The fingerprint and key as a QR code, for comparing phone to screen."""
     if (sent := await gate(request)) is not None:
@@ -128,5 +138,6 @@ routes = [
     Route("/unlock", unlock, methods=["GET", "POST"]),
     Route("/me", me, methods=["GET", "POST"]),
     Route("/me/qr.svg", qr),
+    Route("/lock", lock, methods=["POST"]),
     Route("/lang", language, methods=["POST"]),
 ]

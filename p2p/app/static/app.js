@@ -55,12 +55,26 @@
       el.addEventListener("change", function () { el.form.submit(); });
     });
     if (window.EventSource) {
-      var source = new EventSource("/events");
-      source.addEventListener("change", refresh);
-      // what changed between rendering this page and connecting
-      source.addEventListener("open", refresh);
+      // One stream per visible page: browsers allow few connections per host,
+      // so a hidden tab lets go of its stream and catches up when shown again.
+      var source = null;
+      var connect = function () {
+        if (source) return;
+        source = new EventSource("/events");
+        source.addEventListener("change", refresh);
+        // what changed between rendering this page (or hiding it) and connecting
+        source.addEventListener("open", refresh);
+      };
+      var disconnect = function () {
+        if (source) { source.close(); source = null; }
+      };
+      document.addEventListener("visibilitychange", function () {
+        if (document.visibilityState === "hidden") disconnect(); else connect();
+      });
+      window.addEventListener("pagehide", disconnect);
+      window.addEventListener("pageshow", connect);
+      connect();
       document.body.setAttribute("data-live-ready", "1");
-      window.addEventListener("pagehide", function () { source.close(); });
     }
   });
 })();
