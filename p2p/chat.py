@@ -70,9 +70,14 @@ def send(
 
 
 def messages(
-    home: Home, community: Community, room: str | None = None, moderated: bool = True
+    home: Home,
+    community: Community,
+    room: str | None = None,
+    moderated: bool = True,
+    last: int | None = None,
 ) -> list[dict]:
-    """Messages in time order (one room, or all), as moderation leaves them (from the index)."""
+    """Messages in time order (one room, or all), as moderation leaves them (from the index);
+    only the `last` most recent when given (read newest first: cost of what is shown)."""
     view = View(home.docs, community.id)
     banned = view.banned if moderated else set()
     hidden = view.hidden if moderated else set()
@@ -82,10 +87,14 @@ def messages(
     if wanted is not None:
         sql += " AND room = ?"
         args.append(wanted)
-    out = []
+    if last is not None:
+        sql += " ORDER BY ts DESC, id DESC"
+    out: list[dict] = []
     for owner, mid, in_room, text, ts, attached in view.db.execute(sql, args):
         if owner in banned or mid in hidden:
             continue
+        if last is not None and len(out) >= last:
+            break
         out.append(
             {
                 "id": mid,

@@ -299,3 +299,18 @@ def test_views_from_index_equal_views_from_documents(script) -> None:  # noqa: A
         finally:
             w.home.close()
             w.reader.close()
+
+
+def test_latest_chat_messages_are_the_tail_of_all(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    try:
+        for i in range(12):
+            w.play("chat", i % WRITERS, 1000 + i, i)
+        w.play("ban", 1, 0, 0)
+        every = chat.messages(w.home, w.c, "general")
+        assert every and all(m["author"] != w.ids[1].public_key.hex() for m in every)
+        for last in (1, 3, 50):
+            assert chat.messages(w.home, w.c, "general", last=last) == every[-last:]
+    finally:
+        w.home.close()
+        w.reader.close()

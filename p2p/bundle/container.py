@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+import blake3
 import msgpack
 
 from p2p.errors import (
@@ -209,7 +210,7 @@ class BundleReader:
                     f"{self.max_record}-byte limit; refusing to read it"
                 )
             body = self._hashed(length, f"record {count + 1}")
-            digest = hashlib.sha256(body).digest()
+            digest = blake3.blake3(body).digest()  # local duplicate check: the fast hash
             if digest in seen:
                 raise BundleCorrupt(f"record {count + 1} of this bundle is a duplicate")
             seen.add(digest)

@@ -64,8 +64,7 @@ def send(
 def show(ctx: Context, community_id: str, room: str, last: int, as_json: bool) -> None:
     """Show the latest messages of a room."""
     c = cm.resolve(ctx.home, community_id)
-    found = chat.messages(ctx.home, c, room)
-    shown = found[-last:] if last > 0 else found
+    shown = chat.messages(ctx.home, c, room, last=last if last > 0 else None)
     if as_json:
         emit_json(shown)
         return

@@ -9,6 +9,7 @@ import click
 from p2p import community as cm
 from p2p import index
 from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural
+from p2p.cli.progress import meter
 
 
 @click.group("index")
@@ -27,7 +28,10 @@ def rebuild(ctx: Context, community_id: str | None, as_json: bool) -> None:
     out: list[dict] = []
     for c in chosen:
         start = time.monotonic()
-        docs = index.rebuild(home.docs, c.id)
+        with meter(f"indexing {c.name}", unit="documents") as update:
+            docs = index.rebuild(
+                home.docs, c.id, lambda done, total, n: update(done, total=total, count=n)
+            )
         out.append(
             {
                 "community": c.hex,

@@ -16,6 +16,7 @@ counted in `ix_bad`, and a document the binding cannot read leaves no rows.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from automerge.core import ROOT, Document, ObjType
@@ -419,7 +420,10 @@ def stale(db: Any, community: bytes) -> list[tuple[bytes, str, bytes, bool]]:
     return [(*r, True) for r in rows] + [(*r, False) for r in gone]
 
 
-def refresh(docs: Documents, community: bytes) -> int:
+Progress = Callable[[int, int, int], None]  # (bytes read, bytes in all, documents read)
+
+
+def refresh(docs: Documents, community: bytes, progress: Progress | None = None) -> int:
     """Bring one community's indexes up to date (first use, or after a bypass); how many
     documents were read."""
     db = docs.store.db
@@ -431,7 +435,17 @@ def refresh(docs: Documents, community: bytes) -> int:
         return 0
     n = 0
     with docs.store.transaction() as db:
-        for doc_id, kind, owner, stored in stale(db, community):
+        todo = stale(db, community)
+        sizes = dict(
+            db.execute(
+                "SELECT id, length(snapshot) FROM docs WHERE community = ?", (community,)
+            ).fetchall()
+        )
+        total, done = sum(sizes.get(r[0], 0) for r in todo), 0
+        for doc_id, kind, owner, stored in todo:
+            if progress is not None:
+                progress(done, total, n)
+            done += sizes.get(doc_id, 0)
             ref = DocRef(community, kind, owner)
             if not stored:  # the document is gone (set aside as damaged): so are its rows
                 clear_doc(db, ref)
@@ -469,11 +483,11 @@ def _stamp(db: Any) -> tuple[int, int]:
     return db.execute("PRAGMA data_version").fetchone()[0], db.total_changes
 
 
-def rebuild(docs: Documents, community: bytes) -> int:
+def rebuild(docs: Documents, community: bytes, progress: Progress | None = None) -> int:
     """Throw away a community's indexes and read every document again."""
     with docs.store.transaction() as db:
         forget_community(db, community)
-        return refresh(docs, community)
+        return refresh(docs, community, progress)
 
 
 def bad_entries(db: Any, community: bytes) -> int:
