@@ -22,7 +22,17 @@ from tests.helpers import cli as run
 
 ROOT = Path(__file__).resolve().parents[1]
 
-HEAVY = ("rich", "zeroconf", "automerge", "p2p.lan", "p2p.bundle", "p2p.community", "noise", "PIL")
+HEAVY = (
+    "rich",
+    "zeroconf",
+    "automerge",
+    "p2p.lan",
+    "p2p.bundle",
+    "p2p.community",
+    "noise",
+    "PIL",
+    "p2p.agent",  # whoami on an unprotected home has no agent to ask
+)
 
 PROBE = """
 import atexit, json, sys
