@@ -156,6 +156,7 @@ def test_hostile_bundle_through_the_cli(world, tmp_path, name) -> None:
     if name == "backdated":
         state = json.loads(cli(carol_path, "community", "show", c.hex, "--json").stdout)
         assert not state.get("hidden_posts")
+        assert out["set_aside"] == 0  # refused on arrival: the demotion came in the same bundle
     if name == "gap":
         (tmp_path / "stick").mkdir()
         later_commands_work(carol_path, c, tmp_path)
