@@ -41,7 +41,7 @@ def start_app(home: Path) -> tuple[subprocess.Popen, str, float]:
     t = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "p2p.cli.main", "--home", str(home), "app", "--no-browser",
-         "--lan-host", "127.0.0.1", "--no-mdns"],
+         "--lan-host", "127.0.0.1", "--lan-port", "0", "--no-mdns"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -339,20 +339,38 @@ class Acceptor:
             {c.hash: c for c in binding.changes(existing)} if existing is not None else {}
         )
         known = set(known_changes)
-        lost_before = {
-            r[0] for r in db.execute("SELECT hash FROM forks_lost WHERE doc = ?", (doc_id,))
+        # changes set aside by a fork stay candidates: the kept branch is then a
+        # function of every change ever seen, whatever the order they came in
+        held = {
+            r[0]: r[1]
+            for r in db.execute("SELECT hash, data FROM forks_held WHERE doc = ?", (doc_id,))
         }
 
         pool: dict[bytes, RawChange] = {}
         sigs: list[signing.Sig] = []
         for inc in items:
             for c in inc.changes:
-                if c.hash in known or c.hash in lost_before:
+                if c.hash in known or c.hash in held:
                     report.already += 1
                 else:
                     pool[c.hash] = c
             sigs += inc.sigs
         incoming_hashes = set(pool)
+        if incoming_hashes:
+            for h, data in held.items():
+                if h not in known:
+                    pool[h] = chunk.parse_one(data)[0]
+            held_list = list(held)
+            for i in range(0, len(held_list), 500):
+                part = held_list[i : i + 500]
+                sigs += [
+                    tuple(r)
+                    for r in db.execute(
+                        "SELECT hash, signer, sig FROM sigs WHERE doc = ? AND hash IN"
+                        f" ({','.join('?' * len(part))})",
+                        (doc_id, *part),
+                    )
+                ]
         for h, data in db.execute("SELECT hash, data FROM pending WHERE doc = ?", (doc_id,)):
             if h not in pool and h not in known:
                 try:
@@ -365,13 +383,6 @@ class Acceptor:
                 "SELECT hash, signer, sig FROM pending_sigs WHERE doc = ?", (doc_id,)
             )
         ]
-        # what builds on a change set aside by a fork is set aside too, silently
-        silent: set[bytes] = set()
-        for h in signing.topo_order(pool):
-            if any(d in lost_before or d in silent for d in pool[h].deps):
-                silent.add(h)
-        for h in silent:
-            pool.pop(h, None)
         if not pool:
             return report
 
@@ -395,16 +406,37 @@ class Acceptor:
 
         lost = verdict.lost
         lost_known = lost & known
-        if verdict.forks:
-            self._keep_proof(db, ref, verdict, pool, known_changes)
-            report.forks += [(ref, f) for f in verdict.forks]
+        fresh_forks = [
+            f
+            for f in verdict.forks
+            if db.execute(
+                "SELECT 1 FROM forks WHERE doc = ? AND actor = ? AND seq = ? AND dropped = ?",
+                (doc_id, f.actor, f.seq, f.dropped),
+            ).fetchone()
+            is None
+        ]
+        if fresh_forks:
+            self._keep_proof(db, ref, fresh_forks, verdict, pool, known_changes)
+            report.forks += [(ref, f) for f in fresh_forks]
             report.fork_lines += [
-                describe_fork(ref, f, self._name(ref.community, f.actor)) for f in verdict.forks
+                describe_fork(ref, f, self._name(ref.community, f.actor)) for f in fresh_forks
             ]
+        back = [h for h in held if h not in lost]
+        db.executemany(
+            "DELETE FROM forks_held WHERE doc = ? AND hash = ?", [(doc_id, h) for h in back]
+        )
         if lost:
             db.executemany(
-                "INSERT OR IGNORE INTO forks_lost (doc, hash) VALUES (?, ?)",
-                [(doc_id, h) for h in lost],
+                "INSERT OR IGNORE INTO forks_held (doc, hash, data) VALUES (?, ?, ?)",
+                [
+                    (doc_id, h, (pool[h] if h in pool else known_changes[h]).data)
+                    for h in lost
+                    if h in pool or h in known_changes
+                ],
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO sigs (doc, hash, signer, sig) VALUES (?, ?, ?, ?)",
+                [(doc_id, h, s, g) for (h, s), g in valid.items() if h in lost],
             )
         if ready or lost_known:
             ready = list(ready)
@@ -591,6 +623,7 @@ class Acceptor:
         self,
         db: Any,
         ref: DocRef,
+        forks: list[Fork],
         verdict: Verdict,
         pool: Mapping[bytes, RawChange],
         known_changes: Mapping[bytes, RawChange],
@@ -600,12 +633,19 @@ class Acceptor:
         every.update(pool)
         stored = self.docs.sig_lookup(ref.id)
         now = int(time.time())
-        for f in verdict.forks:
+        for f in forks:
             held = db.execute(
                 "SELECT count(*) FROM forks WHERE doc = ? AND actor = ?", (ref.id, f.actor)
             ).fetchone()[0]
-            if held >= MAX_PROOFS:
-                continue  # an author forking again and again: the first proofs suffice
+            # an author forking again and again: the first proofs suffice, the
+            # rest are recorded (so reported once) without their changes
+            proof = (
+                msgpack.packb(
+                    [_signed_path(h, every, verdict.valid, stored) for h in (f.kept, f.dropped)]
+                )
+                if held < MAX_PROOFS
+                else msgpack.packb(None)
+            )
             db.execute(
                 "INSERT OR IGNORE INTO forks (doc, actor, seq, kept, dropped, proof, detected)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -615,9 +655,7 @@ class Acceptor:
                     f.seq,
                     f.kept,
                     f.dropped,
-                    msgpack.packb(
-                        [_signed_path(h, every, verdict.valid, stored) for h in (f.kept, f.dropped)]
-                    ),
+                    proof,
                     now,
                 ),
             )

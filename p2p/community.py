@@ -253,8 +253,9 @@ def leave(home: Home, community: Community) -> int:
     )
     home.store.db.execute("PRAGMA secure_delete = ON")
     with home.store.transaction() as db:
-        for table in ("changes", "sigs", "pending_sigs", "peer_heads"):
+        for table in ("changes", "sigs", "pending_sigs", "peer_heads", "forks", "forks_held"):
             db.executemany(f"DELETE FROM {table} WHERE doc = ?", [(i,) for i in ids])
+        db.execute("DELETE FROM set_aside WHERE community = ?", (community.id,))
         db.execute("DELETE FROM pending WHERE community = ?", (community.id,))
         db.execute("DELETE FROM docs WHERE community = ?", (community.id,))
         db.execute("DELETE FROM bundles_written WHERE domain = ?", (community.hex,))

@@ -84,9 +84,10 @@ CREATE TABLE IF NOT EXISTS forks (
     detected INTEGER NOT NULL,
     PRIMARY KEY (doc, actor, seq, dropped)
 );
-CREATE TABLE IF NOT EXISTS forks_lost (
+CREATE TABLE IF NOT EXISTS forks_held (
     doc BLOB NOT NULL,
     hash BLOB NOT NULL,
+    data BLOB NOT NULL,
     PRIMARY KEY (doc, hash)
 );
 CREATE TABLE IF NOT EXISTS set_aside (

@@ -56,7 +56,7 @@ def test_files_are_private_and_identical_files_stored_once(home) -> None:
     assert a1 != a2  # the name is part of the manifest
     (n,) = home.store.db.execute("SELECT COUNT(*) FROM blob_chunks").fetchone()
     assert n == 2
-    files = [p for p in store.root.rglob("*") if p.is_file()]
+    files = [p for p in store.root.rglob("[0-9a-f]*") if p.is_file()]
     assert len(files) == 2 and all(p.stat().st_mode & 0o777 == 0o600 for p in files)
     assert all(p.stat().st_mode & 0o777 == 0o700 for p in store.root.rglob("*") if p.is_dir())
 
@@ -176,7 +176,7 @@ def test_unreferenced_attachments_are_kept_within_a_budget(home) -> None:
     assert removed == 2
     kept = {a for (a,) in home.store.db.execute("SELECT id FROM blob_manifests")}
     assert kept == {ids[0], ids[3]}  # the referenced one, and the newest within budget
-    assert sum(1 for p in store.root.rglob("*") if p.is_file()) == 2
+    assert sum(1 for p in store.root.rglob("[0-9a-f]*") if p.is_file()) == 2
 
 
 def test_images_lose_metadata_unless_asked(home, tmp_path: Path) -> None:
@@ -233,3 +233,50 @@ def test_entries_survive_any_signed_value() -> None:
         assert all(e.name == "b.txt" and e.size == 3 for e in parsed)
         assert len(parsed) <= entries.MAX_PER_POST
     assert entries.parse([{**good, "thumb": b"x" * 100_000}])[0].thumb is None
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from p2p.blobs import exchange as bx  # noqa: E402
+
+_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.binary(max_size=40)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=8), inner, max_size=6),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(max_size=200), _values.map(lambda v: msgpack.packb(v))))
+def test_manifest_parser_only_ever_says_bad_attachment(data: bytes) -> None:
+    try:
+        m = mf.parse(data)
+    except BadAttachment:
+        return
+    assert len(m.hashes) == mf.chunk_count(m.size)  # whatever passes is consistent
+
+
+@settings(max_examples=200, deadline=None)
+@given(_values)
+def test_post_entries_parse_any_signed_value(value: object) -> None:
+    for e in entries.parse(value):
+        assert len(e.id) == 32 and 0 <= e.size <= mf.MAX_SIZE and "/" not in e.name
+
+
+@given(st.lists(st.integers(0, 63)), st.lists(st.integers(0, 63)))
+def test_bitmap_union_holds_both(a: list[int], b: list[int]) -> None:
+    def bits(ns: list[int]) -> bytes:
+        out = bytearray(8)
+        for n in ns:
+            out[n // 8] |= 0x80 >> (n % 8)
+        return bytes(out) or b"\x00"
+
+    aid = b"\x01" * 32
+    merged = bx.union({aid: bits(a)}, {aid: bits(b)})[aid]
+    assert {n for n in range(64) if bx.has_bit(merged, n)} == set(a) | set(b)

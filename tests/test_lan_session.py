@@ -325,9 +325,8 @@ def test_forged_identity_fails_the_identity_phase(trio) -> None:
             await _hello(bob, chan, wire)
             sig = bob.identity.sign(session.ID_TAG + chan.handshake_hash + chan.role)
             await wire.send({"t": "id", "key": eve.public_key, "sig": sig})
-            got = await wire.recv("id")  # alice reveals herself: bob proved a shared community
-            assert got["key"] == alice.public_key
-            assert await asyncio.wait_for(chan._reader.read(), 5) == b""  # then hangs up
+            # alice checks the claim before revealing herself, and hangs up
+            assert await asyncio.wait_for(chan._reader.read(), 5) == b""
             await chan.close()
             return server.stats
         finally:
@@ -790,3 +789,33 @@ def test_node_retries_a_failing_peer_with_backoff_and_syncs_a_remembered_one(tri
     assert session["direction"] == "out" and session["public_key"] == alice.public_key.hex()
     bv = cm.resolve(bob, village.hex)
     assert "open post" in [p["text"] for p in feed.all_posts(bob, bv)]
+
+
+def test_a_member_banned_everywhere_learns_not_even_who_serves(trio) -> None:
+    """Bob is banned from both communities he shares with Alice: her server reads his
+    identity, then answers `none` without revealing hers, and stores nothing."""
+    alice, bob, _eve, village, secret = trio
+    cm.ban(alice, village, bob.public_key)
+    cm.ban(alice, secret, bob.public_key)
+    before = dump(alice)
+
+    async def go():
+        server = await serve(alice)
+        try:
+            with pytest.raises(NoSharedCommunity):
+                await sync_with(bob, "127.0.0.1", server.port)
+            chan, wire = await _member_client(bob, server.port)
+            await _hello(bob, chan, wire)  # bob still holds both keys: his proofs pass
+            sig = bob.identity.sign(session.ID_TAG + chan.handshake_hash + chan.role)
+            await wire.send({"t": "id", "key": bob.public_key, "sig": sig})
+            answer = await wire.recv()
+            await chan.close()
+            await asyncio.sleep(0.1)
+            return answer, server.stats
+        finally:
+            await server.close()
+
+    answer, stats = asyncio.run(go())
+    assert answer == {"t": "none"}
+    assert stats.strangers == 2 and stats.sessions == 0
+    assert dump(alice) == before

@@ -30,6 +30,7 @@ class LanControl:
     state: AppState
     host: str | None = None  # None: every LAN address of this machine
     mdns: bool = True
+    port: int = PORT
     running: bool = False
     addresses: list[str] = field(default_factory=list)
     sessions: list[dict] = field(default_factory=list)  # newest first, Node "session" events
@@ -87,11 +88,13 @@ class LanControl:
         async def main() -> None:
             self._loop = asyncio.get_running_loop()
             self._stop = asyncio.Event()
-            node = self._node_for(PORT)
+            node = self._node_for(self.port)
             try:
                 try:
                     await node.start()
                 except OSError:
+                    if not self.port:
+                        raise
                     await node.close()
                     node = self._node_for(0)
                     await node.start()

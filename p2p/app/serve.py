@@ -20,6 +20,7 @@ def run(
     open_browser: bool = True,
     port: int = 0,
     lan_host: str | None = None,
+    lan_port: int = 7420,
     mdns: bool = True,
     say: Callable[[str], None] = print,
 ) -> None:
@@ -29,7 +30,7 @@ def run(
     bound = sock.getsockname()[1]
     token = secrets.token_urlsafe(32)
     state = AppState(home_path)
-    state.lan.host, state.lan.mdns = lan_host, mdns
+    state.lan.host, state.lan.port, state.lan.mdns = lan_host, lan_port, mdns
     app = create_app(state, bound, token)
     url = f"http://127.0.0.1:{bound}/?token={token}"
     config = uvicorn.Config(

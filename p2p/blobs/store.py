@@ -26,6 +26,7 @@ from p2p.home import Home
 UNREFERENCED_BUDGET = 256 * 1024 * 1024  # bytes kept of attachments no post names
 BATCH = 32  # chunks written before they are synced together
 DEBRIS_AGE = 600  # seconds before an unregistered chunk file counts as debris
+SWEEP_EVERY = 3600  # seconds between walks of the chunk folders for debris
 
 
 def _syncfs(path: Path) -> bool:
@@ -342,7 +343,15 @@ class BlobStore:
             db.executemany("DELETE FROM blob_chunks WHERE hash = ?", [(h,) for h in orphans])
         for h in orphans:
             self.path(h).unlink(missing_ok=True)
-        return len(orphans) + self.sweep()
+        mark = self.root / ".swept"  # its mtime: the last sweep (not in the store)
+        if self.root.is_dir() and (
+            not mark.exists() or time.time() - mark.stat().st_mtime > SWEEP_EVERY
+        ):
+            swept = self.sweep()
+            mark.touch(mode=0o600)
+            os.utime(mark)
+            return len(orphans) + swept
+        return len(orphans)
 
     def sweep(self) -> int:
         """Remove chunk files no row registers (left by an import that rolled back)."""
@@ -351,7 +360,7 @@ class BlobStore:
         removed = 0
         now = time.time()
         for sub in self.root.iterdir():
-            if not sub.is_dir():
+            if not sub.is_dir() or sub.name.startswith("."):
                 continue
             for f in sub.iterdir():
                 try:

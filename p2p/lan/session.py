@@ -4,10 +4,11 @@ MEMBERSHIP  each side sends HMAC(community key, tag || handshake hash || role)
             for each community it is in, padded with random values to a
             multiple of 32, so that a stranger learns neither which
             communities nor how many. Only a member can recognise a proof.
-IDENTITY    only if at least one community is shared: each side reveals its
-            Ed25519 key with a signature over the handshake hash, and says
-            which shared communities it will exchange (a member banned from
-            one is dropped from it here).
+IDENTITY    only if at least one community is shared: the initiator reveals
+            its Ed25519 key with a signature over the handshake hash; the
+            responder checks it and its bans, and reveals its own only if a
+            community is left. Each says which shared communities it will
+            exchange (a member banned from one is dropped from it here).
 INVENTORY   heads of every document of the communities both will exchange.
 WANT        what each side lacks, with the other's hashes it already holds.
 TRANSFER    one `doc` record per wanted document, then `done`.
@@ -152,6 +153,7 @@ class SessionResult:
                 for x in self.report.rejected
             ],
             "forks": self.report.fork_lines,
+            "set_aside": self.report.set_aside,
             **self.news.as_json(),
             "bytes_sent": self.bytes_sent,
             "bytes_received": self.bytes_received,
@@ -250,7 +252,9 @@ async def authenticate(home: Home, channel: Channel, io: Wire | None = None) -> 
             raise NoSharedCommunity()
     with _in(io, Phase.IDENTITY):
         sig = home.identity.sign(ID_TAG + hh + channel.role)
-        await io.send({"t": "id", "key": home.public_key, "sig": sig})
+        mine_id = {"t": "id", "key": home.public_key, "sig": sig}
+        if channel.role == b"I":  # the initiator reveals first; the responder (a serving
+            await io.send(mine_id)  # peer) only to a member it has not banned everywhere
         got = await io.recv("id", "none")
         if got["t"] == "none":
             raise NoSharedCommunity()
@@ -263,6 +267,13 @@ async def authenticate(home: Home, channel: Channel, io: Wire | None = None) -> 
             raise SameIdentity()
         channel.peer_key = key
         offered = [c for c in candidates if not _banned(home, c, key)]
+        if channel.role == b"R":
+            if not offered:
+                await io.send({"t": "none"})
+                raise NoSharedCommunity(
+                    "that peer is banned from every community you share; nothing was exchanged"
+                )
+            await io.send(mine_id)
         await io.send({"t": "shared", "communities": sorted(c.id for c in offered)})
         msg = await io.recv("shared")
         ids = msg.get("communities")
