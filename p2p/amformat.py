@@ -19,6 +19,8 @@ docs/core-model.md ("Bounded inflation").
 
 from __future__ import annotations
 
+import functools
+import re
 import zlib
 from dataclasses import dataclass
 
@@ -109,19 +111,43 @@ def _sleb(buf: memoryview, pos: int, end: int) -> tuple[int, int]:
             raise AutomergeMalformed("integer too long")
 
 
-def _skip_lebs(buf: memoryview, pos: int, end: int, count: int) -> int:
-    """The offset after `count` LEB128 integers (each ends at a byte < 0x80)."""
-    for _ in range(count):
-        start = pos
-        while True:
-            if pos >= end:
-                raise AutomergeMalformed("truncated integer")
-            pos += 1
-            if buf[pos - 1] < 0x80:
-                break
-            if pos - start > 10:
-                raise AutomergeMalformed("integer too long")
+_LEB = re.compile(rb"[\x80-\xff]{0,9}[\x00-\x7f]")
+_STEP = 4096
+
+
+@functools.lru_cache(maxsize=256)
+def _skipper(count: int) -> re.Pattern[bytes]:
+    return re.compile(rb"(?:[\x80-\xff]{0,9}[\x00-\x7f]){%d}" % count)
+
+
+def _skip(data: memoryview, pos: int, count: int) -> int:
+    """The offset after `count` LEB128 integers from `pos` (matched in C)."""
+    while count > 0:
+        step = min(count, _STEP)
+        found = _skipper(step).match(data, pos)
+        if found is None:
+            raise AutomergeMalformed("truncated column")
+        pos, count = found.end(), count - step
     return pos
+
+
+def _next(data: memoryview, pos: int) -> tuple[bytes, int]:
+    found = _LEB.match(data, pos)
+    if found is None:
+        raise AutomergeMalformed("truncated integer")
+    return found.group(), found.end()
+
+
+def _dec(tok: bytes, signed: bool = False) -> int:
+    if len(tok) == 1:
+        value = tok[0]
+        return value - 0x80 if signed and value & 0x40 else value
+    value = 0
+    for i, byte in enumerate(tok):
+        value |= (byte & 0x7F) << (7 * i)
+    if signed and tok[-1] & 0x40:
+        value -= 1 << (7 * len(tok))
+    return value
 
 
 # --- the walk -------------------------------------------------------------------
@@ -275,41 +301,57 @@ class _Walker:
     def column(self, kind: int, data: memoryview) -> int:
         """How many values the column decodes to (for a group column, also the
         total its counts announce for the grouped columns, whichever is more)."""
-        end, pos, rows, grouped = len(data), 0, 0, 0
         if kind == VALUE_RAW:
             return 0  # plain bytes, already counted as bytes
+        if kind == STRING:
+            return self._strings(data)
         limit = self.budget // OP_COST + 1
+        if kind == BOOLEAN:
+            toks = _LEB.findall(data)
+            if sum(map(len, toks)) != len(data):
+                raise AutomergeMalformed("truncated boolean column")
+            return sum(t[0] if len(t) == 1 else _dec(t) for t in toks)
+        # every other type: runs whose header and values are one LEB128 each
+        pos, end, rows, grouped = 0, len(data), 0, 0
         while pos < end and rows <= limit and grouped <= limit:
-            if kind == BOOLEAN:
+            tok, pos = _next(data, pos)
+            run = _dec(tok, signed=True)
+            if run < 0:  # literal values
+                if kind == GROUP:
+                    for _ in range(-run):
+                        tok, pos = _next(data, pos)
+                        grouped += _dec(tok)
+                else:
+                    pos = _skip(data, pos, -run)
+                rows -= run
+                continue
+            tok, pos = _next(data, pos)
+            if run > 0:  # one value, repeated
+                rows += run
+                if kind == GROUP:
+                    grouped += run * _dec(tok)
+            else:  # nulls
+                rows += _dec(tok)
+        return max(rows, grouped)
+
+    def _strings(self, data: memoryview) -> int:
+        """Rows of a run-length column of length-prefixed strings."""
+        end, pos, rows = len(data), 0, 0
+        limit = self.budget // OP_COST + 1
+        while pos < end and rows <= limit:
+            run, pos = _sleb(data, pos, end)
+            if run == 0:
                 count, pos = _uleb(data, pos, end)
                 rows += count
                 continue
-            run, pos = _sleb(data, pos, end)
-            if run > 0:  # one value, repeated
-                value, pos = self._value(kind, data, pos, end)
-                rows += run
-                if kind == GROUP:
-                    grouped += run * value
-            elif run < 0:  # literal values
-                if kind in (STRING, GROUP):
-                    for _ in range(-run):
-                        value, pos = self._value(kind, data, pos, end)
-                        grouped += value
+            for _ in range(1 if run > 0 else -run):
+                size = data[pos] if pos < end else 0x80
+                if size < 0x80:
+                    pos += 1 + size
                 else:
-                    pos = _skip_lebs(data, pos, end, -run)
-                rows -= run
-            else:  # nulls
-                count, pos = _uleb(data, pos, end)
-                rows += count
-        return max(rows, grouped if kind == GROUP else 0)
-
-    @staticmethod
-    def _value(kind: int, data: memoryview, pos: int, end: int) -> tuple[int, int]:
-        if kind == STRING:
-            size, pos = _uleb(data, pos, end)
-            if pos + size > end:
-                raise AutomergeMalformed("truncated string")
-            return 0, pos + size
-        if kind == DELTA:
-            return _sleb(data, pos, end)
-        return _uleb(data, pos, end)
+                    size, pos = _uleb(data, pos, end)
+                    pos += size
+                if pos > end:
+                    raise AutomergeMalformed("truncated string")
+            rows += abs(run)
+        return rows

@@ -233,3 +233,50 @@ def test_entries_survive_any_signed_value() -> None:
         assert all(e.name == "b.txt" and e.size == 3 for e in parsed)
         assert len(parsed) <= entries.MAX_PER_POST
     assert entries.parse([{**good, "thumb": b"x" * 100_000}])[0].thumb is None
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from p2p.blobs import exchange as bx  # noqa: E402
+
+_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.binary(max_size=40)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=8), inner, max_size=6),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(max_size=200), _values.map(lambda v: msgpack.packb(v))))
+def test_manifest_parser_only_ever_says_bad_attachment(data: bytes) -> None:
+    try:
+        m = mf.parse(data)
+    except BadAttachment:
+        return
+    assert len(m.hashes) == mf.chunk_count(m.size)  # whatever passes is consistent
+
+
+@settings(max_examples=200, deadline=None)
+@given(_values)
+def test_post_entries_parse_any_signed_value(value: object) -> None:
+    for e in entries.parse(value):
+        assert len(e.id) == 32 and 0 <= e.size <= mf.MAX_SIZE and "/" not in e.name
+
+
+@given(st.lists(st.integers(0, 63)), st.lists(st.integers(0, 63)))
+def test_bitmap_union_holds_both(a: list[int], b: list[int]) -> None:
+    def bits(ns: list[int]) -> bytes:
+        out = bytearray(8)
+        for n in ns:
+            out[n // 8] |= 0x80 >> (n % 8)
+        return bytes(out) or b"\x00"
+
+    aid = b"\x01" * 32
+    merged = bx.union({aid: bits(a)}, {aid: bits(b)})[aid]
+    assert {n for n in range(64) if bx.has_bit(merged, n)} == set(a) | set(b)

@@ -135,6 +135,10 @@ def test_hostile_bundle_through_the_cli(world, tmp_path, name) -> None:
     bundle = doctored_bundle(mallory, c, records, tmp_path)
     carol_path = carol.path
     carol.close()
+    for look in ("verify", "inspect"):  # reading it is harmless too
+        seen = cli(carol_path, look, str(bundle))
+        assert seen.returncode in (0, 1), seen.stderr
+        assert "Traceback" not in seen.stderr and "panicked" not in seen.stderr
     res = cli(carol_path, "import", str(bundle), "--json")
     assert "Traceback" not in res.stderr and "panicked" not in res.stderr
     out = first_json(res.stdout)[0]

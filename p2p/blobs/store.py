@@ -26,6 +26,7 @@ from p2p.home import Home
 UNREFERENCED_BUDGET = 256 * 1024 * 1024  # bytes kept of attachments no post names
 BATCH = 32  # chunks written before they are synced together
 DEBRIS_AGE = 600  # seconds before an unregistered chunk file counts as debris
+SWEEP_EVERY = 3600  # seconds between walks of the chunk folders for debris
 
 
 def _syncfs(path: Path) -> bool:
@@ -342,7 +343,12 @@ class BlobStore:
             db.executemany("DELETE FROM blob_chunks WHERE hash = ?", [(h,) for h in orphans])
         for h in orphans:
             self.path(h).unlink(missing_ok=True)
-        return len(orphans) + self.sweep()
+        last = self.home.meta("blobs.swept")
+        if not isinstance(last, int) or time.time() - last > SWEEP_EVERY:
+            swept = self.sweep()
+            self.home.set_meta("blobs.swept", int(time.time()))
+            return len(orphans) + swept
+        return len(orphans)
 
     def sweep(self) -> int:
         """Remove chunk files no row registers (left by an import that rolled back)."""
