@@ -153,6 +153,7 @@ class SessionResult:
                 for x in self.report.rejected
             ],
             "forks": self.report.fork_lines,
+            "set_aside": self.report.set_aside,
             **self.news.as_json(),
             "bytes_sent": self.bytes_sent,
             "bytes_received": self.bytes_received,
