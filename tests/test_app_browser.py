@@ -84,9 +84,9 @@ class Shots:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
 
-    def take(self, page, name: str) -> None:  # noqa: ANN001
+    def take(self, page, name: str, full: bool = True) -> None:  # noqa: ANN001
         page.evaluate("document.fonts.ready.then(() => true)")
-        page.screenshot(path=str(self.folder / f"{name}.png"), full_page=True)
+        page.screenshot(path=str(self.folder / f"{name}.png"), full_page=full)
 
     def publish(self) -> None:
         if os.environ.get("P2P_SCREENSHOTS") == "docs":
@@ -99,6 +99,20 @@ def _switch(page, lang: str) -> None:  # noqa: ANN001
     page.select_option("#lang-select", lang)
     page.wait_for_load_state()
     page.wait_for_selector(f'html[lang="{lang}"]')
+
+
+def _tell(browser) -> None:  # noqa: ANN001
+    for n, context in enumerate(browser.contexts):
+        for page in context.pages:
+            try:
+                text = page.inner_text("main", timeout=2000)
+            except Exception as exc:  # noqa: BLE001 - a diagnostic only
+                text = f"({exc.__class__.__name__})"
+            print(f"--- context {n} {page.url}\n{text[:1500]}")
+
+
+def _no_sideways_scroll(page) -> bool:  # noqa: ANN001
+    return bool(page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"))
 
 
 def _live(page) -> None:  # noqa: ANN001
@@ -313,7 +327,21 @@ def test_two_people_in_the_browser(tmp_path):
             feed_a.set_viewport_size({"width": 390, "height": 844})
             feed_a.goto(f"{base_a}/c/{cid}")
             shots.take(feed_a, "ko-feed-phone")
+            assert _no_sideways_scroll(feed_a)
+            # a reader who set a large default font (32 px instead of 16): still fits
+            cdp = a.new_cdp_session(feed_a)
+            cdp.send("Page.setFontSizes", {"fontSizes": {"standard": 32, "fixed": 26}})
+            feed_a.set_viewport_size({"width": 1100, "height": 800})
+            _switch(feed_a, "en")
+            feed_a.goto(f"{base_a}/c/{cid}")
+            assert feed_a.evaluate("parseFloat(getComputedStyle(document.body).fontSize)") > 30
+            assert _no_sideways_scroll(feed_a)
+            # (the visible part only: a full-page capture resets the font setting)
+            shots.take(feed_a, "en-feed-large-font", full=False)
             assert not [e for e in errors if "Content Security Policy" in e], errors
+        except Exception:
+            _tell(browser)  # what each open page showed, to see why it failed
+            raise
         finally:
             browser.close()
     shots.publish()

@@ -123,3 +123,15 @@ def test_no_plural_by_hand_in_the_cli_sources() -> None:
         if bad.search(line)
     ]
     assert found == []
+
+
+def test_a_damaged_bundle_is_one_line_or_one_json_object(town, tmp_path: Path) -> None:
+    home, _ = town
+    cut = tmp_path / "cut.p2p"
+    out = tmp_path / "whole.p2p"
+    assert cli(home, "export", "--out", str(out)).returncode == 0
+    cut.write_bytes(out.read_bytes()[: out.stat().st_size // 2])
+    for command in ("verify", "import"):
+        one_line(cli(home, command, str(cut)), 1, "cut short")
+        doc = json.loads(cli(home, command, str(cut), "--json").stdout)
+        assert doc["kind"] == "bundle_truncated" and "cut short" in doc["error"], doc

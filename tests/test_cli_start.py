@@ -22,7 +22,17 @@ from tests.helpers import cli as run
 
 ROOT = Path(__file__).resolve().parents[1]
 
-HEAVY = ("rich", "zeroconf", "automerge", "p2p.lan", "p2p.bundle", "p2p.community", "noise")
+HEAVY = (
+    "rich",
+    "zeroconf",
+    "automerge",
+    "p2p.lan",
+    "p2p.bundle",
+    "p2p.community",
+    "noise",
+    "PIL",
+    "p2p.agent",  # whoami on an unprotected home has no agent to ask
+)
 
 PROBE = """
 import atexit, json, sys
@@ -61,6 +71,23 @@ def test_version_and_whoami_import_no_heavy_module(tmp_path: Path) -> None:
     assert loaded_by(home, "whoami", "--json") == []
     # ...while a command that needs them still gets them (the probe is not blind)
     assert "p2p.community" in loaded_by(home, "community", "list")
+
+
+def test_everyday_commands_leave_the_lan_stack_bundles_and_pillow_alone(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    assert run(home, "init", "--no-passphrase", "--name", "Ann").returncode == 0
+    made = run(home, "community", "create", "Town", "--json")
+    cid = json.loads(made.stdout)["id"]
+    for argv in (
+        ["post", cid, "hello"],
+        ["feed", cid],
+        ["chat", "show", cid],
+        ["community", "list"],
+    ):
+        loaded = loaded_by(home, *argv)
+        assert "p2p.community" in loaded, argv  # the probe sees what they do use
+        for unused in ("zeroconf", "p2p.lan", "noise", "PIL", "p2p.bundle"):
+            assert unused not in loaded, (argv, unused)
 
 
 def test_version_matches_the_package_metadata() -> None:

@@ -4,11 +4,13 @@ running a library call and turning its error into one plain line."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jinja2
+import markupsafe
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -22,19 +24,36 @@ if TYPE_CHECKING:
     from p2p.app.state import AppState
 
 PAGES = Path(__file__).parent / "pages"
+CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _finalize(value: Any) -> Any:
+    """Every value a template shows: control characters (terminal escapes and
+    the like, which a member can sign into any text) are dropped; line breaks
+    and tabs stay. Escaping for HTML follows (autoescape)."""
+    if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
+        return CONTROLS.sub("", value)
+    return value  # Markup (a macro's output) was cleaned value by value inside
+
+
 env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(PAGES),
     autoescape=True,  # member text is always text
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
+    finalize=_finalize,
 )
 
 EXPECTED = (P2PError, ValueError, OSError)  # errors a user can act on
 
 
-def when(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M")
+def when(ms: object) -> str:
+    """A stored timestamp (Unix ms, as any member signed it) as local time, or '?'."""
+    try:
+        return dt.datetime.fromtimestamp(int(ms) / 1000).strftime("%Y-%m-%d %H:%M")  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError, OSError):
+        return "?"
 
 
 env.filters["when"] = when

@@ -13,14 +13,25 @@ import io
 import mimetypes
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+if TYPE_CHECKING:  # Pillow is imported on first use: it costs `p2p post` and `feed` ~0.1 s
+    from PIL import Image
 
 THUMB_MAX = 16 * 1024
 THUMB_SIDE = 160
 REENCODE = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WEBP", "GIF": "PNG", "TIFF": "PNG", "BMP": "PNG"}
 MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
-Image.MAX_IMAGE_PIXELS = 80_000_000  # a decompression bomb is refused, not decoded
+MAX_PIXELS = 80_000_000  # a decompression bomb is refused, not decoded
+
+
+def _pil() -> tuple[ModuleType, ModuleType]:
+    """PIL.Image (with the bomb limit set) and PIL.ImageOps."""
+    from PIL import Image, ImageOps
+
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    return Image, ImageOps
 
 
 @dataclass
@@ -48,17 +59,19 @@ def _open(path: Path) -> Image.Image | None:
     with path.open("rb") as fh:
         if not looks_like_image(fh.read(16)):
             return None
+    pil, _ = _pil()
     try:
-        img = Image.open(path)
+        img = pil.open(path)
         img.load()
         return img
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+    except (pil.UnidentifiedImageError, OSError, ValueError, pil.DecompressionBombError):
         return None
 
 
 def thumbnail(img: Image.Image) -> bytes | None:
     """A WebP of at most THUMB_MAX bytes, or None if the image will not shrink to it."""
-    small = ImageOps.exif_transpose(img.copy())
+    _, image_ops = _pil()
+    small = image_ops.exif_transpose(img.copy())
     small = small.convert("RGBA" if "A" in small.getbands() else "RGB")
     small.thumbnail((THUMB_SIDE, THUMB_SIDE))
     for quality in (60, 40, 20):
@@ -81,7 +94,7 @@ def prepare(path: Path, scratch: Path, keep_metadata: bool = False) -> Prepared:
     if keep_metadata or fmt not in REENCODE:
         return Prepared(path, name, MIME.get(fmt, guess_mime(name)), thumb, False)
     out_fmt = REENCODE[fmt]
-    clean = ImageOps.exif_transpose(img)
+    clean = _pil()[1].exif_transpose(img)
     if out_fmt == "JPEG" and clean.mode not in ("RGB", "L"):
         clean = clean.convert("RGB")
     dest = scratch / f"clean-{path.stem}"

@@ -343,10 +343,13 @@ class BlobStore:
             db.executemany("DELETE FROM blob_chunks WHERE hash = ?", [(h,) for h in orphans])
         for h in orphans:
             self.path(h).unlink(missing_ok=True)
-        last = self.home.meta("blobs.swept")
-        if not isinstance(last, int) or time.time() - last > SWEEP_EVERY:
+        mark = self.root / ".swept"  # its mtime: the last sweep (not in the store)
+        if self.root.is_dir() and (
+            not mark.exists() or time.time() - mark.stat().st_mtime > SWEEP_EVERY
+        ):
             swept = self.sweep()
-            self.home.set_meta("blobs.swept", int(time.time()))
+            mark.touch(mode=0o600)
+            os.utime(mark)
             return len(orphans) + swept
         return len(orphans)
 
@@ -357,7 +360,7 @@ class BlobStore:
         removed = 0
         now = time.time()
         for sub in self.root.iterdir():
-            if not sub.is_dir():
+            if not sub.is_dir() or sub.name.startswith("."):
                 continue
             for f in sub.iterdir():
                 try:

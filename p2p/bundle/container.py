@@ -182,6 +182,22 @@ class BundleReader:
         return BundleHeader(version, exporter, created, extra)
 
     def records(self) -> Iterator[dict]:
+        for body in self._bodies():
+            record = _unpack(body, self.max_record)
+            if not isinstance(record, dict) or not isinstance(record.get("t"), str):
+                raise BundleCorrupt(f"record {self.stats.count} of this bundle has no type")
+            yield record
+        self._trailer()
+
+    def prove(self) -> BundleStats:
+        """Read the whole container and check its trailer without decoding a single
+        record (no msgpack, no Automerge): what fails here was never parsed."""
+        for _body in self._bodies():
+            pass
+        self._trailer()
+        return self.stats
+
+    def _bodies(self) -> Iterator[bytes]:
         seen: set[bytes] = set()
         count = 0
         while True:
@@ -198,11 +214,12 @@ class BundleReader:
             if digest in seen:
                 raise BundleCorrupt(f"record {count + 1} of this bundle is a duplicate")
             seen.add(digest)
-            record = _unpack(body, self.max_record)
-            if not isinstance(record, dict) or not isinstance(record.get("t"), str):
-                raise BundleCorrupt(f"record {count + 1} of this bundle has no type")
             count += 1
-            yield record
+            self.stats.count = count
+            yield body
+
+    def _trailer(self) -> None:
+        count = self.stats.count
         digest = self.hash.digest()
         trailer = self._exact(TRAILER, "the trailer")
         (claimed,) = struct.unpack(">Q", trailer[:8])

@@ -7,6 +7,7 @@ private community never lands on disk), and the container reader is returned.
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 from collections.abc import Iterator
@@ -134,7 +135,12 @@ class Opened:
 
 @contextmanager
 def open_bundle(paths: list[Path], keys: Keys | None = None) -> Iterator[Opened]:
-    """Open one bundle (a file, or the parts of one) for reading."""
+    """Open one bundle (a file, or the parts of one) for reading.
+
+    The container is first read through once and its trailer checked (hash of
+    every byte, count, the exporter's signature) without decoding any record;
+    only a bundle that passes is opened again for its records to be parsed
+    (docs/bundle-format.md, "What a reader must do")."""
     keys = keys or Keys()
     first = paths[0]
     head = _head(first)
@@ -142,32 +148,51 @@ def open_bundle(paths: list[Path], keys: Keys | None = None) -> Iterator[Opened]
         raise NotABundle(f"{first.name} is empty, not a bundle")
     files = [first]
     closers: list = []
-    try:
-        if parts.is_part(head):
-            files = paths if len(paths) > 1 else part_set(first)
-            with parts.open_parts(files) as joined:
-                head = joined.read(HEAD)
+    if parts.is_part(head):
+        files = paths if len(paths) > 1 else part_set(first)
+        with parts.open_parts(files) as joined:
+            head = joined.read(HEAD)
+    encrypted, passphrase = crypt.is_encrypted(head), crypt.is_passphrase(head)
+    if passphrase and keys.passphrase is None:
+        raise WrongKey("this bundle is sealed with a passphrase: give it (P2P_BUNDLE_PASSPHRASE)")
+    if encrypted and not passphrase and not keys.identities:
+        raise WrongKey("this bundle is encrypted and you hold no key for it")
+
+    plain: bytes | None = None  # a passphrase bundle, decrypted once (scrypt is slow)
+
+    def container() -> BinaryIO:
+        """A fresh stream of the plain container, through whatever layers it has."""
+        nonlocal plain
+        if plain is not None:
+            return io.BytesIO(plain)
+        if parts.is_part(_head(first)):
             stream: BinaryIO = parts.open_parts(files)  # type: ignore[assignment]
         else:
             stream = first.open("rb")
-        encrypted, passphrase = crypt.is_encrypted(head), crypt.is_passphrase(head)
         closers.append(stream)
-        if passphrase and keys.passphrase is None:
-            raise WrongKey(
-                "this bundle is sealed with a passphrase: give it (P2P_BUNDLE_PASSPHRASE)"
-            )
-        if encrypted and not passphrase and not keys.identities:
-            raise WrongKey("this bundle is encrypted and you hold no key for it")
+        if passphrase:  # pyrage holds these in memory anyway (crypt.py)
+            out = io.BytesIO()
+            crypt.decrypt_passphrase(stream, out, keys.passphrase or "")
+            plain = out.getvalue()
+            return io.BytesIO(plain)
         if encrypted:
             pipe = _decrypting(stream, keys, passphrase)
             closers.append(pipe)
-            reader = BundleReader(pipe)  # type: ignore[arg-type]
-        else:
-            reader = BundleReader(stream)
-        yield Opened(reader, encrypted, files)
+            return pipe  # type: ignore[return-value]
+        return stream
+
+    try:
+        BundleReader(container()).prove()
+        _close(closers)
+        yield Opened(BundleReader(container()), encrypted, files)
     finally:
-        for c in reversed(closers):
-            try:
-                c.close()
-            except Exception:  # noqa: BLE001 - closing after an error
-                pass
+        _close(closers)
+
+
+def _close(closers: list) -> None:
+    for c in reversed(closers):
+        try:
+            c.close()
+        except Exception:  # noqa: BLE001 - closing after an error
+            pass
+    closers.clear()

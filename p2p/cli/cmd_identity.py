@@ -79,9 +79,11 @@ def _keys_line(info: dict) -> str:
 
 def _unlocked_until(home: Home) -> float | None:
     """When the unlock agent of this home locks again at the latest (None: locked)."""
+    if not home.is_protected():
+        return None  # and no need to import the agent client
     from p2p import agent
 
-    running = agent.status(home.path) if home.is_protected() else None
+    running = agent.status(home.path)
     if running is None or running.public_key != home.public_identity().public_key:
         return None
     return running.expires

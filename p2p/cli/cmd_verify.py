@@ -36,7 +36,8 @@ def _verified(ctx: Context, file: Path, as_json: bool) -> VerifyResult:
             return verify_bundle([file], keys, lambda n, c: update(n, count=c))
     except BundleError as exc:
         if as_json:
-            emit_json({"ok": False, "faults": [str(exc)], "error": type(exc).__name__})
+            verdict = {"ok": False, "faults": [str(exc)], "error": str(exc), "kind": exc.kind}
+            emit_json({**verdict, **exc.fields})
             sys.exit(1)
         raise
 
