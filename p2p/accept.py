@@ -637,8 +637,15 @@ class Acceptor:
             held = db.execute(
                 "SELECT count(*) FROM forks WHERE doc = ? AND actor = ?", (ref.id, f.actor)
             ).fetchone()[0]
-            if held >= MAX_PROOFS:
-                continue  # an author forking again and again: the first proofs suffice
+            # an author forking again and again: the first proofs suffice, the
+            # rest are recorded (so reported once) without their changes
+            proof = (
+                msgpack.packb(
+                    [_signed_path(h, every, verdict.valid, stored) for h in (f.kept, f.dropped)]
+                )
+                if held < MAX_PROOFS
+                else msgpack.packb(None)
+            )
             db.execute(
                 "INSERT OR IGNORE INTO forks (doc, actor, seq, kept, dropped, proof, detected)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -648,9 +655,7 @@ class Acceptor:
                     f.seq,
                     f.kept,
                     f.dropped,
-                    msgpack.packb(
-                        [_signed_path(h, every, verdict.valid, stored) for h in (f.kept, f.dropped)]
-                    ),
+                    proof,
                     now,
                 ),
             )

@@ -304,3 +304,19 @@ def test_oddly_typed_record_fields_are_one_plain_error(world, field, value) -> N
     record = next(exchange.records_for(alice, None))
     with pytest.raises(ValueError, match="malformed document record"):
         from_record({**record, field: value})
+
+
+def test_forks_beyond_the_proof_limit_are_still_reported_once(world, monkeypatch) -> None:
+    from p2p import accept
+
+    monkeypatch.setattr(accept, "MAX_PROOFS", 0)
+    _alice, mallory, carol, c = world
+    ref = DocRef(c.id, FEED, mallory.public_key)
+    (a, sa), (b, sb) = hostile.fork_pair(mallory, ref)
+    first = carol.acceptor().accept([Incoming(ref, ref.id, a + b, sa + sb)])
+    assert len(first.forks) == 1
+    (x, sx), _ = hostile.fork_pair(mallory, ref)  # more news on the same document
+    again = carol.acceptor().accept([Incoming(ref, ref.id, x, sx)])
+    assert again.forks == [r for r in again.forks if r[1].dropped != first.forks[0][1].dropped]
+    proof = carol.store.db.execute("SELECT proof FROM forks").fetchone()[0]
+    assert proof == b"\xc0"  # recorded without its changes

@@ -10,6 +10,7 @@ import click
 from p2p import community as cm
 from p2p import feed as feed_view
 from p2p.cli import safe
+from p2p.cli.cmd_index import ensure
 from p2p.cli.context import (
     Context,
     console,
@@ -74,6 +75,7 @@ def render(posts: list[dict], depth: int = 0) -> None:
 def feed(ctx: Context, community_id: str, last: int | None, as_json: bool) -> None:
     """Show a community's feed: threads, reactions, edits."""
     c = cm.resolve(ctx.home, community_id)
+    ensure(ctx.home, c)
     if last is None:
         last = 0 if as_json else 30
     if as_json and last <= 0:

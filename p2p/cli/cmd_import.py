@@ -31,6 +31,7 @@ def describe(r: ImportResult) -> dict:
             for x in r.report.rejected
         ],
         "forks": r.report.fork_lines,
+        "set_aside": r.report.set_aside,
         "skipped_communities": r.skipped_communities,
         "imported_before": r.already_imported,
         "attachments": attachments_json(r.attachments),
@@ -63,6 +64,8 @@ def summary_line(r: ImportResult) -> str:
         parts.append(f"{r.report.pending} waiting for earlier bundles")
     if r.report.rejected:
         parts.append(f"{len(r.report.rejected)} REJECTED")
+    if r.report.set_aside:
+        parts.append(f"{plural(r.report.set_aside, 'earlier change')} set aside (fork or demotion)")
     return ", ".join(parts)
 
 

@@ -10,6 +10,14 @@ from p2p import community as cm
 from p2p import index
 from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural
 from p2p.cli.progress import meter
+from p2p.home import Home
+
+
+def ensure(home: Home, c: cm.Community) -> None:
+    """Index a community before a view reads it, with progress on a terminal: the first
+    view after upgrading a large store reads every document once (afterwards, nothing)."""
+    with meter(f"indexing {c.name} (once)", unit="documents") as update:
+        index.refresh(home.docs, c.id, lambda done, total, n: update(done, total=total, count=n))
 
 
 @click.group("index")

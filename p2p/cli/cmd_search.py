@@ -6,6 +6,7 @@ import click
 
 from p2p import community as cm
 from p2p.cli import safe
+from p2p.cli.cmd_index import ensure
 from p2p.cli.context import Context, console, emit_json, json_option, local_time, pass_ctx, say
 from p2p.index.search import search as find
 
@@ -21,6 +22,7 @@ def search(
 ) -> None:
     """Find posts and chat messages containing all of WORDS (hidden and banned left out)."""
     c = cm.resolve(ctx.home, community_id)
+    ensure(ctx.home, c)
     found = find(ctx.home.docs, c.id, " ".join(words), limit)
     if as_json:
         emit_json(found)
