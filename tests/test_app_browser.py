@@ -101,6 +101,16 @@ def _switch(page, lang: str) -> None:  # noqa: ANN001
     page.wait_for_selector(f'html[lang="{lang}"]')
 
 
+def _tell(browser) -> None:  # noqa: ANN001
+    for n, context in enumerate(browser.contexts):
+        for page in context.pages:
+            try:
+                text = page.inner_text("main", timeout=2000)
+            except Exception as exc:  # noqa: BLE001 - a diagnostic only
+                text = f"({exc.__class__.__name__})"
+            print(f"--- context {n} {page.url}\n{text[:1500]}")
+
+
 def _no_sideways_scroll(page) -> bool:  # noqa: ANN001
     return bool(page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"))
 
@@ -329,6 +339,9 @@ def test_two_people_in_the_browser(tmp_path):
             # (the visible part only: a full-page capture resets the font setting)
             shots.take(feed_a, "en-feed-large-font", full=False)
             assert not [e for e in errors if "Content Security Policy" in e], errors
+        except Exception:
+            _tell(browser)  # what each open page showed, to see why it failed
+            raise
         finally:
             browser.close()
     shots.publish()

@@ -245,3 +245,11 @@ def test_leave_asks_for_confirmation_then_removes_the_community(tmp_path):
         assert r.url.path == "/communities" and "You left the community" in r.text
         assert "Short-lived" not in r.text
         assert a.get(f"/c/{cid}").status_code == 400
+
+
+def test_a_live_refresh_does_not_eat_the_next_pages_message(tmp_path):
+    with app_client(tmp_path) as (a, sa):
+        ready(sa)
+        r = a.post("/communities/create", data={"name": "Flash"}, follow_redirects=False)
+        assert "Created Flash" not in a.get("/communities", headers={"x-live": "1"}).text
+        assert "Created Flash" in a.get(r.headers["location"]).text

@@ -277,3 +277,53 @@ def test_a_stored_document_that_no_longer_loads_never_stops_a_command(world, tmp
     assert "mallory once more" in texts and "alice's first post" in texts
     again = cli(carol_path, "import", str(bundle))
     assert again.returncode == 0 and "set aside" not in again.stderr
+
+
+def test_demotion_arriving_after_the_backdated_change_through_the_cli(world, tmp_path) -> None:
+    """Carol first gets Mallory's backdated hide with her promotion but not her
+    demotion (it shows); then Alice's bundle with the demotion: the hide is set
+    aside, and `import` says so."""
+    from automerge.core import Document
+
+    from p2p.documents import as_raw
+
+    alice, mallory, carol, c, old = world
+    post_id = "00000000" + "1" * 16
+    hide, hide_sig = hostile.backdated_hide(mallory, c.ref, post_id, old)
+    doc = Document.load(mallory.docs.data(c.ref.id)).fork_at(old)
+    lacking = [as_raw(x) for x in doc.get_changes(carol.docs.heads(c.ref.id))]
+    lookup = mallory.docs.sig_lookup(c.ref.id)
+    sigs = [(x.hash, x.actor, lookup(x.hash, x.actor)) for x in lacking]
+    sigs = [s for s in sigs if s[2] is not None] + [hide_sig]
+    first = doctored_bundle(
+        mallory,
+        c,
+        [hostile.record(c.ref, [*lacking, hide], sigs)],
+        tmp_path,
+    )
+    only_hide = tmp_path / "first.p2p"
+    hostile.doctor_bundle(
+        first,
+        only_hide,
+        mallory.identity,
+        drop=lambda r: r.get("doc") == c.ref.id and r["enc"] == "save",
+    )
+    with export.scratch_dir(alice) as scratch:
+        built = export.build(alice, export.domains([c])[0], Path(scratch))
+        assert built is not None
+        second = tmp_path / "second.p2p"
+        hostile.doctor_bundle(built.path, second, alice.identity)
+    carol_path = carol.path
+    carol.close()
+
+    res = cli(carol_path, "import", str(only_hide), "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    state = json.loads(cli(carol_path, "community", "show", c.hex, "--json").stdout)
+    assert post_id in state["hidden_posts"]  # as far as carol knows, mallory may hide
+
+    res = cli(carol_path, "import", str(second))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "1 earlier change set aside" in res.stdout
+    state = json.loads(cli(carol_path, "community", "show", c.hex, "--json").stdout)
+    assert post_id not in state["hidden_posts"]
+    assert "honest news" in feed_texts(carol_path, c)

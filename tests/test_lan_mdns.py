@@ -374,3 +374,29 @@ def test_serve_also_listens_on_ipv6_link_local(lab, tmp_path: Path) -> None:
     res = in_ns(lab, ns_b, b, "sync", "--peer", f"[{v6.split('%')[0]}%{iface}]:7420")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "over ipv6" in texts(b, village)
+
+
+def _drop_ipv4(lab: nslab.Lab, ns: str) -> None:
+    out = lab.run(ns, ["ip", "-o", "-4", "addr", "show"], 10, capture_output=True, text=True)
+    for line in out.stdout.splitlines():
+        parts = line.split()
+        if parts[1] != "lo":
+            lab.run(ns, ["ip", "addr", "del", parts[3], "dev", parts[1]], 10, check=True)
+
+
+def test_two_serves_on_an_ipv6_link_local_only_network_converge(lab, tmp_path: Path) -> None:
+    """A cable between two laptops and no DHCP: only fe80:: addresses. Both `serve`s
+    announce over IPv6 mDNS, find each other and converge."""
+    a, b, village = two_members(tmp_path)
+    p2p(a, "post", village, "link-local only")
+    (ns_a, _), (ns_b, _) = lab.host(), lab.host()
+    for ns in (ns_a, ns_b):
+        _drop_ipv4(lab, ns)
+    sa, sb = serve_anywhere(lab, ns_a, a), serve_anywhere(lab, ns_b, b)
+    for proc in (sa, sb):
+        end = time.monotonic() + 30
+        while time.monotonic() < end:  # the fe80:: address is usable after DAD
+            event = first_event(proc, "serving")
+            if any(x.startswith("fe80::") for x in event["addresses"]):
+                break
+    assert wait_for(lambda: "link-local only" in texts(b, village), 40)

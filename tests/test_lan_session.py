@@ -819,3 +819,22 @@ def test_a_member_banned_everywhere_learns_not_even_who_serves(trio) -> None:
     assert answer == {"t": "none"}
     assert stats.strangers == 2 and stats.sessions == 0
     assert dump(alice) == before
+
+
+def test_meeting_oneself_is_said_on_both_sides(trio) -> None:
+    """A `sync` that reaches its own home's `serve` (same identity) ends with
+    SameIdentity on both sides, which `sync` and the node skip quietly."""
+    from p2p.errors import SameIdentity
+
+    alice, *_ = trio
+    logs: list[str] = []
+
+    async def go():
+        server = await serve(alice, log=logs.append)
+        try:
+            with pytest.raises(SameIdentity):
+                await sync_with(alice, "127.0.0.1", server.port)
+        finally:
+            await server.close()
+
+    asyncio.run(go())

@@ -107,7 +107,10 @@ def _nav(state: AppState) -> dict[str, Any]:
 async def render(request: Request, template: str, status: int = 200, **ctx: Any) -> Response:
     state = app_state(request)
     nav = await state.call(_nav, state)
-    flashes, state.flashes = state.flashes, []
+    if request.headers.get("x-live"):
+        flashes = []  # a live refresh of a page in the background leaves them for the next page
+    else:
+        flashes, state.flashes = state.flashes, []
     html = env.get_template(template).render(
         _=gettext(request),
         ngettext=ngettext(request),

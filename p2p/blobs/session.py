@@ -1,4 +1,4 @@
-"""Attachments over a LAN session (docs/lan-protocol.md §5, phase `blobs`).
+"""Attachments over a LAN session (docs/lan-protocol.md §6, phase `blobs`).
 
 After the documents are applied (so both sides know every post naming an
 attachment), each side says which attachments of the shared communities it

@@ -94,6 +94,13 @@ class PortType(click.ParamType):
         return value if isinstance(value, int) else _port(str(value), allow_zero=True)
 
 
+def _browse_on() -> list[str]:
+    """Every IPv4 address, and the IPv6 link-local one of interfaces without IPv4."""
+    found = lan_addresses()
+    with_v4 = {a.interface for a in found if not a.ipv6}
+    return [a.host for a in found if not a.ipv6 or a.interface not in with_v4]
+
+
 def _token_file(home: Home) -> Path:
     """Where `serve` notes its current announcement tokens (in the home, never on a stick)."""
     return home.path / "serve.token"
@@ -248,7 +255,7 @@ def sync(
         targets: list[tuple[str, int, str]] = [(h, p, "given") for h, p in given]
         if not targets:
             targets = [(h, p, "remembered") for h, p in remembered(home)]
-            where = [interface] if interface else [a.ip for a in lan_addresses(ipv6=False)]
+            where = [interface] if interface else _browse_on()
             found = await discovery.browse_all(
                 where, timeout, discovery.own_tokens(_token_file(home))
             )
@@ -348,7 +355,7 @@ def peers(ctx: Context, timeout: float, interface: str | None, forget: bool, as_
         return
     if interface is not None:
         _address(interface)
-    where = [interface] if interface else [a.ip for a in lan_addresses(ipv6=False)]
+    where = [interface] if interface else _browse_on()
     visible = asyncio.run(
         discovery.browse_all(where, timeout, discovery.own_tokens(_token_file(home)))
     )

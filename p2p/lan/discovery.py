@@ -4,7 +4,8 @@ An announcement says only: a p2p peer listens at this address and port. Its
 instance name, host name and TXT token are random and change on every
 rotation, so a passive listener cannot tell who is there or follow a device
 from one rotation to the next by what it announces. Zeroconf is always bound
-to one explicit IPv4 address, never to every interface.
+to one interface (its IPv4 address, or for an interface with only an IPv6
+link-local address, its index), never to every interface.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +35,22 @@ class Peer:
     name: str
 
 
+def _scope(address: str) -> tuple[str, int | None]:
+    """`fe80::1%wlan0` -> ("fe80::1", index of wlan0); an IPv4 address as is."""
+    ip, _, zone = address.partition("%")
+    if not zone:
+        return ip, None
+    return ip, int(zone) if zone.isdigit() else socket.if_nametoindex(zone)
+
+
 def _zeroconf(address: str) -> AsyncZeroconf:
-    return AsyncZeroconf(interfaces=[address], ip_version=IPVersion.V4Only)
+    """Bound to one interface: by address for IPv4, by index for IPv6 link-local."""
+    ip, index = _scope(address)
+    if ":" in ip:
+        if index is None:
+            raise ValueError(f"{address!r}: an IPv6 link-local address needs its %interface")
+        return AsyncZeroconf(interfaces=[index], ip_version=IPVersion.V6Only)
+    return AsyncZeroconf(interfaces=[ip], ip_version=IPVersion.V4Only)
 
 
 class Announcer:
@@ -68,17 +84,22 @@ class Announcer:
         self.token = os.urandom(8).hex()
         label = os.urandom(6).hex()
         self.name = f"{label}.{SERVICE_TYPE}"
-        self._info = AsyncServiceInfo(
-            SERVICE_TYPE,
-            self.name,
-            parsed_addresses=[self.address],
-            port=self.port,
-            properties={"v": FORMAT, "t": self.token},
-            server=f"{label}.local.",
-        )
+        self._info = self._service(f"{label}.local.")
         await (await self._zc.async_register_service(self._info))
         if self.token_file is not None:
             atomic.write_bytes(self.token_file, self.token.encode(), force=True)  # 0600
+
+    def _service(self, server: str | None) -> AsyncServiceInfo:
+        ip, index = _scope(self.address)
+        return AsyncServiceInfo(
+            SERVICE_TYPE,
+            self.name,
+            parsed_addresses=[ip],
+            port=self.port,
+            properties={"v": FORMAT, "t": self.token},
+            server=server,
+            interface_index=index,
+        )
 
     @property
     def zeroconf(self) -> Zeroconf | None:
@@ -90,14 +111,7 @@ class Announcer:
         if self._zc is None or self._info is None:
             return
         self.token = os.urandom(8).hex()
-        self._info = AsyncServiceInfo(
-            SERVICE_TYPE,
-            self.name,
-            parsed_addresses=[self.address],
-            port=self.port,
-            properties={"v": FORMAT, "t": self.token},
-            server=self._info.server,
-        )
+        self._info = self._service(self._info.server)
         await (await self._zc.async_update_service(self._info))
         if self.token_file is not None:
             atomic.write_bytes(self.token_file, self.token.encode(), force=True)  # 0600
@@ -146,7 +160,9 @@ async def resolve(zc: Zeroconf, name: str, timeout_ms: int = 1500) -> Peer | Non
     if not await info.async_request(zc, timeout_ms):
         return None
     props = {k.decode(): (v or b"").decode(errors="replace") for k, v in info.properties.items()}
-    addresses = info.parsed_addresses(IPVersion.V4Only)
+    addresses = info.parsed_addresses(IPVersion.V4Only) or [
+        a for a in info.parsed_scoped_addresses(IPVersion.V6Only) if "%" in a
+    ]
     if props.get("v") != FORMAT or not addresses or not info.port:
         return None
     return Peer(addresses[0], info.port, props.get("t", ""), name)

@@ -118,10 +118,13 @@ class Node:
         for host in self.addresses:
             await self._announce(host)
         self._write_tokens()
+        where = ", ".join(_show(h, self.port) for h in self.addresses)
         self._emit(
             "serving",
-            f"Serving on {', '.join(_show(h, self.port) for h in self.addresses)} "
-            f"({'announced by mDNS' if self.announcers else 'without announcing'})",
+            f"Serving on {where} "
+            f"({'announced by mDNS' if self.announcers else 'without announcing'})"
+            if where
+            else "No network address is usable yet; serving as soon as one is (checked every 10 s)",
             addresses=self.addresses,
             port=self.port,
             mdns=bool(self.announcers),
@@ -132,8 +135,16 @@ class Node:
         self._loop_task = asyncio.create_task(self._loop())
 
     async def _announce(self, host: str) -> None:
-        if not self.mdns or ":" in host or host.startswith("127."):
-            return  # announced on IPv4 networks only (see docs/lan-protocol.md)
+        """On each IPv4 address; on an IPv6 link-local one only where its interface
+        has no IPv4 address (one announcement per network, so one session per peer)."""
+        if not self.mdns or host.startswith("127.") or host == "::1":
+            return
+        if ":" in host:
+            iface = host.partition("%")[2]
+            if not iface or any(
+                a.interface == iface and not a.ipv6 for a in lan_addresses(ipv6=False)
+            ):
+                return
         ann = discovery.Announcer(host, self.port, rotate_every=self.rotate_every)
         await ann.start()
         self.announcers.append(ann)

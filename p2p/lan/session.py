@@ -264,6 +264,8 @@ async def authenticate(home: Home, channel: Channel, io: Wire | None = None) -> 
         if not verify(key, psig, ID_TAG + hh + channel.peer_role):
             raise HandshakeFailed("the peer's identity proof does not verify (forged identity?)")
         if key == home.public_key:
+            if channel.role == b"R":  # our own `sync` (or serve): let it see that too
+                await io.send(mine_id)
             raise SameIdentity()
         channel.peer_key = key
         offered = [c for c in candidates if not _banned(home, c, key)]
