@@ -141,6 +141,7 @@ def _prune(posts: list[dict]) -> list[dict]:
 def _careful(home: Home, community: Community) -> bool:
     """Whether a reply cycle or two posts sharing an id exist (only forgers make either):
     then threads are built from the whole community at once, exactly as ever."""
+    index.refresh(home.docs, community.id)  # flags come from indexing: index first
     return bool(index.flags(home.store.db, community.id))
 
 
