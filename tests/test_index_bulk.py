@@ -59,8 +59,15 @@ def test_bulk_insert_indexes_posts_and_flags_an_id_collision(tmp_path: Path) -> 
         # same first four key bytes and the same local key: the same post id
         update.observe(db, DocRef(c, FEED, two), _feed(two, {"k2": "d"}), [])
         assert update.flags(db, c) == {"collision"}
-        rows = db.execute("SELECT author, local, text, orphan FROM ix_posts ORDER BY text").fetchall()
-        assert rows == [(one, "k1", "a", 1), (one, "k2", "b", 1), (other, "k1", "c", 1), (two, "k2", "d", 1)]
+        rows = db.execute(
+            "SELECT author, local, text, orphan FROM ix_posts ORDER BY text"
+        ).fetchall()
+        assert rows == [
+            (one, "k1", "a", 1),
+            (one, "k2", "b", 1),
+            (other, "k1", "c", 1),
+            (two, "k2", "d", 1),
+        ]
         found = db.execute(
             "SELECT text FROM ix_posts WHERE n IN"
             " (SELECT rowid FROM ix_posts_fts WHERE ix_posts_fts MATCH 'b OR c')"
