@@ -119,10 +119,7 @@ def p2p_round(tmp: Path, src: Path, private: bool) -> dict[str, tuple[float, int
     aid = json.loads(out)["attachments"][0]["hash"]
     saved = tmp / f"{label}.out"
     steps["attachment save"] = p2p(b, "attachment", "save", aid, "--out", str(saved))[:2]
-    if (
-        saved.read_bytes()[:64] != src.read_bytes()[:64]
-        or saved.stat().st_size != src.stat().st_size
-    ):
+    if not same(saved, src):
         raise SystemExit("the saved attachment differs from the original")
     bundle.unlink()
     saved.unlink()

@@ -141,6 +141,7 @@ def _prune(posts: list[dict]) -> list[dict]:
 def _careful(home: Home, community: Community) -> bool:
     """Whether a reply cycle or two posts sharing an id exist (only forgers make either):
     then threads are built from the whole community at once, exactly as ever."""
+    index.refresh(home.docs, community.id)  # flags come from indexing: index first
     return bool(index.flags(home.store.db, community.id))
 
 
@@ -233,12 +234,17 @@ def _count_threads(view: View) -> int:
         f" WHERE community = ? AND orphan = 1 AND NOT {removed}",
         (view.cid, *banned, view.cid),
     ).fetchone()[0]
+    # removed top posts that keep a place: only those with replies can (one set-wise query),
+    # and only their replies are looked at
     gone = view.db.execute(
-        f"SELECT {_COLUMNS} FROM ix_posts WHERE community = ? AND orphan = 1 AND {removed}",
+        "SELECT r.id FROM ix_posts r INDEXED BY ix_posts_roots"
+        f" WHERE r.community = ? AND r.orphan = 1 AND {removed.replace('id IN', 'r.id IN')}"
+        " AND EXISTS (SELECT 1 FROM ix_posts c INDEXED BY ix_posts_by_parent"
+        " WHERE c.community = r.community AND c.parent = r.id AND c.orphan = 0)",
         (view.cid, *banned, view.cid),
     ).fetchall()
-    for root in gone:
-        if _has_reply(view, root[2]):
+    for (pid,) in gone:
+        if _has_reply(view, pid):
             kept += 1
     return kept
 

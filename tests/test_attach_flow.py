@@ -382,3 +382,16 @@ def test_attachment_vectors_import_as_declared(tmp_path: Path) -> None:
             assert any("does not match its hash" in x for x in r.attachments.refused)
             assert BlobStore(home).presence(aid).state == "partial"
         home.close()
+
+
+def test_total_per_member_limit_refuses_the_attachment_over_it(homes, tmp_path: Path) -> None:
+    a, b, c = homes
+    first = _post_file(a, c, os.urandom(4000), "one.bin")
+    second = _post_file(a, c, os.urandom(4000), "two.bin")
+    cm.update_settings(a, c, **{attach.LIMIT_MEMBER: "6000"})
+    _bundle(a, tmp_path / "x.p2p")
+    r = import_bundle(b, [tmp_path / "x.p2p"])
+    assert {"post with one.bin", "post with two.bin"} <= set(_posts(b, c))
+    present = [BlobStore(b).presence(e.id) for e in (first, second)]
+    assert sum(p is not None and p.state == "whole" for p in present) == 1
+    assert any("per member" in why and "text was kept" in why for why in r.attachments.refused)

@@ -88,6 +88,7 @@ def test_everyday_commands_leave_the_lan_stack_bundles_and_pillow_alone(tmp_path
         assert "p2p.community" in loaded, argv  # the probe sees what they do use
         for unused in ("zeroconf", "p2p.lan", "noise", "PIL", "p2p.bundle"):
             assert unused not in loaded, (argv, unused)
+    assert "rich" not in loaded_by(home, "post", cid, "a second post")  # plain click output
 
 
 def test_version_matches_the_package_metadata() -> None:

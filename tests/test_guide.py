@@ -20,12 +20,13 @@ only need that marker when their commands cannot run alone.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
 import shlex
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,7 @@ import click
 import pytest
 
 from p2p.cli.main import cli as p2p_cli
+from p2p.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "user-guide.md"
@@ -104,15 +106,26 @@ class World:
         return env
 
     def run(self, home: Path, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "p2p.cli.main", *args],
-            capture_output=True,
-            text=True,
-            env=self.env(home),
-            cwd=self.tmp,
-            timeout=120,
-            stdin=subprocess.DEVNULL,
-        )
+        """`p2p ARGS` through the CLI's entry point (`p2p.cli.main.main`, what the `p2p`
+        script runs), in this process: the environment, folder and output of a
+        separate process, without paying Python's start-up 60 times."""
+        saved_env, saved_cwd = dict(os.environ), os.getcwd()
+        out, err = io.StringIO(), io.StringIO()
+        code = 0
+        try:
+            os.environ.clear()
+            os.environ.update(self.env(home))
+            os.chdir(self.tmp)
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    main(list(args))
+                except SystemExit as exc:
+                    code = exc.code if isinstance(exc.code, int) else 1
+        finally:
+            os.chdir(saved_cwd)
+            os.environ.clear()
+            os.environ.update(saved_env)
+        return subprocess.CompletedProcess(["p2p", *args], code, out.getvalue(), err.getvalue())
 
     def ok(self, home: Path, *args: str) -> subprocess.CompletedProcess:
         res = self.run(home, *args)
@@ -218,8 +231,7 @@ def test_parse_only_catches_a_wrong_option() -> None:
         parse_only(["community", "role", "ID", "M", "admin"])
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(300)
 def test_every_command_in_the_guide_runs(tmp_path: Path) -> None:
     world = World(tmp_path, tmp_path / "home", tmp_path / "peer")
     (tmp_path / "stick" / "p2p").mkdir(parents=True)

@@ -314,3 +314,22 @@ def test_latest_chat_messages_are_the_tail_of_all(tmp_path: Path) -> None:
     finally:
         w.home.close()
         w.reader.close()
+
+
+def test_a_cycle_found_on_first_use_is_threaded_the_careful_way(tmp_path: Path) -> None:
+    """A store from before the indexes, holding a reply cycle: the first view indexes it,
+    sees the cycle and threads as ever."""
+    w = World(tmp_path)
+    try:
+        for step in [("post", 1, 1, 0), ("post", 1, 2, 0), ("reparent", 1, 0, 1)]:
+            w.play(*step)
+        w.play("reparent", 1, 1, 0)
+        with w.home.store.transaction() as db:
+            for table in index.update.TABLES + ("ix_flags", "ix_docs", "ix_bad"):
+                db.execute(f"DELETE FROM {table}")
+        want = direct.thread(w.home, w.c)
+        assert feed.latest(w.home, w.c, 5) == (want, 0)
+        assert index.flags(w.home.store.db, w.c.id) == {"cycle"}
+    finally:
+        w.home.close()
+        w.reader.close()

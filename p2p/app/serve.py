@@ -27,6 +27,8 @@ def run(
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))  # loopback only, never all interfaces
+    sock.listen(128)  # connections wait in the backlog until the server takes them,
+    # so the browser opened below never finds the port closed
     bound = sock.getsockname()[1]
     token = secrets.token_urlsafe(32)
     state = AppState(home_path)

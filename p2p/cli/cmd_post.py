@@ -8,8 +8,9 @@ import click
 
 from p2p import community as cm
 from p2p import content
+from p2p.cli import safe
 from p2p.cli.cmd_attach import attach_option, entries_for, keep_metadata_option
-from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, say
+from p2p.cli.context import Context, emit_json, json_option, pass_ctx
 
 
 @click.command()
@@ -36,9 +37,9 @@ def post(
     if as_json:
         emit_json(created)
     else:
-        console.print(f"Posted {created['id']}")
+        click.echo(f"Posted {created['id']}")  # plain click: rich costs `post` ~0.2 s
         for a in created.get("attachments", []):
-            say("  attached ", a["name"], f" ({a['hash'][:12]})")
+            click.echo(f"  attached {safe.clean(a['name'])} ({a['hash'][:12]})")
 
 
 @click.command()
@@ -58,7 +59,7 @@ def react(
         emit_json(done)
     else:
         verb = "Took back" if remove else "Reacted"
-        console.print(f"{verb} {emoji} {'on' if remove else 'to'} {done['id']}")
+        click.echo(f"{verb} {safe.clean(emoji)} {'on' if remove else 'to'} {done['id']}")
 
 
 @click.command()
@@ -74,7 +75,7 @@ def edit(ctx: Context, community_id: str, post_id: str, text: str, as_json: bool
     if as_json:
         emit_json(done)
     else:
-        console.print(f"Edited {done['id']}")
+        click.echo(f"Edited {done['id']}")
 
 
 @click.command()
@@ -89,4 +90,4 @@ def delete(ctx: Context, community_id: str, post_id: str, as_json: bool) -> None
     if as_json:
         emit_json(done)
     else:
-        console.print(f"Deleted {done['id']}")
+        click.echo(f"Deleted {done['id']}")

@@ -28,7 +28,7 @@ async def page(request: Request) -> Response:
         return (
             head(state.home, c),
             chat.rooms(state.home, c),
-            chat.messages(state.home, c, checked)[-SHOWN:],
+            chat.messages(state.home, c, checked, last=SHOWN),  # reads only what it shows
             checked,
         )
 

@@ -96,6 +96,8 @@ async def page(request: Request) -> Response:
 
 
 async def start(request: Request) -> Response:
+    if (sent := await gate(request)) is not None:
+        return sent  # the node signs with the unlocked keys
     state = app_state(request)
     try:
         await anyio.to_thread.run_sync(state.lan.start)
