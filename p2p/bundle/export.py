@@ -168,7 +168,13 @@ def build(
             if encrypted:
                 sink = _Hashing(raw)
                 stats = _sealed(
-                    home, sink, counted(), domain.recipient, passphrase, progress, expected,
+                    home,
+                    sink,  # type: ignore[arg-type]
+                    counted(),
+                    domain.recipient,
+                    passphrase,
+                    progress,
+                    expected,
                     lambda: docs,
                 )
                 sha = sink.hash.digest()
