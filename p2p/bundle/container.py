@@ -54,6 +54,7 @@ class BundleStats:
     count: int = 0
     size: int = 0
     sha256: bytes = b""
+    file_sha256: bytes = b""  # of every byte written, trailer included (same pass)
 
 
 def _unpack(data: bytes, limit: int) -> object:
@@ -114,8 +115,11 @@ def write_bundle(
     w.write(struct.pack(">I", 0))
     digest = w.hash.digest()
     sig = (signer or exporter).sign(TAG + digest + struct.pack(">Q", count))
-    out.write(struct.pack(">Q", count) + digest + sig)
-    return BundleStats(count, w.size + TRAILER, digest)
+    trailer = struct.pack(">Q", count) + digest + sig
+    out.write(trailer)
+    whole = w.hash.copy()  # the file's own digest, without reading it again
+    whole.update(trailer)
+    return BundleStats(count, w.size + TRAILER, digest, whole.digest())
 
 
 class BundleReader:
@@ -231,7 +235,9 @@ class BundleReader:
             raise BadBundleSignature()
         if self.stream.read(1):
             raise BundleCorrupt("this bundle has unexpected data after its end")
-        self.stats = BundleStats(count, self.offset, digest)
+        whole = self.hash.copy()  # every byte of the stream, trailer included
+        whole.update(trailer)
+        self.stats = BundleStats(count, self.offset, digest, whole.digest())
 
 
 def read_all(stream: BinaryIO, max_record: int = MAX_RECORD) -> tuple[BundleHeader, list[dict]]:

@@ -203,10 +203,11 @@ def import_bundle(
     digest: bytes | None = None,
 ) -> ImportResult:
     keys = keys or keys_for(home)
-    digest = digest or file_digest(paths)
     joined = home.joined()
     me = home.public_key
     with open_bundle(paths, keys) as opened:
+        # the file's SHA-256 comes from the proving pass (parts: hashed here)
+        digest = digest or opened.digest or file_digest(paths)
         reader = opened.reader
         result = ImportResult(reader.header.exporter, reader.header.created, opened.files)
         seen_before = home.store.db.execute(
