@@ -228,7 +228,7 @@ def open_bundle(paths: list[Path], keys: Keys | None = None) -> Iterator[Opened]
         elif not split and not encrypted:
             digest = stats.file_sha256  # a plain file is the container, byte for byte
         _close(closers)
-        yield Opened(BundleReader(container()), encrypted, files, digest)
+        yield Opened(BundleReader(container(), proven=stats), encrypted, files, digest)
     finally:
         _close(closers)
 
