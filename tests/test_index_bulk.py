@@ -74,3 +74,51 @@ def test_bulk_insert_indexes_posts_and_flags_an_id_collision(tmp_path: Path) -> 
         ).fetchall()
         assert sorted(r[0] for r in found) == ["b", "c"]
     home.close()
+
+
+def _chat(actor: bytes, n: int) -> Document:
+    doc = Document(actor_id=actor)
+    with doc.transaction() as tx:
+        m = tx.put_object(ROOT, "messages", ObjType.Map)
+        for i in range(n):
+            e = tx.put_object(m, f"m{i:03}", ObjType.Map)
+            tx.put(e, "text", ScalarType.Str, f"hello {i}")
+            tx.put(e, "ts", ScalarType.Int, i)
+            if i % 3 == 0:
+                tx.put(e, "room", ScalarType.Str, "market")
+        odd = tx.put_object(m, "odd-ts", ObjType.Map)
+        tx.put(odd, "ts", ScalarType.Str, "yesterday")
+        tx.put(m, "not-a-map", ScalarType.Int, 42)
+        lst = tx.put_object(m, "a-list", ObjType.List)
+        tx.insert(lst, 0, ScalarType.Int, 1)
+    return doc
+
+
+def test_bulk_chat_gives_the_rows_and_marks_of_the_one_by_one_path(tmp_path: Path) -> None:
+    c, me = b"\x07" * 32, b"\x05" * 32
+    ref = DocRef(c, "chat", me)
+    doc = _chat(me, 30)
+    got = []
+    for i, bulk in enumerate((True, False)):
+        home = Home(tmp_path / f"h{i}")
+        with home.store.transaction() as db:
+            if bulk:
+                update.observe(db, ref, doc, [])
+            else:
+                obj = update.get_obj(doc, ROOT, "messages")
+                assert obj is not None
+                update._entries(db, ref, doc, "messages", set(doc.keys(obj)))
+            rows = db.execute(
+                "SELECT author, local, id, room, text, ts, attachments FROM ix_chat ORDER BY local"
+            ).fetchall()
+            bad = db.execute("SELECT top, key FROM ix_bad WHERE key != '*' ORDER BY key").fetchall()
+            words = db.execute(
+                "SELECT count(*) FROM ix_chat_fts WHERE ix_chat_fts MATCH 'hello'"
+            ).fetchone()
+        got.append((rows, bad, words))
+        home.close()
+    assert got[0] == got[1]
+    rows, bad, words = got[0]
+    assert len(rows) == 30 and words == (30,)
+    assert bad == [("messages", "a-list"), ("messages", "not-a-map"), ("messages", "odd-ts")]
+    assert sum(1 for r in rows if r[3] == "market") == 10

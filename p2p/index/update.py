@@ -111,6 +111,9 @@ def _entries(db: Any, ref: DocRef, doc: Document, top: str, keys: set[str]) -> N
         if top == "posts" and not indexed and obj is not None:
             _bulk_posts(db, ref, doc, obj, sorted(keys))
             return
+        if top == "messages" and not indexed and obj is not None:
+            _bulk_messages(db, ref, doc, obj, sorted(keys))
+            return
     for key in sorted(keys):
         got = doc.get(obj, key) if obj is not None else None
         value: Any = None
@@ -188,23 +191,50 @@ def _read(doc: Document, kind: ObjType, obj: bytes) -> Any:
 
 
 POST_COLUMNS = "community, author, local, id, ts, parent, text, edited, deleted, attachments"
+CHAT_COLUMNS = "community, author, local, id, room, text, ts, attachments"
+
+
+def _insert_staged(db: Any, table: str, columns: str, rows: list[tuple], extra: str = "") -> None:
+    """New rows of an indexed table with a full-text trigger, in ONE statement: the
+    trigger then runs inside a single statement, where FTS5 flushes its pending terms
+    once; a statement per row (executemany) flushes per row, 3x the cost of the insert.
+    `extra`: ", column" set to 1 in every row (ix_posts' orphan)."""
+    stage = f"temp.{table}_new"
+    db.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table}_new ({columns})")
+    db.execute(f"DELETE FROM {stage}")
+    marks = ", ".join("?" * len(columns.split(",")))
+    db.executemany(f"INSERT INTO {stage} ({columns}) VALUES ({marks})", rows)
+    ones = ", 1" if extra else ""
+    db.execute(
+        f"INSERT INTO {table} ({columns}{extra}) SELECT {columns}{ones} FROM {stage} ORDER BY rowid"
+    )
+    db.execute(f"DELETE FROM {stage}")
 
 
 def _insert_posts(db: Any, rows: list[tuple]) -> None:
-    """New ix_posts rows (orphan = 1) in ONE statement: the full-text trigger then
-    runs inside a single statement, where FTS5 flushes its pending terms once; a
-    statement per row (executemany) flushes per row, 3x the cost of the insert."""
-    db.execute(f"CREATE TEMP TABLE IF NOT EXISTS ix_posts_new ({POST_COLUMNS})")
-    db.execute("DELETE FROM temp.ix_posts_new")
-    db.executemany(
-        f"INSERT INTO temp.ix_posts_new ({POST_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        rows,
-    )
-    db.execute(
-        f"INSERT INTO ix_posts ({POST_COLUMNS}, orphan)"
-        f" SELECT {POST_COLUMNS}, 1 FROM temp.ix_posts_new ORDER BY rowid"
-    )
-    db.execute("DELETE FROM temp.ix_posts_new")
+    """New ix_posts rows (orphan = 1) in one statement (see `_insert_staged`)."""
+    _insert_staged(db, "ix_posts", POST_COLUMNS, rows, ", orphan")
+
+
+def _bulk_messages(db: Any, ref: DocRef, doc: Document, obj: bytes, keys: list[str]) -> None:
+    """A chat the index holds nothing of yet: its messages read whole and inserted in one
+    statement; the same rows and marks as `_apply` + `_mark` per message."""
+    c, owner = ref.community, ref.owner
+    every = _read(doc, ObjType.Map, obj)
+    rows, bad, good = [], [], []
+    for key in keys:
+        if key not in every:
+            continue
+        value: Any = every[key]
+        msg = entries.message(value)
+        if msg is None:
+            bad.append((ref.id, "messages", key))
+            continue
+        good.append((ref.id, "messages", key))
+        rows.append((c, owner, key, owner[:4].hex() + key, *msg, entries.attachments(value)))
+    db.executemany("DELETE FROM ix_bad WHERE doc = ? AND top = ? AND key = ?", good)
+    db.executemany("INSERT OR IGNORE INTO ix_bad (doc, top, key) VALUES (?, ?, ?)", bad)
+    _insert_staged(db, "ix_chat", CHAT_COLUMNS, rows)
 
 
 def _mark(db: Any, ref: DocRef, top: str, key: str, bad: bool) -> None:
