@@ -31,6 +31,9 @@ from p2p.identity import fingerprint
 from p2p.news import News, Tracker
 
 BATCH_DOCS = 32  # documents handed to the acceptance path at once
+# ... or fewer once their bytes reach this: a saved document arrives loaded, and a
+# loaded document holds ~30x its saved size (32 feeds of 20k posts held ~1 GB)
+BATCH_BYTES = 2 * 1024 * 1024
 
 Progress = Callable[[int, int], None]  # (bytes of the bundle read, changes applied so far)
 
@@ -194,6 +197,10 @@ def _page_cache(home: Home) -> Iterator[None]:
         db.execute(f"PRAGMA cache_size = {int(before)}")
 
 
+def _size(inc: Incoming) -> int:
+    return len(inc.saved) if inc.saved is not None else sum(len(c.data) for c in inc.changes)
+
+
 def import_bundle(
     home: Home,
     paths: list[Path],
@@ -222,10 +229,14 @@ def import_bundle(
         acceptor.committed = tracker.seen
         blobs_in = blob_exchange.Receiver(home, reader.header.exporter, digest)
 
+        batch_bytes = 0
+
         def flush() -> None:
+            nonlocal batch_bytes
             tracker.before(batch)
             result.report.merge(acceptor.accept(batch))
             batch.clear()
+            batch_bytes = 0
 
         with _page_cache(home), home.store.transaction() as db:
             n = 0
@@ -250,10 +261,11 @@ def import_bundle(
                         inc = from_record(record)
                         if inc.ref.community in joined:
                             batch.append(inc)
+                            batch_bytes += _size(inc)
                             carried.add(inc)
                         else:
                             skipped.add(inc.ref.community)
-                        if len(batch) >= BATCH_DOCS:
+                        if len(batch) >= BATCH_DOCS or batch_bytes >= BATCH_BYTES:
                             flush()
                     # unknown record types are skipped: newer writers may add some
                 except ValueError as exc:
