@@ -70,6 +70,30 @@ def write_file(dest: Path, fill: Callable[[BinaryIO], None], *, force: bool = Fa
     return dest
 
 
+def move_into_place(tmp: Path, dest: Path, *, force: bool = False) -> Path:
+    """Make the finished file `tmp` (in `dest`'s folder, 0600) durable and give it
+    the name `dest` atomically, under the same rules as `write_file` (so a large
+    file written in place is never copied)."""
+    dest = Path(dest)
+    check_destination(dest, force)
+    try:
+        fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _move_into_place(Path(tmp), dest, force)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fd = os.open(dest.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return dest
+
+
 def _move_into_place(tmp: Path, dest: Path, force: bool) -> None:
     if force:
         check_destination(dest, force=True)  # it may have become a device meanwhile

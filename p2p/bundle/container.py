@@ -54,6 +54,8 @@ class BundleStats:
     count: int = 0
     size: int = 0
     sha256: bytes = b""
+    file_sha256: bytes = b""  # of every byte written, trailer included (same pass)
+    chain: bytes = b""  # BLAKE3 over the framing and each record's BLAKE3 (see BundleReader)
 
 
 def _unpack(data: bytes, limit: int) -> object:
@@ -114,17 +116,29 @@ def write_bundle(
     w.write(struct.pack(">I", 0))
     digest = w.hash.digest()
     sig = (signer or exporter).sign(TAG + digest + struct.pack(">Q", count))
-    out.write(struct.pack(">Q", count) + digest + sig)
-    return BundleStats(count, w.size + TRAILER, digest)
+    trailer = struct.pack(">Q", count) + digest + sig
+    out.write(trailer)
+    whole = w.hash.copy()  # the file's own digest, without reading it again
+    whole.update(trailer)
+    return BundleStats(count, w.size + TRAILER, digest, whole.digest())
 
 
 class BundleReader:
     """Reads a bundle from a stream; trust the records only once `records()` ends."""
 
-    def __init__(self, stream: BinaryIO, max_record: int = MAX_RECORD) -> None:
+    def __init__(
+        self, stream: BinaryIO, max_record: int = MAX_RECORD, *, proven: BundleStats | None = None
+    ) -> None:
+        """`proven`: the stats of an earlier, complete reading of the same bundle
+        (`prove()`). This reading is then bound to that one by `chain` (a BLAKE3
+        over the header, every length, each record's BLAKE3, already computed for
+        the duplicate check, and the trailer) instead of a second SHA-256 of every
+        byte: any byte that differs from the proven reading fails at the end."""
         self.stream = stream
         self.max_record = max_record
-        self.hash = hashlib.sha256()
+        self.proven = proven
+        self.hash = hashlib.sha256() if proven is None else None
+        self.chain = blake3.blake3()
         self.offset = 0
         self.stats = BundleStats()
         self.header = self._read_header()
@@ -145,10 +159,16 @@ class BundleReader:
         self.offset += n
         return data
 
-    def _hashed(self, n: int, what: str) -> bytes:
+    def _hashed(self, n: int, what: str, body: bool = False) -> bytes:
         data = self._exact(n, what)
-        self.hash.update(data)
+        self._feed(data, body)
         return data
+
+    def _feed(self, data: bytes, body: bool = False) -> None:
+        if self.hash is not None:
+            self.hash.update(data)
+        if not body:  # a record body enters the chain by its BLAKE3 (in _bodies)
+            self.chain.update(data)
 
     def _read_header(self) -> BundleHeader:
         first = self.stream.read(len(MAGIC))
@@ -163,7 +183,7 @@ class BundleReader:
                 )
             raise NotABundle("this file is not a p2p bundle (unknown format)")
         self.offset = len(MAGIC)
-        self.hash.update(first)
+        self._feed(first)
         version, hlen = struct.unpack(">HI", self._hashed(6, "the header"))
         if version != VERSION:
             raise UnsupportedVersion(
@@ -209,8 +229,9 @@ class BundleReader:
                     f"record {count + 1} of this bundle claims {length} bytes, over the "
                     f"{self.max_record}-byte limit; refusing to read it"
                 )
-            body = self._hashed(length, f"record {count + 1}")
+            body = self._hashed(length, f"record {count + 1}", body=True)
             digest = blake3.blake3(body).digest()  # local duplicate check: the fast hash
+            self.chain.update(digest)
             if digest in seen:
                 raise BundleCorrupt(f"record {count + 1} of this bundle is a duplicate")
             seen.add(digest)
@@ -220,6 +241,9 @@ class BundleReader:
 
     def _trailer(self) -> None:
         count = self.stats.count
+        if self.hash is None:
+            self._same_as_proven()
+            return
         digest = self.hash.digest()
         trailer = self._exact(TRAILER, "the trailer")
         (claimed,) = struct.unpack(">Q", trailer[:8])
@@ -231,7 +255,27 @@ class BundleReader:
             raise BadBundleSignature()
         if self.stream.read(1):
             raise BundleCorrupt("this bundle has unexpected data after its end")
-        self.stats = BundleStats(count, self.offset, digest)
+        whole = self.hash.copy()  # every byte of the stream, trailer included
+        whole.update(trailer)
+        self.chain.update(trailer)
+        self.stats = BundleStats(count, self.offset, digest, whole.digest(), self.chain.digest())
+
+    def _same_as_proven(self) -> None:
+        """End of a reading after `prove()`: the same bytes as the proven one."""
+        proven = self.proven
+        assert proven is not None
+        trailer = self._exact(TRAILER, "the trailer")
+        self.chain.update(trailer)
+        if self.stream.read(1):
+            raise BundleCorrupt("this bundle has unexpected data after its end")
+        if self.chain.digest() != proven.chain or self.stats.count != proven.count:
+            raise BundleCorrupt(
+                "this bundle changed while it was being read (it is not the one whose "
+                "signature was checked); nothing was imported"
+            )
+        self.stats = BundleStats(
+            proven.count, self.offset, proven.sha256, proven.file_sha256, proven.chain
+        )
 
 
 def read_all(stream: BinaryIO, max_record: int = MAX_RECORD) -> tuple[BundleHeader, list[dict]]:

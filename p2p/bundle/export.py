@@ -13,6 +13,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from typing import BinaryIO
 from p2p import atomic, exchange
 from p2p.blobs import exchange as blob_exchange
 from p2p.bundle import crypt, inventories
-from p2p.bundle.container import write_bundle
+from p2p.bundle.container import BundleStats, write_bundle
 from p2p.bundle.records import community_record, inventory_records
 from p2p.community import Community, all_communities
 from p2p.exchange import Inventory
@@ -131,13 +132,20 @@ def build(
     progress: Progress | None = None,
     base: bytes | None = None,
     plan: blob_exchange.Plan | None = None,
+    out_dir: Path | None = None,
 ) -> Built | None:
     """Write one domain's bundle into `scratch`; None when the peer lacks nothing.
     `plan`: the attachment budget and what the reader holds (default: send all).
+    `out_dir`: write it under a hidden temporary name in that folder instead (the
+    destination's, so that `place` only renames it: the bytes are written once).
 
     With a peer, the inventory lists only what changed since `base` (one of our
-    earlier inventories, by digest; default our latest of these communities)."""
-    plain = scratch / f"plain-{os.urandom(6).hex()}"
+    earlier inventories, by digest; default our latest of these communities).
+
+    One pass: the records are packed, hashed (container trailer and the file's
+    own SHA-256, which names it in bundles_seen) and, for a private community,
+    encrypted through a pipe as they are written, so neither a plain copy nor
+    a second read of the file is ever made."""
     docs = chunks = 0
     ids = [c.id for c in domain.communities]
     listed = listing(home, ids, (base or True) if peer is not None else None)
@@ -152,28 +160,96 @@ def build(
             yield r
 
     expected = exchange.stored_size(home, peer, ids) if progress else None
-    with plain.open("wb") as raw:
-        out = _Counting(raw, lambda n: progress(n, expected, docs) if progress else None)
-        stats = write_bundle(out, home.identity, counted(), int(time.time()))  # type: ignore[arg-type]
-    if peer is not None and docs == 0 and chunks == 0:
-        plain.unlink()
-        return None
-    final = plain
     encrypted = domain.recipient is not None or passphrase is not None
-    if encrypted:
-        final = scratch / f"sealed-{os.urandom(6).hex()}"
-        with plain.open("rb") as src, final.open("wb") as dst:
-            if passphrase is not None:
-                crypt.encrypt_passphrase(src, dst, passphrase)
+    final = (out_dir or scratch) / f".p2p-{os.urandom(8).hex()}.tmp"
+    fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        with os.fdopen(fd, "wb", buffering=BUFFER) as raw:
+            if encrypted:
+                sink = _Hashing(raw)
+                stats = _sealed(
+                    home,
+                    sink,  # type: ignore[arg-type]
+                    counted(),
+                    domain.recipient,
+                    passphrase,
+                    progress,
+                    expected,
+                    lambda: docs,
+                )
+                sha = sink.hash.digest()
             else:
-                assert domain.recipient is not None
-                crypt.encrypt(src, dst, [domain.recipient])
-        plain.unlink()
-    sha = file_sha256(final)
+                out = _Counting(raw, lambda n: progress(n, expected, docs) if progress else None)
+                stats = write_bundle(out, home.identity, counted(), int(time.time()))  # type: ignore[arg-type]
+                sha = stats.file_sha256
+        if peer is not None and docs == 0 and chunks == 0:
+            final.unlink()
+            return None
+    except BaseException:
+        final.unlink(missing_ok=True)
+        raise
     inventories.remember(home, home.public_key, listed.scope, listed.full, bundle=sha)
     return Built(
         domain, final, stats.count, docs, final.stat().st_size, encrypted, sha, listed.digest
     )
+
+
+BUFFER = 4 << 20  # large writes: fewer system calls for a big attachment
+
+
+def _sealed(
+    home: Home,
+    sink: BinaryIO,
+    records: Iterator[dict],
+    recipient: str | None,
+    passphrase: str | None,
+    progress: Progress | None,
+    expected: int | None,
+    docs: Callable[[], int],
+) -> BundleStats:
+    """Write the container into a pipe that age encrypts into `sink` on a thread:
+    the plain bundle never touches the disk and is never read back."""
+    r, w = os.pipe()
+    errors: list[BaseException] = []
+
+    def seal() -> None:
+        with os.fdopen(r, "rb", buffering=BUFFER) as src:
+            try:
+                if passphrase is not None:
+                    crypt.encrypt_passphrase(src, sink, passphrase)
+                else:
+                    assert recipient is not None
+                    crypt.encrypt(src, sink, [recipient])
+            except BaseException as exc:  # handed to the writing side
+                errors.append(exc)
+                while src.read(BUFFER):  # let the writer finish and see the error
+                    pass
+
+    thread = threading.Thread(target=seal, daemon=True)
+    thread.start()
+    try:
+        with os.fdopen(w, "wb", buffering=BUFFER) as pipe:
+            out = _Counting(pipe, lambda n: progress(n, expected, docs()) if progress else None)
+            stats = write_bundle(out, home.identity, records, int(time.time()))  # type: ignore[arg-type]
+    finally:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return stats
+
+
+class _Hashing:
+    """A file wrapper that hashes what goes through it (the file's SHA-256)."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out, self.hash = out, hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        return self.out.write(data)
+
+    def flush(self) -> None:
+        self.out.flush()
 
 
 class _Counting:
@@ -209,10 +285,22 @@ def select(home: Home, wanted: list[Community] | None) -> list[Community]:
 
 
 def place(built: Built, dest: Path, force: bool = False) -> Path:
-    """Move a built bundle to `dest` atomically; an existing `dest` only with `force`."""
+    """Move a built bundle to `dest` atomically; an existing `dest` only with `force`.
+    Built in `dest`'s folder (`build(out_dir=...)`), it is only renamed there."""
+    try:
+        if built.path.parent.resolve() == Path(dest).parent.resolve():
+            return atomic.move_into_place(built.path, dest, force=force)
 
-    def fill(out: BinaryIO) -> None:
-        with built.path.open("rb") as src:
-            shutil.copyfileobj(src, out, 1 << 20)
+        def fill(out: BinaryIO) -> None:
+            with built.path.open("rb") as src:
+                shutil.copyfileobj(src, out, BUFFER)
 
-    return atomic.write_file(dest, fill, force=force)
+        return atomic.write_file(dest, fill, force=force)
+    finally:
+        built.path.unlink(missing_ok=True)
+
+
+def discard(built: Built | None) -> None:
+    """Remove a built bundle that will not be placed (its temporary file)."""
+    if built is not None:
+        built.path.unlink(missing_ok=True)

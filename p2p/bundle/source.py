@@ -7,6 +7,7 @@ private community never lands on disk), and the container reader is returned.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import threading
@@ -131,6 +132,39 @@ class Opened:
     reader: BundleReader
     encrypted: bool
     files: list[Path]
+    digest: bytes | None = None  # SHA-256 of the file as stored (single files), same pass
+
+
+READ = 4 << 20  # large reads: fewer system calls for a big attachment
+
+
+class _HashingReader:
+    """The file's bytes as read, hashed on the way (its SHA-256 names it in
+    bundles_seen): the proving pass gives it, so no pass of its own is needed."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self.hash = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._fh.read(n)
+        self.hash.update(data)
+        return data
+
+    def readinto(self, buf: memoryview) -> int:
+        got = self._fh.readinto(buf)  # type: ignore[attr-defined]
+        if got:
+            self.hash.update(memoryview(buf)[:got])
+        return got
+
+    def finish(self) -> bytes:
+        """The digest of the whole file (whatever the reader left unread is hashed too)."""
+        while block := self._fh.read(READ):
+            self.hash.update(block)
+        return self.hash.digest()
+
+    def close(self) -> None:
+        self._fh.close()
 
 
 @contextmanager
@@ -148,7 +182,8 @@ def open_bundle(paths: list[Path], keys: Keys | None = None) -> Iterator[Opened]
         raise NotABundle(f"{first.name} is empty, not a bundle")
     files = [first]
     closers: list = []
-    if parts.is_part(head):
+    split = parts.is_part(head)
+    if split:
         files = paths if len(paths) > 1 else part_set(first)
         with parts.open_parts(files) as joined:
             head = joined.read(HEAD)
@@ -159,16 +194,20 @@ def open_bundle(paths: list[Path], keys: Keys | None = None) -> Iterator[Opened]
         raise WrongKey("this bundle is encrypted and you hold no key for it")
 
     plain: bytes | None = None  # a passphrase bundle, decrypted once (scrypt is slow)
+    hashing: list[_HashingReader] = []
 
     def container() -> BinaryIO:
         """A fresh stream of the plain container, through whatever layers it has."""
         nonlocal plain
         if plain is not None:
             return io.BytesIO(plain)
-        if parts.is_part(_head(first)):
+        if split:
             stream: BinaryIO = parts.open_parts(files)  # type: ignore[assignment]
         else:
-            stream = first.open("rb")
+            stream = first.open("rb", buffering=READ)
+            if encrypted and not hashing:  # the proving pass also hashes the file
+                hashing.append(_HashingReader(stream))
+                stream = hashing[0]  # type: ignore[assignment]
         closers.append(stream)
         if passphrase:  # pyrage holds these in memory anyway (crypt.py)
             out = io.BytesIO()
@@ -182,9 +221,14 @@ def open_bundle(paths: list[Path], keys: Keys | None = None) -> Iterator[Opened]
         return stream
 
     try:
-        BundleReader(container()).prove()
+        stats = BundleReader(container()).prove()
+        digest = None  # the file's SHA-256, from this same pass where it can be had:
+        if hashing:  # an encrypted file: its ciphertext was hashed as it was read
+            digest = hashing[0].finish()
+        elif not split and not encrypted:
+            digest = stats.file_sha256  # a plain file is the container, byte for byte
         _close(closers)
-        yield Opened(BundleReader(container()), encrypted, files)
+        yield Opened(BundleReader(container(), proven=stats), encrypted, files, digest)
     finally:
         _close(closers)
 

@@ -127,6 +127,7 @@ def export(
         for domain in plan:
             blobs = Plan(budget, not no_attachments, blob_have, known_wants(home))
             plans.append(blobs)
+            dest = out / f"{os.urandom(8).hex()}.p2p" if out.is_dir() else out
             with meter(f"exporting {domain.label}", unit="documents") as update:
                 built = ex.build(
                     home,
@@ -137,10 +138,11 @@ def export(
                     progress=lambda n, total, docs: update(n, total, docs),
                     base=base,
                     plan=blobs,
+                    # written once, in the destination's folder, then renamed
+                    out_dir=dest.parent if dest.parent.is_dir() else None,
                 )
             if built is None:
                 continue
-            dest = out / f"{os.urandom(8).hex()}.p2p" if out.is_dir() else out
             ex.place(built, dest, force=force)
             written.append(
                 {
