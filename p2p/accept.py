@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -264,6 +264,9 @@ class Acceptor:
         self.docs = docs
         self.store = docs.store
         self.communities = communities
+        # told of each document as committed (the loaded object, no second load):
+        # an import counts what is new from it (p2p/news.py)
+        self.committed: Callable[[DocRef, Document], None] | None = None
 
     def accept(self, batch: Iterable[Incoming]) -> Report:
         report = Report()
@@ -490,6 +493,8 @@ class Acceptor:
         ):
             # a new document accepted whole: the received bytes loaded, keep them as they are
             self.docs.replace(db, ref, first.loaded, first.saved)
+            if self.committed is not None:
+                self.committed(ref, first.loaded)
             return {}
         if lost_known:
             base = b"".join(c.data for h, c in known_changes.items() if h not in lost_known)
@@ -513,6 +518,8 @@ class Acceptor:
                     return refused
                 continue
             self.docs.replace(db, ref, again, saved, rebuilt=bool(lost_known))
+            if self.committed is not None:
+                self.committed(ref, again)
             return refused
         raise DamagedData("too many changes of this document fail to apply")
 

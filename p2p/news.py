@@ -49,12 +49,25 @@ class Tracker:
     """Call `before(batch)` before each batch is accepted, `count(report)` at the end
     (inside the same transaction, so the numbers describe what was committed).
 
-    Only heads are noted before; each changed document is loaded once, after,
-    and read both as it is and as it stood at those heads."""
+    Only heads are noted before; each changed document is read, as it is and
+    as it stood at those heads, from the object the acceptance path committed
+    (`seen`, hooked to `Acceptor.committed`), or else loaded once at the end."""
 
     home: Home
     _before: dict[bytes, tuple[DocRef, list[bytes]]] = field(default_factory=dict)
     _authors: set[tuple[bytes, bytes]] | None = None
+    # per document: (its heads when committed, the entries new since `_before`)
+    _seen: dict[bytes, tuple[list[bytes], set[str]]] = field(default_factory=dict)
+
+    def seen(self, ref: DocRef, doc: Document) -> None:
+        """A document as the acceptance path committed it (inside the transaction)."""
+        noted = self._before.get(ref.id)
+        if noted is None:
+            return
+        self._seen[ref.id] = (
+            sorted(doc.get_heads()),
+            _entries(doc, ref.kind) - _entries(doc, ref.kind, noted[1]),
+        )
 
     def before(self, batch: Iterable[Incoming]) -> None:
         if self._authors is None:
@@ -72,12 +85,17 @@ class Tracker:
         news = News()
         joined = {c.id: c for c in all_communities(self.home)}
         for ref, heads in self._before.values():
-            if self.home.docs.heads(ref.id) == heads:
+            now = self.home.docs.heads(ref.id)
+            if now == heads:
                 continue  # nothing of it was taken
-            doc = self.home.docs.load(ref.id)
-            if doc is None:
-                continue
-            new = _entries(doc, ref.kind) - _entries(doc, ref.kind, heads)
+            got = self._seen.get(ref.id)
+            if got is not None and got[0] == now:
+                new = got[1]
+            else:  # committed by another path, or rolled back since: read it as stored
+                doc = self.home.docs.load(ref.id)
+                if doc is None:
+                    continue
+                new = _entries(doc, ref.kind) - _entries(doc, ref.kind, heads)
             if ref.kind == FEED:
                 news.posts += len(new)
             elif ref.kind == CHAT:

@@ -168,6 +168,9 @@ CREATE TABLE IF NOT EXISTS ix_posts (
 CREATE INDEX IF NOT EXISTS ix_posts_by_id ON ix_posts (community, id);
 CREATE INDEX IF NOT EXISTS ix_posts_by_parent ON ix_posts (community, parent);
 CREATE INDEX IF NOT EXISTS ix_posts_roots ON ix_posts (community, orphan, ts, id, author);
+-- only the posts naming attachments: what an export's blob records read (O(attachments))
+CREATE INDEX IF NOT EXISTS ix_posts_attached ON ix_posts (community)
+    WHERE attachments IS NOT NULL;
 CREATE VIRTUAL TABLE IF NOT EXISTS ix_posts_fts USING fts5 (
     text, content = 'ix_posts', content_rowid = 'n'
 );
@@ -203,6 +206,8 @@ CREATE TABLE IF NOT EXISTS ix_chat (
 );
 CREATE INDEX IF NOT EXISTS ix_chat_by_room ON ix_chat (community, room, ts);
 CREATE INDEX IF NOT EXISTS ix_chat_by_id ON ix_chat (community, id);
+CREATE INDEX IF NOT EXISTS ix_chat_attached ON ix_chat (community)
+    WHERE attachments IS NOT NULL;
 CREATE VIRTUAL TABLE IF NOT EXISTS ix_chat_fts USING fts5 (
     text, content = 'ix_chat', content_rowid = 'n'
 );

@@ -40,3 +40,18 @@ def test_bench_bundle_smoke() -> None:
         assert any(line.startswith(row) for line in lines), row
     figures = json.loads(lines[-1])
     assert figures["inc_bundle_bytes"] < figures["bundle_bytes"]
+
+
+def test_bench_import_smoke() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.bench_import", "--posts", "40", "--authors", "2"]
+        + ["--new", "3", "--runs", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("p2p import benchmark")
+    assert any(line.startswith("p2p import (fresh store)") for line in lines)
+    assert any(line.startswith("p2p import, 3 new") for line in lines)

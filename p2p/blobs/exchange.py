@@ -62,11 +62,16 @@ def referenced(home: Home, communities: Iterable[bytes] | None = None) -> dict[b
     return out
 
 
-def have(home: Home, communities: Iterable[bytes] | None = None) -> Have:
-    """Which attachments named in these communities this home holds, chunk by chunk."""
+def have(
+    home: Home,
+    communities: Iterable[bytes] | None = None,
+    refs: dict[bytes, list[Ref]] | None = None,
+) -> Have:
+    """Which attachments named in these communities this home holds, chunk by chunk
+    (`refs`: `referenced(home, communities)` when the caller has it already)."""
     store = BlobStore(home)
     out: Have = {}
-    for aid in referenced(home, communities):
+    for aid in refs if refs is not None else referenced(home, communities):
         p = store.presence(aid)
         if p is None or p.have == 0:
             continue
@@ -74,11 +79,15 @@ def have(home: Home, communities: Iterable[bytes] | None = None) -> Have:
     return out
 
 
-def lacking(home: Home, communities: Iterable[bytes] | None = None) -> list[bytes]:
+def lacking(
+    home: Home,
+    communities: Iterable[bytes] | None = None,
+    refs: dict[bytes, list[Ref]] | None = None,
+) -> list[bytes]:
     """Attachments named in these communities that are not whole here."""
     store = BlobStore(home)
     out = []
-    for aid in referenced(home, communities):
+    for aid in refs if refs is not None else referenced(home, communities):
         p = store.presence(aid)
         if p is None or p.state != "whole":
             out.append(aid)
@@ -120,15 +129,15 @@ def records_for(home: Home, communities: Iterable[bytes], plan: Plan) -> Iterato
     """Blob records for these communities: what we hold and want, then whatever
     chunks the reader lacks, in budget order (see the module docstring)."""
     ids = list(communities)
-    refs = referenced(home, ids)
+    refs = referenced(home, ids)  # once per build: it reads the indexes
     store = BlobStore(home)
-    mine = have(home, ids)
+    mine = have(home, ids, refs)
     items = sorted(mine.items())
     for i in range(0, len(items), MAX_HAVE):
         record = {"t": "blob-have", "have": dict(items[i : i + MAX_HAVE])}
         plan.spend(sum(len(k) + len(v) + 4 for k, v in items[i : i + MAX_HAVE]) + 16)
         yield record
-    want = lacking(home, ids)
+    want = lacking(home, ids, refs)
     for i in range(0, len(want), MAX_HAVE):
         plan.spend(36 * len(want[i : i + MAX_HAVE]) + 16)
         yield {"t": "blob-want", "want": want[i : i + MAX_HAVE]}

@@ -491,6 +491,7 @@ def _apply(
     report = Report()
     acceptor = home.acceptor()
     tracker = Tracker(home)
+    acceptor.committed = tracker.seen  # news counted without loading each document again
     with home.store.transaction() as db:
         batch = []
         while header := spool.read(4):

@@ -1,0 +1,112 @@
+"""Import benchmark: `p2p import` of a whole community and of NEW more posts, each as a
+whole process, for this checkout and optionally other checkouts in the same run.
+
+    python -m bench.bench_import [--posts 100000] [--authors 50] [--new 100]
+                                 [--runs 2] [--code OLD_CHECKOUT ...]
+
+Builds the store with bench_bundle's builder (one signed change per post), exports
+it and, after NEW more posts, an incremental bundle; then times, alternating between
+checkouts (`--code DIR`: another source tree, e.g. `git archive COMMIT | tar -x -C DIR`),
+the import of each bundle into a fresh copy of the same home. Each step is a whole
+command in its own process (start-up included); peak RSS is that process's own.
+Prints a table of the best of RUNS and each checkout's ratio to the first `--code`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.bench_bundle import add_post, build_store, p2p, text
+from p2p import invites
+from p2p.home import Home
+
+HERE = Path(__file__).resolve().parent.parent
+
+
+def timed_import(code: Path, home: Path, bundle: Path) -> tuple[float, int]:
+    """(seconds, peak RSS KiB) of `p2p import BUNDLE` run from the source tree `code`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("P2P_")}
+    env["P2P_HOME"] = str(home)
+    env["PYTHONPATH"] = str(code)
+    t = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "p2p.cli.main", "import", str(bundle)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=code,
+    )
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - t
+    if os.waitstatus_to_exitcode(status) != 0:
+        assert proc.stderr is not None
+        raise SystemExit(f"import failed ({code}): {proc.stderr.read().decode()[-2000:]}")
+    return elapsed, usage.ru_maxrss
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--posts", type=int, default=100_000)
+    ap.add_argument("--authors", type=int, default=50)
+    ap.add_argument("--new", type=int, default=100)
+    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--code", action="append", default=[], help="another checkout to compare")
+    args = ap.parse_args()
+    codes = [Path(c).resolve() for c in args.code] + [HERE]
+    with tempfile.TemporaryDirectory() as t:
+        tmp = Path(t)
+        owner, c, _save_total, people = build_store(tmp, args.posts, args.authors)
+        invite = invites.write(owner, c)
+        owner.close()
+        fresh = Home(tmp / "fresh")
+        fresh.create_identity(None)
+        invites.join(fresh, invite)
+        fresh.close()
+        src, full, inc = tmp / "owner", tmp / "full.p2p", tmp / "inc.p2p"
+        p2p(src, "export", "--out", str(full))
+        owner = Home(src)
+        rng = random.Random(3)
+        for i in range(args.new):
+            add_post(owner, c, people[i % len(people)], text(rng))
+        owner.close()
+        p2p(src, "export", "--since", str(full), "--out", str(inc))
+        have_full = tmp / "have-full"
+        shutil.copytree(tmp / "fresh", have_full)
+        timed_import(HERE, have_full, full)
+
+        best: dict[tuple[int, str], tuple[float, int]] = {}
+        for _ in range(args.runs):
+            for i, code in enumerate(codes):
+                for step, start, bundle in (("full", tmp / "fresh", full), ("inc", have_full, inc)):
+                    home = tmp / "run"
+                    shutil.rmtree(home, ignore_errors=True)
+                    shutil.copytree(start, home)
+                    got = timed_import(code, home, bundle)
+                    if (i, step) not in best or got[0] < best[(i, step)][0]:
+                        best[(i, step)] = got
+        shutil.rmtree(tmp / "run", ignore_errors=True)
+    print(
+        f"p2p import benchmark — {args.posts} posts by {args.authors} authors, "
+        f"{args.new} new; best of {args.runs}, whole processes, {os.cpu_count()} cores"
+    )
+    for step, what in (
+        ("full", "p2p import (fresh store)"),
+        ("inc", f"p2p import, {args.new} new"),
+    ):
+        for i, code in enumerate(codes):
+            s, rss = best[(i, step)]
+            ratio = f"{s / best[(0, step)][0]:.2f}x of first" if len(codes) > 1 else ""
+            name = "this checkout" if code == HERE else str(code)
+            print(f"{what:<28} {name:<36} {s:7.2f} s  {rss / 1024:6.0f} MiB  {ratio}")
+
+
+if __name__ == "__main__":
+    main()
