@@ -218,6 +218,13 @@ class PeerMisbehaved(LanError):
     default = "the peer sent invalid data; the session was closed and nothing partial was kept"
 
 
+class PeerDisconnected(PeerMisbehaved):
+    """The connection ended early. Before the peer proved a shared community this is
+    most often a busy peer that dropped us, and `sync_with` tries again."""
+
+    default = "the peer disconnected before finishing; nothing partial was kept"
+
+
 class PeerTimeout(LanError):
     default = "the peer stopped responding; the session was closed"
 

@@ -838,3 +838,40 @@ def test_meeting_oneself_is_said_on_both_sides(trio) -> None:
             await server.close()
 
     asyncio.run(go())
+
+
+def test_a_busy_server_does_not_cut_off_an_honest_peer_mid_proof(trio) -> None:
+    """Regression: under load (its own auto-sync sessions holding the event loop, a
+    loaded machine) `serve` counted its own lateness against the peer's handshake
+    budget and dropped an honest `sync` in phase identity. Here the server's loop is
+    held three times for 0.6 s (a fault simulated with time.sleep, like a session
+    being applied) while a peer proves itself within a budget of 0.5 s."""
+    import time
+
+    alice, bob, _eve, village, _secret = trio
+    content.post(alice, village, "while busy")
+
+    async def go():
+        server = await serve(alice, handshake_timeout=0.5)
+        stop = False
+
+        async def hog() -> None:
+            while not server.stats.accepted and not stop:
+                await asyncio.sleep(0.001)
+            for _ in range(3):
+                time.sleep(0.6)  # noqa: ASYNC251 - the point: the loop is held
+                await asyncio.sleep(0)
+
+        hogging = asyncio.ensure_future(hog())
+        try:
+            return await sync_with(bob, "127.0.0.1", server.port), server.stats
+        finally:
+            stop = True
+            await hogging
+            await server.close()
+
+    result, stats = asyncio.run(go())
+    assert result.received_records > 0
+    assert stats.failed_preauth == 0 and stats.sessions == 1
+    bv = cm.resolve(bob, village.hex)
+    assert "while busy" in [p["text"] for p in feed.all_posts(bob, bv)]

@@ -25,6 +25,7 @@ from p2p.blobs import exchange as blob_exchange
 from p2p.bundle import crypt, inventories
 from p2p.bundle.container import BundleStats, write_bundle
 from p2p.bundle.records import community_record, inventory_records
+from p2p.bundle.source import big_pipe
 from p2p.community import Community, all_communities
 from p2p.exchange import Inventory
 from p2p.home import Home
@@ -209,7 +210,7 @@ def _sealed(
 ) -> BundleStats:
     """Write the container into a pipe that age encrypts into `sink` on a thread:
     the plain bundle never touches the disk and is never read back."""
-    r, w = os.pipe()
+    r, w = big_pipe()
     errors: list[BaseException] = []
 
     def seal() -> None:

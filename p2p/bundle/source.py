@@ -66,7 +66,7 @@ class _PipeReader:
     """The read end of a decrypting thread; re-raises the thread's error."""
 
     def __init__(self, fd: int, thread: threading.Thread, errors: list[BaseException]) -> None:
-        self._fh = os.fdopen(fd, "rb")
+        self._fh = os.fdopen(fd, "rb", buffering=READ)
         self._thread = thread
         self._errors = errors
 
@@ -85,12 +85,25 @@ class _PipeReader:
         self._thread.join(timeout=5)
 
 
-def _decrypting(src: BinaryIO, keys: Keys, passphrase: bool) -> _PipeReader:
+def big_pipe() -> tuple[int, int]:
+    """A pipe with a 1 MiB kernel buffer where Linux allows it (64 KiB by
+    default): far fewer thread switches for a large bundle through age."""
     r, w = os.pipe()
+    try:
+        import fcntl
+
+        fcntl.fcntl(w, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    except (OSError, ImportError):
+        pass
+    return r, w
+
+
+def _decrypting(src: BinaryIO, keys: Keys, passphrase: bool) -> _PipeReader:
+    r, w = big_pipe()
     errors: list[BaseException] = []
 
     def run() -> None:
-        with os.fdopen(w, "wb") as out:
+        with os.fdopen(w, "wb", buffering=READ) as out:
             try:
                 if passphrase:
                     crypt.decrypt_passphrase(src, out, keys.passphrase or "")

@@ -19,7 +19,13 @@ import struct
 
 from noise.connection import NoiseConnection
 
-from p2p.errors import HandshakeFailed, PeerMisbehaved, PeerTimeout, PeerUnreachable
+from p2p.errors import (
+    HandshakeFailed,
+    PeerDisconnected,
+    PeerMisbehaved,
+    PeerTimeout,
+    PeerUnreachable,
+)
 
 PROTOCOL = b"Noise_NN_25519_ChaChaPoly_SHA256"
 PROLOGUE = b"p2p/lan/v2"
@@ -73,9 +79,11 @@ class Channel:
             ) from exc
         except asyncio.IncompleteReadError as exc:
             what = "in the middle of a message" if mid or exc.partial else "before finishing"
-            raise PeerMisbehaved(f"the peer disconnected {what}; nothing partial was kept") from exc
+            raise PeerDisconnected(
+                f"the peer disconnected {what}; nothing partial was kept"
+            ) from exc
         except (ConnectionError, OSError) as exc:
-            raise PeerMisbehaved(
+            raise PeerDisconnected(
                 "the connection to the peer broke; nothing partial was kept"
             ) from exc
 
@@ -108,7 +116,7 @@ class Channel:
             except TimeoutError as exc:
                 raise PeerTimeout("the peer stopped reading; the session was closed") from exc
             except (ConnectionError, OSError) as exc:
-                raise PeerMisbehaved("the connection to the peer broke while sending") from exc
+                raise PeerDisconnected("the connection to the peer broke while sending") from exc
 
     async def recv(self) -> bytes:
         head = await self._read_frame(False)

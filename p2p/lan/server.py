@@ -13,11 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from p2p.errors import LanError, NoSharedCommunity, P2PError, PeerTimeout
+from p2p.errors import (
+    HandshakeFailed,
+    LanError,
+    NoSharedCommunity,
+    P2PError,
+    PeerDisconnected,
+    PeerTimeout,
+)
 from p2p.home import Home
 from p2p.lan import channel as ch
 from p2p.lan import session
@@ -31,6 +39,12 @@ STREAM_LIMIT = 64 * 1024  # asyncio read buffer per connection
 NEW_PER_SECOND = 2.0  # new connections per address per second, sustained
 NEW_BURST = 8.0  # ... and in a burst
 MAX_TRACKED = 4096  # addresses whose connection rate is tracked at once
+HANDSHAKE_HARD_LIMIT = 30.0  # the handshake budget grows with our own lag, up to this
+LAG_TICK = 0.02  # how often the event loop's lateness is sampled
+RETRIES = 2  # sync_with: tries again a peer that dropped us before the proof ...
+RETRY_PAUSE = 1.0  # ... after this many seconds, then twice that
+# phases before either side proved a shared community: a drop there exchanged nothing
+RETRY_PHASES = ("", "handshake", "membership", "identity")
 
 Log = Callable[[str], None]
 
@@ -51,6 +65,7 @@ class Stats:
     refused_rate: int = 0  # over NEW_PER_SECOND / NEW_BURST
     evicted: int = 0  # oldest pre-auth connection dropped for a new one
     failed_preauth: int = 0  # handshake/proof failed or too slow
+    proved: int = 0  # proved a shared community and its identity
     strangers: int = 0  # proved no shared community
     refused_busy: int = 0  # authenticated but the session pool was full
     sessions: int = 0  # completed sessions
@@ -76,6 +91,9 @@ class Server:
     _sessions_per_address: collections.Counter = field(default_factory=collections.Counter)
     _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
     _last_preauth_log: float = -1e9
+    _lag: float = 0.0  # seconds the event loop ran late, in total (`_watch_lag`)
+    _tick_due: float | None = None
+    _ticker: asyncio.TimerHandle | None = None
     _quiet: int = 0
 
     @property
@@ -101,6 +119,7 @@ class Server:
                 srv.close()
             raise
         self.host = bound
+        self._watch_lag()
         return self.port
 
     async def add_host(self, host: str) -> None:
@@ -136,13 +155,10 @@ class Server:
         self._preauth[task] = (address, writer)
         self._preauth_per_address[address] += 1
         self.stats.accepted += 1
-        chan = None
+        chan: ch.Channel | None = None
         try:
             try:
-                async with asyncio.timeout(self.handshake_timeout):
-                    chan = await ch.handshake(reader, writer, False, self.io_timeout)
-                    wire = session.Wire(chan)
-                    auth = await session.authenticate(self.home, chan, wire)
+                chan, wire, auth = await self._within_handshake_budget(self._prove(reader, writer))
             except NoSharedCommunity:
                 self.stats.strangers += 1
                 self._log_preauth(f"a peer at {address} shares no community; nothing was exchanged")
@@ -156,6 +172,7 @@ class Server:
                 return
             finally:
                 self._leave_preauth(task)
+            self.stats.proved += 1
             if (
                 sum(self._sessions_per_address.values()) >= MAX_SESSIONS
                 or self._sessions_per_address[address] >= MAX_PER_ADDRESS
@@ -193,6 +210,55 @@ class Server:
                 await chan.close()
             else:
                 writer.close()
+
+    async def _prove(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[ch.Channel, session.Wire, session.Auth]:
+        chan = await ch.handshake(reader, writer, False, self.io_timeout)
+        wire = session.Wire(chan)
+        return chan, wire, await session.authenticate(self.home, chan, wire)
+
+    async def _within_handshake_budget(self, coro):  # noqa: ANN001, ANN202
+        """Run `coro` with `handshake_timeout` seconds of the peer's time. Time this
+        process could not run (its own sessions holding the event loop, a loaded
+        machine) is not the peer's fault and is added back, up to HANDSHAKE_HARD_LIMIT
+        seconds in all: under load an honest peer used to be cut off mid-proof
+        ("disconnected ... (phase identity)"). Slow strangers still cannot hold the
+        server: the pre-auth pool is bounded per address and drops its oldest."""
+        loop = asyncio.get_running_loop()
+        start, lag0 = loop.time(), self._lag_now()
+        hard = start + max(self.handshake_timeout, HANDSHAKE_HARD_LIMIT)
+        task = asyncio.ensure_future(coro)
+        try:
+            while True:
+                due = min(hard, start + self.handshake_timeout + self._lag_now() - lag0)
+                remaining = due - loop.time()
+                if remaining <= 0:
+                    raise TimeoutError()
+                done, _ = await asyncio.wait({task}, timeout=remaining)
+                if done:
+                    return task.result()
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    def _lag_now(self) -> float:
+        """Seconds, so far, that the event loop ran later than asked (see `_watch_lag`)."""
+        if self._tick_due is None:
+            return 0.0
+        return self._lag + max(0.0, asyncio.get_running_loop().time() - self._tick_due)
+
+    def _watch_lag(self) -> None:
+        """A timer every LAG_TICK seconds; how late it fires is time the event loop was
+        held (by our own sessions or a loaded machine). A plain callback, no task, so
+        lateness is measured in the very loop iteration that ends the hold."""
+        loop = asyncio.get_running_loop()
+        if self._tick_due is not None:
+            self._lag += max(0.0, loop.time() - self._tick_due)
+        self._tick_due = loop.time() + LAG_TICK
+        self._ticker = loop.call_at(self._tick_due, self._watch_lag)
 
     def _log_preauth(self, line: str) -> None:
         """At most one line a second about strangers, so a flood does not flood the log."""
@@ -239,6 +305,8 @@ class Server:
         cut them (a cut session stores nothing: it applies in one transaction)."""
         for srv in self._servers:
             srv.close()
+        if self._ticker is not None:
+            self._ticker.cancel()
         if self._active:
             _done, late = await asyncio.wait(set(self._active), timeout=grace)
             for task in late:
@@ -289,7 +357,42 @@ async def sync_with(
     lock: asyncio.Lock | None = None,
 ) -> session.SessionResult:
     """Connect to a peer and run one session
-    (`progress(records received, records expected, bytes received)`)."""
+    (`progress(records received, records expected, bytes received)`).
+
+    A peer that drops the connection before both sides proved a shared community
+    has exchanged nothing and is most often just busy (its own `serve` syncing,
+    a loaded machine): that is tried again, RETRIES times, after a short pause."""
+    for attempt in range(RETRIES + 1):
+        try:
+            return await _sync_once(
+                home,
+                host,
+                port,
+                io_timeout=io_timeout,
+                deadline=deadline,
+                progress=progress,
+                lock=lock,
+            )
+        except (PeerDisconnected, HandshakeFailed) as exc:
+            dropped = isinstance(exc, PeerDisconnected) or isinstance(
+                exc.__cause__, asyncio.IncompleteReadError | ConnectionError | OSError
+            )
+            if not dropped or exc.phase not in RETRY_PHASES or attempt == RETRIES:
+                raise
+        await asyncio.sleep(RETRY_PAUSE * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+async def _sync_once(
+    home: Home,
+    host: str,
+    port: int,
+    *,
+    io_timeout: float,
+    deadline: float,
+    progress: Callable[[int, int, int], None] | None,
+    lock: asyncio.Lock | None,
+) -> session.SessionResult:
     try:
         async with asyncio.timeout(deadline):
             chan = await ch.open_channel(host, port, io_timeout=io_timeout)
