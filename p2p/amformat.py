@@ -34,6 +34,10 @@ DOCUMENT, CHANGE, DEFLATED_CHANGE = 0, 1, 2
 # ~1.1 KB per change with its op; bench/bench_amformat.py), rounded up.
 OP_COST = 128
 CHANGE_COST = 1536
+# An inflated byte is held about six times over while it loads (a 50 MB string
+# peaked at +282 MB RSS, a 10 MB one at +62 MB: bench/bench_hostile.py), so it
+# is charged six times: what passes the budget is what loading really costs.
+BYTE_COST = 6
 FIXED_BUDGET = 64 * 1024 * 1024  # what any document may cost, however small
 # ... plus this many times its own size: honest feeds cost ~45x their saved
 # size once loaded, documents of many one-op changes up to ~100x.
@@ -55,7 +59,7 @@ class Cost:
 
     @property
     def estimate(self) -> int:
-        return self.inflated + OP_COST * self.ops + CHANGE_COST * self.changes
+        return BYTE_COST * self.inflated + OP_COST * self.ops + CHANGE_COST * self.changes
 
 
 def budget_for(size: int) -> int:
@@ -167,7 +171,7 @@ class _Walker:
 
     def _room(self) -> int:
         """Bytes that may still be inflated before the budget is passed."""
-        return max(0, self.budget - self.cost.estimate)
+        return max(0, self.budget - self.cost.estimate) // BYTE_COST
 
     def inflate(self, data: memoryview) -> bytes:
         """Raw deflate, stopped one byte past the remaining budget."""
