@@ -24,6 +24,7 @@ import re
 import zlib
 from dataclasses import dataclass
 
+from p2p import leb128
 from p2p.errors import AutomergeBomb, AutomergeMalformed
 
 MAGIC = b"\x85\x6f\x4a\x83"
@@ -84,35 +85,11 @@ def check(data: bytes, budget: int | None = None) -> Cost:
 
 
 def _uleb(buf: memoryview, pos: int, end: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= end:
-            raise AutomergeMalformed("truncated integer")
-        byte = buf[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-        if shift > 63:
-            raise AutomergeMalformed("integer too long")
+    return leb128.uleb(buf, pos, end, AutomergeMalformed)
 
 
 def _sleb(buf: memoryview, pos: int, end: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= end:
-            raise AutomergeMalformed("truncated integer")
-        byte = buf[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            if byte & 0x40:
-                value -= 1 << shift
-            return value, pos
-        if shift > 63:
-            raise AutomergeMalformed("integer too long")
+    return leb128.sleb(buf, pos, end, AutomergeMalformed)
 
 
 _LEB = re.compile(rb"[\x80-\xff]{0,9}[\x00-\x7f]")

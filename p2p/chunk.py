@@ -21,6 +21,8 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from p2p import leb128
+
 MAGIC = b"\x85\x6f\x4a\x83"
 CHANGE_CHUNK = 1
 MAX_CHANGE = 16 * 1024 * 1024
@@ -42,18 +44,7 @@ class RawChange:
 
 
 def _uleb(buf: bytes, pos: int, limit: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= limit:
-            raise ChunkError("truncated integer")
-        byte = buf[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-        if shift > 63:
-            raise ChunkError("integer too long")
+    return leb128.uleb(buf, pos, limit, ChunkError)
 
 
 def parse_one(buf: bytes, pos: int = 0) -> tuple[RawChange, int]:
