@@ -200,9 +200,9 @@ def evaluate(
     rejected: dict[bytes, str] = {}
     for h in order:
         c = pool[h]
-        if any(d in rejected for d in c.deps):
+        if rejected and any(d in rejected for d in c.deps):
             rejected[h] = "depends on a rejected change"
-        elif not all(d in present for d in c.deps):
+        elif not present.issuperset(c.deps):
             waiting.append(h)
             continue
         elif h not in vouched:
@@ -374,18 +374,22 @@ class Acceptor:
                         (doc_id, *part),
                     )
                 ]
+        parked: set[bytes] = set()  # hashes with rows in pending / pending_sigs
         for h, data in db.execute("SELECT hash, data FROM pending WHERE doc = ?", (doc_id,)):
+            parked.add(h)
             if h not in pool and h not in known:
                 try:
                     pool[h] = chunk.parse_one(data)[0]
                 except chunk.ChunkError:
                     db.execute("DELETE FROM pending WHERE doc = ? AND hash = ?", (doc_id, h))
-        sigs += [
+        parked_sigs = [
             tuple(r)
             for r in db.execute(
                 "SELECT hash, signer, sig FROM pending_sigs WHERE doc = ?", (doc_id,)
             )
         ]
+        parked.update(s[0] for s in parked_sigs)
+        sigs += parked_sigs
         if not pool:
             return report
 
@@ -462,7 +466,8 @@ class Acceptor:
             if existing is None:
                 report.new_docs.append(ref)
 
-        done = [(doc_id, h) for h in list(ready) + list(rejected) + list(lost)]
+        # only rows that exist: a million-change document must not cost a million deletes
+        done = [(doc_id, h) for h in (*ready, *rejected, *lost) if h in parked]
         db.executemany("DELETE FROM pending WHERE doc = ? AND hash = ?", done)
         db.executemany("DELETE FROM pending_sigs WHERE doc = ? AND hash = ?", done)
         report.pending += len([h for h in waiting if h in incoming_hashes])
