@@ -167,13 +167,16 @@ def _bulk_posts(db: Any, ref: DocRef, doc: Document, obj: bytes, keys: list[str]
         " AND substr(owner, 1, 4) = ? LIMIT 1",
         (c, FEED, owner, owner[:4]),
     ).fetchone()
-    twin = sharing and db.execute(
-        "SELECT 1 FROM ix_posts WHERE community = ? AND author = ? AND EXISTS"
-        " (SELECT 1 FROM ix_posts p INDEXED BY ix_posts_by_id"
-        " WHERE p.community = ix_posts.community AND p.id = ix_posts.id AND p.n != ix_posts.n)"
-        " LIMIT 1",
-        (c, owner),
-    ).fetchone()
+    twin = (
+        sharing
+        and db.execute(
+            "SELECT 1 FROM ix_posts WHERE community = ? AND author = ? AND EXISTS"
+            " (SELECT 1 FROM ix_posts p INDEXED BY ix_posts_by_id"
+            " WHERE p.community = ix_posts.community AND p.id = ix_posts.id AND p.n != ix_posts.n)"
+            " LIMIT 1",
+            (c, owner),
+        ).fetchone()
+    )
     if twin:
         _flag(db, c, "collision")
     linked = db.execute(
