@@ -3,7 +3,8 @@
 Chunks live under `<home>/blobs/ab/cdef...` (named by their BLAKE3 hash; files
 0600, folders 0700), so a file named by many posts, or many manifests sharing
 chunks, is stored once. A chunk enters its place only after it hashed to what
-its manifest says (a bundle's chunks wait in `Staging` until its trailer holds), and made durable before its row is committed; the rows are the
+its manifest says (a bundle's chunks wait in `Staging` until its trailer
+holds), and is made durable before its row is committed; the rows are the
 truth (a file without a row is debris that `sweep` removes). Everything moves
 one chunk (1 MiB) at a time: memory stays flat whatever the attachment's size.
 """
