@@ -23,6 +23,7 @@ from typing import BinaryIO
 import blake3
 import msgpack
 
+from p2p.background_hash import BackgroundHash
 from p2p.errors import (
     BadBundleSignature,
     BundleCorrupt,
@@ -77,15 +78,35 @@ def _unpack(data: bytes, limit: int) -> object:
 
 
 class _HashingWriter:
+    """Writes through to `out` and feeds the SHA-256 on a helper thread (the
+    trailer digest and, with one `copy`, the file's own: one pass over the bytes)."""
+
     def __init__(self, out: BinaryIO) -> None:
         self.out = out
-        self.hash = hashlib.sha256()
+        self.hash = BackgroundHash("sha256")
         self.size = 0
 
     def write(self, data: bytes) -> None:
         self.out.write(data)
         self.hash.update(data)
         self.size += len(data)
+
+
+BIG = 64 * 1024  # a record's trailing `data` this large is written without copying it
+
+
+def pack_record(record: dict) -> tuple[bytes, bytes]:
+    """The record's msgpack bytes as (head, data): head + data is exactly
+    `msgpack.packb(record, use_bin_type=True)`, but a large bytes value under the
+    last key `data` (an attachment chunk) is not copied into the packed buffer."""
+    data = record.get("data")
+    if not isinstance(data, bytes) or len(data) < BIG or next(reversed(record)) != "data":
+        return msgpack.packb(record, use_bin_type=True), b""
+    head = msgpack.packb({**record, "data": b""}, use_bin_type=True)
+    assert head.endswith(b"\xc4\x00")  # bin 8 of length 0: the empty `data` at the end
+    n = len(data)
+    size = struct.pack(">BH", 0xC5, n) if n < 1 << 16 else struct.pack(">BI", 0xC6, n)
+    return head[:-2] + size, data
 
 
 def write_bundle(
@@ -99,26 +120,37 @@ def write_bundle(
     """Stream `records` into `out` as a signed bundle. `signer` exists for test
     vectors only (a trailer signed by a key other than the header's)."""
     w = _HashingWriter(out)
-    header = msgpack.packb(
-        {"exporter": exporter.public_key, "created": int(created or time.time())},
-        use_bin_type=True,
-    )
-    w.write(MAGIC + struct.pack(">HI", VERSION, len(header)) + header)
-    count = 0
-    for record in records:
-        if not isinstance(record.get("t"), str):
-            raise ValueError("every record needs a string 't'")
-        body = msgpack.packb(record, use_bin_type=True)
-        if len(body) > MAX_RECORD:
-            raise ValueError("record larger than MAX_RECORD")
-        w.write(struct.pack(">I", len(body)) + body)
-        count += 1
-    w.write(struct.pack(">I", 0))
-    digest = w.hash.digest()
+    try:
+        header = msgpack.packb(
+            {"exporter": exporter.public_key, "created": int(created or time.time())},
+            use_bin_type=True,
+        )
+        w.write(MAGIC + struct.pack(">HI", VERSION, len(header)) + header)
+        count = 0
+        for record in records:
+            if not isinstance(record.get("t"), str):
+                raise ValueError("every record needs a string 't'")
+            head, data = pack_record(record)
+            if len(head) + len(data) > MAX_RECORD:
+                raise ValueError("record larger than MAX_RECORD")
+            length = struct.pack(">I", len(head) + len(data))
+            if len(head) < BIG:
+                w.write(length + head)
+            else:  # a large document: no copy of it just to prefix 4 bytes
+                w.write(length)
+                w.write(head)
+            if data:
+                w.write(data)
+            count += 1
+        w.write(struct.pack(">I", 0))
+        hashed = w.hash.done()
+    finally:
+        w.hash.close()
+    digest = hashed.digest()
     sig = (signer or exporter).sign(TAG + digest + struct.pack(">Q", count))
     trailer = struct.pack(">Q", count) + digest + sig
     out.write(trailer)
-    whole = w.hash.copy()  # the file's own digest, without reading it again
+    whole = hashed.copy()  # the file's own digest, without reading it again
     whole.update(trailer)
     return BundleStats(count, w.size + TRAILER, digest, whole.digest())
 
