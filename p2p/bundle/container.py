@@ -13,10 +13,7 @@ trailer proves the bundle is complete and unaltered (docs/bundle-format.md).
 
 from __future__ import annotations
 
-import hashlib
-import queue
 import struct
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +23,7 @@ from typing import BinaryIO
 import blake3
 import msgpack
 
+from p2p.background_hash import BackgroundHash
 from p2p.errors import (
     BadBundleSignature,
     BundleCorrupt,
@@ -104,55 +102,36 @@ def _unpack(data: bytes, limit: int) -> object:
         raise BundleCorrupt("a record of this bundle is not valid msgpack") from exc
 
 
-class _BackgroundSha256:
-    """SHA-256 fed in order on a thread of its own (hashlib releases the GIL on
-    large buffers), so the proving pass hashes at the same time as it stages.
-    At most DEPTH blocks wait: memory stays flat."""
-
-    DEPTH = 8
-
-    def __init__(self) -> None:
-        self.hash = hashlib.sha256()
-        self._todo: queue.Queue[bytes | None] = queue.Queue(self.DEPTH)
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (data := self._todo.get()) is not None:
-            self.hash.update(data)
-
-    def update(self, data: bytes) -> None:
-        self._todo.put(data)
-
-    def finish(self) -> hashlib._Hash:
-        """The hash once every block given has entered it."""
-        if self._thread.is_alive():
-            self._todo.put(None)
-            self._thread.join()
-        return self.hash
-
-    def close(self) -> None:
-        """Stop the thread (a reading that failed half way)."""
-        if self._thread.is_alive():
-            try:
-                while True:
-                    self._todo.get_nowait()
-            except queue.Empty:
-                pass
-            self._todo.put(None)
-            self._thread.join()
-
-
 class _HashingWriter:
+    """Writes through to `out` and feeds the SHA-256 on a helper thread (the
+    trailer digest and, with one `copy`, the file's own: one pass over the bytes)."""
+
     def __init__(self, out: BinaryIO) -> None:
         self.out = out
-        self.hash = hashlib.sha256()
+        self.hash = BackgroundHash("sha256")
         self.size = 0
 
     def write(self, data: bytes) -> None:
         self.out.write(data)
         self.hash.update(data)
         self.size += len(data)
+
+
+BIG = 64 * 1024  # a record's trailing `data` this large is written without copying it
+
+
+def pack_record(record: dict) -> tuple[bytes, bytes]:
+    """The record's msgpack bytes as (head, data): head + data is exactly
+    `msgpack.packb(record, use_bin_type=True)`, but a large bytes value under the
+    last key `data` (an attachment chunk) is not copied into the packed buffer."""
+    data = record.get("data")
+    if not isinstance(data, bytes) or len(data) < BIG or next(reversed(record)) != "data":
+        return msgpack.packb(record, use_bin_type=True), b""
+    head = msgpack.packb({**record, "data": b""}, use_bin_type=True)
+    assert head.endswith(b"\xc4\x00")  # bin 8 of length 0: the empty `data` at the end
+    n = len(data)
+    size = struct.pack(">BH", 0xC5, n) if n < 1 << 16 else struct.pack(">BI", 0xC6, n)
+    return head[:-2] + size, data
 
 
 def write_bundle(
@@ -166,26 +145,37 @@ def write_bundle(
     """Stream `records` into `out` as a signed bundle. `signer` exists for test
     vectors only (a trailer signed by a key other than the header's)."""
     w = _HashingWriter(out)
-    header = msgpack.packb(
-        {"exporter": exporter.public_key, "created": int(created or time.time())},
-        use_bin_type=True,
-    )
-    w.write(MAGIC + struct.pack(">HI", VERSION, len(header)) + header)
-    count = 0
-    for record in records:
-        if not isinstance(record.get("t"), str):
-            raise ValueError("every record needs a string 't'")
-        body = msgpack.packb(record, use_bin_type=True)
-        if len(body) > MAX_RECORD:
-            raise ValueError("record larger than MAX_RECORD")
-        w.write(struct.pack(">I", len(body)) + body)
-        count += 1
-    w.write(struct.pack(">I", 0))
-    digest = w.hash.digest()
+    try:
+        header = msgpack.packb(
+            {"exporter": exporter.public_key, "created": int(created or time.time())},
+            use_bin_type=True,
+        )
+        w.write(MAGIC + struct.pack(">HI", VERSION, len(header)) + header)
+        count = 0
+        for record in records:
+            if not isinstance(record.get("t"), str):
+                raise ValueError("every record needs a string 't'")
+            head, data = pack_record(record)
+            if len(head) + len(data) > MAX_RECORD:
+                raise ValueError("record larger than MAX_RECORD")
+            length = struct.pack(">I", len(head) + len(data))
+            if len(head) < BIG:
+                w.write(length + head)
+            else:  # a large document: no copy of it just to prefix 4 bytes
+                w.write(length)
+                w.write(head)
+            if data:
+                w.write(data)
+            count += 1
+        w.write(struct.pack(">I", 0))
+        hashed = w.hash.done()
+    finally:
+        w.hash.close()
+    digest = hashed.digest()
     sig = (signer or exporter).sign(TAG + digest + struct.pack(">Q", count))
     trailer = struct.pack(">Q", count) + digest + sig
     out.write(trailer)
-    whole = w.hash.copy()  # the file's own digest, without reading it again
+    whole = hashed.copy()  # the file's own digest, without reading it again
     whole.update(trailer)
     return BundleStats(count, w.size + TRAILER, digest, whole.digest())
 
@@ -211,7 +201,7 @@ class BundleReader:
         self.max_record = max_record
         self.proven = proven
         self.progress = progress
-        self.hash: _BackgroundSha256 | None = None
+        self.hash: BackgroundHash | None = None
         self.chain = blake3.blake3()
         self.offset = 0
         self.stats = BundleStats()
@@ -257,7 +247,7 @@ class BundleReader:
                 )
             raise NotABundle("this file is not a p2p bundle (unknown format)")
         if self.proven is None:
-            self.hash = _BackgroundSha256()
+            self.hash = BackgroundHash()  # SHA-256 on the other core while this one stages
         self.offset = len(MAGIC)
         self._feed(first)
         version, hlen = struct.unpack(">HI", self._hashed(6, "the header"))
@@ -398,7 +388,7 @@ class BundleReader:
         if self.hash is None:
             self._same_as_proven()
             return
-        hashed = self.hash.finish()
+        hashed = self.hash.done()
         digest = hashed.digest()
         trailer = self._exact(TRAILER, "the trailer")
         (claimed,) = struct.unpack(">Q", trailer[:8])
