@@ -3,8 +3,11 @@
     python -m bench.bench_attachments [--size-mib 1024] [--no-nncp]
 
 One file of SIZE MiB of random bytes (incompressible, as photos and films are).
-Every step is a whole command in its own process (start-up included), timed,
-with its own peak RSS (`ru_maxrss` from os.wait4):
+Every step is a whole command in its own process (start-up included), timed
+(wall and CPU seconds, user+sys of the command and its children from
+os.wait4), with its own peak RSS. Each timed step starts with nothing dirty in
+the page cache (`sync` before it, untimed), so no step pays for an earlier
+one's writes (the 1 GiB source file is made, then synced, before anything):
 
 - p2p, open and private community: `post --attach` (chunk, hash, seal if
   private, store), `export`, `verify`, `import` into a second home,
@@ -16,8 +19,12 @@ with its own peak RSS (`ru_maxrss` from os.wait4):
 
 Ratios: p2p out = post --attach + export against nncp-file + bundle -tx; p2p in
 = import against bundle -rx + toss (and import + save, which also writes the
-file out, as toss does); each also against cp+sync. The last line is JSON with
-every figure. Asserts nothing but that each command succeeds.
+file out, as toss does); each also against cp+sync. The physical limit: `out`
+makes the file durable twice (into the store, then as the bundle; NNCP's out
+does the same: its spool, then the bundle), so its floor is 2 x cp+sync, and
+the best ratio to NNCP this disk allows is NNCP's out time over that floor;
+both are printed next to the targets. The last line is JSON with every figure.
+Asserts nothing but that each command succeeds.
 """
 
 from __future__ import annotations
@@ -39,8 +46,22 @@ MiB = 1024 * 1024
 TIME = shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else None)
 
 
-def run(cmd: list[str], env: dict[str, str] | None = None, stdin=None, stdout=None):  # noqa: ANN001, ANN201
-    """(seconds, peak RSS in KiB of that one command, stdout text).
+class Timed(tuple):
+    """(wall seconds, peak RSS KiB, stdout text) with `.cpu`: user+sys seconds."""
+
+    cpu: float = 0.0
+
+
+def timed(wall: float, rss: int, out: str, cpu: float) -> Timed:
+    t = Timed((wall, rss, out))
+    t.cpu = cpu
+    return t
+
+
+def run(cmd: list[str], env: dict[str, str] | None = None, stdin=None, stdout=None) -> Timed:  # noqa: ANN001
+    """(seconds, peak RSS in KiB of that one command, stdout text); `.cpu` its
+    user+sys seconds (children included: wait4 counts what the child reaped).
+    A `sync` first (untimed): the command starts with nothing dirty to flush.
 
     The peak comes from GNU time's %M when it is installed: its child is forked
     from `time` itself (a few MiB), so the figure is the command's own. Else
@@ -48,11 +69,13 @@ def run(cmd: list[str], env: dict[str, str] | None = None, stdin=None, stdout=No
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         with tempfile.NamedTemporaryFile("r") as rss_file:
             wrapped = [TIME, "-f", "%M", "-o", rss_file.name, *cmd] if TIME else cmd
+            os.sync()
             t = time.perf_counter()
             proc = subprocess.Popen(wrapped, stdout=stdout or out, stderr=err, stdin=stdin, env=env)
             _pid, status, usage = os.wait4(proc.pid, 0)
             elapsed = time.perf_counter() - t
             rss = usage.ru_maxrss
+            cpu = usage.ru_utime + usage.ru_stime
             if TIME:
                 text = rss_file.read().strip().splitlines()
                 rss = int(text[-1]) if text and text[-1].isdigit() else rss
@@ -60,10 +83,10 @@ def run(cmd: list[str], env: dict[str, str] | None = None, stdin=None, stdout=No
             err.seek(0)
             raise SystemExit(f"{' '.join(cmd)} failed: {err.read().decode()[-2000:]}")
         out.seek(0)
-        return elapsed, rss, out.read().decode(errors="replace")
+        return timed(elapsed, rss, out.read().decode(errors="replace"), cpu)
 
 
-def p2p(home: Path, *args: str) -> tuple[float, int, str]:
+def p2p(home: Path, *args: str) -> Timed:
     env = {k: v for k, v in os.environ.items() if not k.startswith("P2P_")}
     env["P2P_HOME"] = str(home)
     return run([sys.executable, "-m", "p2p.cli.main", *args], env)
@@ -80,6 +103,7 @@ def make_file(path: Path, size: int) -> None:
             out.write(piece[: min(MiB, left)])
             left -= MiB
             n += 1
+    os.sync()  # else the first timed `sync` (cp + sync) would also flush the source
 
 
 def same(a: Path, b: Path) -> bool:
@@ -94,12 +118,19 @@ def same(a: Path, b: Path) -> bool:
                 return True
 
 
-def cp_sync(src: Path, dest: Path) -> tuple[float, int, str]:
+def cp_sync(src: Path, dest: Path) -> Timed:
     return run(["sh", "-c", f'cp "{src}" "{dest}" && sync'])
 
 
-def p2p_round(tmp: Path, src: Path, private: bool) -> dict[str, tuple[float, int]]:
-    """Every p2p step for one community kind; {step: (seconds, peak RSS KiB)}."""
+Step = tuple[float, int, float]  # wall seconds, peak RSS KiB, CPU seconds
+
+
+def step(t: Timed) -> Step:
+    return (t[0], t[1], t.cpu)
+
+
+def p2p_round(tmp: Path, src: Path, private: bool) -> dict[str, Step]:
+    """Every p2p step for one community kind; {step: (seconds, peak RSS KiB, CPU s)}."""
     label = "private" if private else "open"
     a, b = tmp / f"{label}-a", tmp / f"{label}-b"
     for h in (a, b):
@@ -108,17 +139,16 @@ def p2p_round(tmp: Path, src: Path, private: bool) -> dict[str, tuple[float, int
     cid = json.loads(p2p(a, *made)[2])["id"]
     p2p(a, "community", "invite", cid, "--out", str(tmp / f"{label}.inv"), "--no-passphrase")
     p2p(b, "community", "join", str(tmp / f"{label}.inv"))
-    steps: dict[str, tuple[float, int]] = {}
-    t, rss, out = p2p(a, "post", cid, "a large file", "--attach", str(src), "--json")
-    steps["post --attach"] = (t, rss)
+    steps: dict[str, Step] = {}
+    posted = p2p(a, "post", cid, "a large file", "--attach", str(src), "--json")
+    steps["post --attach"] = step(posted)
     bundle = tmp / f"{label}.p2p"
-    t, rss, _ = p2p(a, "export", cid, "--out", str(bundle))
-    steps["export"] = (t, rss)
-    steps["verify"] = p2p(b, "verify", str(bundle))[:2]
-    steps["import"] = p2p(b, "import", str(bundle))[:2]
-    aid = json.loads(out)["attachments"][0]["hash"]
+    steps["export"] = step(p2p(a, "export", cid, "--out", str(bundle)))
+    steps["verify"] = step(p2p(b, "verify", str(bundle)))
+    steps["import"] = step(p2p(b, "import", str(bundle)))
+    aid = json.loads(posted[2])["attachments"][0]["hash"]
     saved = tmp / f"{label}.out"
-    steps["attachment save"] = p2p(b, "attachment", "save", aid, "--out", str(saved))[:2]
+    steps["attachment save"] = step(p2p(b, "attachment", "save", aid, "--out", str(saved)))
     if not same(saved, src):
         raise SystemExit("the saved attachment differs from the original")
     bundle.unlink()
@@ -129,14 +159,14 @@ def p2p_round(tmp: Path, src: Path, private: bool) -> dict[str, tuple[float, int
     stick.mkdir()
     p2p(b, "init", "--no-passphrase")
     p2p(b, "community", "join", str(tmp / f"{label}.inv"))
-    steps["usb sync (write)"] = p2p(a, "usb", "sync", str(stick))[:2]
-    steps["usb sync (read)"] = p2p(b, "usb", "sync", str(stick))[:2]
+    steps["usb sync (write)"] = step(p2p(a, "usb", "sync", str(stick)))
+    steps["usb sync (read)"] = step(p2p(b, "usb", "sync", str(stick)))
     for d in (a, b, stick):
         shutil.rmtree(d)
     return steps
 
 
-def nncp_round(tmp: Path, src: Path) -> dict[str, tuple[float, int]] | None:
+def nncp_round(tmp: Path, src: Path) -> dict[str, Step] | None:
     if not shutil.which("nncp-file"):
         return None
     keys = {}
@@ -165,24 +195,20 @@ def nncp_round(tmp: Path, src: Path) -> dict[str, tuple[float, int]] | None:
         cfgs[node] = tmp / f"nncp-{node}.hjson"
         cfgs[node].write_text(json.dumps(cfg))
     a, b = str(cfgs["a"]), str(cfgs["b"])
-    steps: dict[str, tuple[float, int]] = {}
-    steps["nncp-file"] = run(["nncp-file", "-cfg", a, "-noprogress", str(src), "b:"])[:2]
+    steps: dict[str, Step] = {}
+    steps["nncp-file"] = step(run(["nncp-file", "-cfg", a, "-noprogress", str(src), "b:"]))
     bundle = tmp / "nncp.bundle"
-    with bundle.open("wb") as fh:
-        t, rss, _ = run(["nncp-bundle", "-cfg", a, "-noprogress", "-tx", "b"], stdout=fh)
-    t2, rss2, _ = run(["sync"])
-    steps["nncp-bundle -tx"] = (t + t2, rss)
+    # nncp-bundle -tx writes to stdout: its `sync` after it is part of the step
+    tx = ["sh", "-c", f'nncp-bundle -cfg "{a}" -noprogress -tx b > "{bundle}" && sync']
+    steps["nncp-bundle -tx"] = step(run(tx))
     with bundle.open("rb") as fh:
-        steps["nncp-bundle -rx -check -dryrun"] = run(
-            ["nncp-bundle", "-cfg", b, "-noprogress", "-rx", "-check", "-dryrun"], stdin=fh
-        )[:2]
-    with bundle.open("rb") as fh:
-        steps["nncp-bundle -rx"] = run(["nncp-bundle", "-cfg", b, "-noprogress", "-rx"], stdin=fh)[
-            :2
-        ]
-    t, rss, _ = run(["nncp-toss", "-cfg", b, "-noprogress"])
-    t2, _r, _ = run(["sync"])
-    steps["nncp-toss"] = (t + t2, rss)
+        steps["nncp-bundle -rx -check -dryrun"] = step(
+            run(["nncp-bundle", "-cfg", b, "-noprogress", "-rx", "-check", "-dryrun"], stdin=fh)
+        )
+    # durable like p2p import (a `sync` after it, in the step)
+    rx = ["sh", "-c", f'nncp-bundle -cfg "{b}" -noprogress -rx < "{bundle}" && sync']
+    steps["nncp-bundle -rx"] = step(run(rx))
+    steps["nncp-toss"] = step(run(["sh", "-c", f'nncp-toss -cfg "{b}" -noprogress && sync']))
     got = tmp / "nncp-b-in" / src.name
     if not got.exists() or got.stat().st_size != src.stat().st_size:
         raise SystemExit("nncp did not deliver the file")
@@ -201,22 +227,35 @@ def main() -> None:
         src = tmp / "film.bin"
         make_file(src, size)
         floor = run(["true"])[1]
-        copy = cp_sync(src, tmp / "copy.bin")[:2]
+        copied = cp_sync(src, tmp / "copy.bin")
+        copy = step(copied)
         (tmp / "copy.bin").unlink()
         rounds = {"open": p2p_round(tmp, src, False), "private": p2p_round(tmp, src, True)}
         nncp = None if args.no_nncp else nncp_round(tmp, src)
     mbs = lambda t: size / MiB / t if t else 0.0  # noqa: E731
-    print(f"p2p attachment benchmark: one {args.size_mib} MiB file (machine shared: under load)")
-    print(f"{'step':40} {'seconds':>8} {'MiB/s':>8} {'peak RSS MiB':>13}  note")
-    print(f"{'(floor: `true` under this bench)':40} {'':8} {'':8} {floor / 1024:13.0f}")
-    print(f"{'cp + sync':40} {copy[0]:8.2f} {mbs(copy[0]):8.0f} {copy[1] / 1024:13.0f}  the disk")
-    figures: dict = {"size_mib": args.size_mib, "cp_sync_s": copy[0]}
+    load = os.getloadavg()
+    print(
+        f"p2p attachment benchmark: one {args.size_mib} MiB file (machine shared: load "
+        f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f})"
+    )
+    head = f"{'step':40} {'seconds':>8} {'CPU s':>6} {'MiB/s':>8} {'peak RSS MiB':>13}  note"
+    print(head)
+    print(f"{'(floor: `true` under this bench)':40} {'':8} {'':6} {'':8} {floor / 1024:13.0f}")
+    print(
+        f"{'cp + sync':40} {copy[0]:8.2f} {copy[2]:6.2f} {mbs(copy[0]):8.0f} "
+        f"{copy[1] / 1024:13.0f}  the disk: one durable copy"
+    )
+    figures: dict = {"size_mib": args.size_mib, "cp_sync_s": copy[0], "load": load[0]}
     for kind, steps in rounds.items():
-        for step, (t, rss) in steps.items():
+        for name_, (t, rss, cpu) in steps.items():
             note = f"{copy[0] / t:.2f}x cp+sync" if t else ""
-            name = f"p2p {step} ({kind})"
-            print(f"{name:40} {t:8.2f} {mbs(t):8.0f} {rss / 1024:13.0f}  {note}")
-            figures[f"{kind}:{step}"] = {"s": round(t, 3), "rss_mib": round(rss / 1024, 1)}
+            name = f"p2p {name_} ({kind})"
+            print(f"{name:40} {t:8.2f} {cpu:6.2f} {mbs(t):8.0f} {rss / 1024:13.0f}  {note}")
+            figures[f"{kind}:{name_}"] = {
+                "s": round(t, 3),
+                "cpu_s": round(cpu, 3),
+                "rss_mib": round(rss / 1024, 1),
+            }
     if nncp is None:
         print(
             "nncp: skipped (not installed; Debian package `nncp`)"
@@ -224,30 +263,46 @@ def main() -> None:
             else "nncp: skipped (--no-nncp)"
         )
     else:
-        for step, (t, rss) in nncp.items():
-            print(f"{step:40} {t:8.2f} {mbs(t):8.0f} {rss / 1024:13.0f}")
-            figures[f"nncp:{step}"] = {"s": round(t, 3), "rss_mib": round(rss / 1024, 1)}
+        for name_, (t, rss, cpu) in nncp.items():
+            print(f"{name_:40} {t:8.2f} {cpu:6.2f} {mbs(t):8.0f} {rss / 1024:13.0f}")
+            figures[f"nncp:{name_}"] = {
+                "s": round(t, 3),
+                "cpu_s": round(cpu, 3),
+                "rss_mib": round(rss / 1024, 1),
+            }
         n_out = nncp["nncp-file"][0] + nncp["nncp-bundle -tx"][0]
         n_in = nncp["nncp-bundle -rx"][0] + nncp["nncp-toss"][0]
         n_verify = nncp["nncp-bundle -rx -check -dryrun"][0]
+        floor_out = 2 * copy[0]  # out makes the file durable twice (store, bundle)
+        print(
+            f"physical limit of out (open and private): 2 x cp+sync = {floor_out:.2f} s "
+            f"(the file made durable twice, as NNCP's out does too): the best out ratio "
+            f"to NNCP this disk allows is {n_out / floor_out:.2f}x"
+        )
         print("ratios (p2p throughput / nncp throughput; targets: open >= 2, private >= 1.3):")
         for kind, steps in rounds.items():
             p_out = steps["post --attach"][0] + steps["export"][0]
+            p_out_cpu = steps["post --attach"][2] + steps["export"][2]
             p_in = steps["import"][0]
             p_in_save = p_in + steps["attachment save"][0]
             r = {
                 "out": n_out / p_out,
+                "out_best": n_out / floor_out,
                 "verify": n_verify / steps["verify"][0],
                 "in": n_in / p_in,
                 "in+save": n_in / p_in_save,
                 "out_vs_cp": p_out / copy[0],
+                "out_vs_floor": p_out / floor_out,
                 "in_vs_cp": p_in / copy[0],
+                "out_cpu_s": p_out_cpu,
+                "usb_write_vs_cp": steps["usb sync (write)"][0] / copy[0],
             }
             figures[f"ratio:{kind}"] = {k: round(v, 2) for k, v in r.items()}
             print(
                 f"  {kind:8} out {r['out']:.2f}x  verify {r['verify']:.2f}x  in {r['in']:.2f}x"
-                f"  (in+save {r['in+save']:.2f}x);  time vs cp+sync: out {r['out_vs_cp']:.1f}x,"
-                f" in {r['in_vs_cp']:.1f}x (target <= 3)"
+                f"  (in+save {r['in+save']:.2f}x);  time vs cp+sync: out {r['out_vs_cp']:.1f}x"
+                f" ({r['out_vs_floor']:.2f}x its 2-copy floor), in {r['in_vs_cp']:.1f}x,"
+                f" usb write {r['usb_write_vs_cp']:.1f}x (target <= 3)"
             )
     import resource
 

@@ -341,7 +341,7 @@ def test_verify_checks_chunks_without_the_key(homes, tmp_path: Path) -> None:
     def forge(recs: list[dict]) -> list[dict]:
         for r in recs:
             if r["t"] == "blob-chunk" and r["n"] == 0:
-                r["data"] = b"\x00" + r["data"][1:]
+                r["data"] = bytes([r["data"][0] ^ 0xFF]) + r["data"][1:]  # always a change
         return recs
 
     _bundle(a, tmp_path / "bad.p2p", forge)

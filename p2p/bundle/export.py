@@ -16,17 +16,20 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from p2p import atomic, exchange
+from p2p.background_hash import BackgroundHash
 from p2p.blobs import exchange as blob_exchange
 from p2p.bundle import crypt, inventories
 from p2p.bundle.container import BundleStats, write_bundle
 from p2p.bundle.records import community_record, inventory_records
 from p2p.bundle.source import big_pipe
 from p2p.community import Community, all_communities
+from p2p.direct import DirectWriter
 from p2p.exchange import Inventory
 from p2p.home import Home
 
@@ -165,20 +168,25 @@ def build(
     final = (out_dir or scratch) / f".p2p-{os.urandom(8).hex()}.tmp"
     fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     try:
-        with os.fdopen(fd, "wb", buffering=BUFFER) as raw:
+        # past the page cache, in large aligned writes (p2p/direct.py); the caller
+        # (`place`) fsyncs it before giving it its name
+        with closing_fd(fd), DirectWriter(fd) as raw:
             if encrypted:
                 sink = _Hashing(raw)
-                stats = _sealed(
-                    home,
-                    sink,  # type: ignore[arg-type]
-                    counted(),
-                    domain.recipient,
-                    passphrase,
-                    progress,
-                    expected,
-                    lambda: docs,
-                )
-                sha = sink.hash.digest()
+                try:
+                    stats = _sealed(
+                        home,
+                        sink,  # type: ignore[arg-type]
+                        counted(),
+                        domain.recipient,
+                        passphrase,
+                        progress,
+                        expected,
+                        lambda: docs,
+                    )
+                    sha = sink.hash.done().digest()
+                finally:
+                    sink.hash.close()
             else:
                 out = _Counting(raw, lambda n: progress(n, expected, docs) if progress else None)
                 stats = write_bundle(out, home.identity, counted(), int(time.time()))  # type: ignore[arg-type]
@@ -196,6 +204,14 @@ def build(
 
 
 BUFFER = 4 << 20  # large writes: fewer system calls for a big attachment
+
+
+@contextmanager
+def closing_fd(fd: int) -> Iterator[int]:
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def _sealed(
@@ -239,11 +255,18 @@ def _sealed(
     return stats
 
 
-class _Hashing:
-    """A file wrapper that hashes what goes through it (the file's SHA-256)."""
+class Writable(Protocol):
+    def write(self, data: bytes) -> int: ...
 
-    def __init__(self, out: BinaryIO) -> None:
-        self.out, self.hash = out, hashlib.sha256()
+    def flush(self) -> None: ...
+
+
+class _Hashing:
+    """A file wrapper that hashes what goes through it (the file's SHA-256, on
+    a helper thread: p2p/background_hash.py)."""
+
+    def __init__(self, out: Writable) -> None:
+        self.out, self.hash = out, BackgroundHash("sha256")
 
     def write(self, data: bytes) -> int:
         self.hash.update(data)
@@ -256,7 +279,7 @@ class _Hashing:
 class _Counting:
     """A file wrapper that reports how many bytes went through it."""
 
-    def __init__(self, out: BinaryIO, tick: Callable[[int], object]) -> None:
+    def __init__(self, out: Writable, tick: Callable[[int], object]) -> None:
         self.out, self.tick, self.n = out, tick, 0
 
     def write(self, data: bytes) -> int:

@@ -14,15 +14,28 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from p2p.background_hash import BackgroundHash
 from p2p.bundle import parts
+from p2p.direct import read_blocks
 from p2p.errors import P2PError, StickFull, StickReadOnly, WriteVerifyFailed
 
 DEFAULT_MAX_FILE_SIZE = 4 * 1024**3 - 64 * 1024**2  # FAT32 holds files under 4 GiB
 MARGIN = 1024 * 1024
 BLOCK = 1 << 20
+READ_BLOCK = 4 << 20  # read-back: large direct reads, hashed on a helper thread
 
 
 def _hash_range(path: Path, start: int, length: int) -> bytes:
+    """SHA-256 of a slice of a file; a whole file (the read-back check) is read
+    past the page cache, from the device (p2p/direct.py)."""
+    if start == 0 and length == path.stat().st_size:
+        whole = BackgroundHash("sha256", depth=2)  # memory: a few blocks in flight
+        try:
+            for block in read_blocks(path, READ_BLOCK):
+                whole.update(block)
+            return bytes(whole.done().digest())
+        finally:
+            whole.close()
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         fh.seek(start)
@@ -126,6 +139,44 @@ def write_to_stick(
         if isinstance(exc, P2PError) or not isinstance(exc, Exception):
             raise
         raise WriteVerifyFailed(f"the written bundle did not verify ({exc}); removed it") from exc
+
+
+def check_room(dest_dir: Path, need: int = MARGIN) -> None:
+    """StickFull unless `dest_dir` has `need` bytes free (checked before writing)."""
+    free = shutil.disk_usage(dest_dir).free
+    if free < need:
+        raise StickFull(
+            f"not enough free space in {dest_dir}: this bundle needs at least {_mb(need)}, "
+            f"only {_mb(free)} is free; nothing was written"
+        )
+
+
+def settle(tmp: Path, dest_dir: Path, sha256: bytes) -> Path:
+    """Give a bundle written in place on the stick (`tmp`, a hidden temporary name
+    in `dest_dir`) its random name, durably and checked: fsync it, read it back
+    from the device and compare with the SHA-256 of the bytes written, rename it,
+    fsync the folder. On any failure the file is removed (nothing half-written
+    is ever left under a bundle's name)."""
+    final = dest_dir / (os.urandom(8).hex() + ".p2p")
+    try:
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if _hash_range(tmp, 0, tmp.stat().st_size) != sha256:
+            raise WriteVerifyFailed(
+                f"{final.name} did not read back as written (a failing stick?); removed it"
+            )
+        os.replace(tmp, final)
+        _fsync_dir(dest_dir)
+        return final
+    except OSError as exc:
+        _cleanup([tmp, final])
+        raise write_error(exc, dest_dir) from exc
+    except BaseException:
+        _cleanup([tmp, final])
+        raise
 
 
 def write_error(exc: OSError, dest_dir: Path) -> P2PError:

@@ -61,7 +61,8 @@ class SyncResult:
     problem: P2PError | None = None  # why nothing (more) could be written
 
 
-TEMP = re.compile(r"\.tmp-[0-9a-f]{12}")
+# what an interrupted write leaves: a part being copied, or a bundle being built in place
+TEMP = re.compile(r"\.tmp-[0-9a-f]{12}|\.p2p-[0-9a-f]{16}\.tmp")
 
 
 def _is_bundle_head(head: bytes) -> bool:
@@ -217,41 +218,52 @@ def sync(
     for f in on_stick:
         if f.digest not in mine:
             on_stick_others = _union(on_stick_others, contents(home, f.digest))
+    # each bundle is written once, in place on the stick under a hidden temporary
+    # name, then checked and renamed (stick.settle). The files of one sync are
+    # written in random order and all get one modification time: nothing ties
+    # one bundle of ours to another by when or in which order it was written
+    # (docs/threat-model.md)
+    todo = domains(select(home, communities))
+    random.SystemRandom().shuffle(todo)
+    stamp = _session_time()
     with scratch_dir(home) as tmp:
         scratch = Path(tmp)
-        built_all: list[tuple[str, Built]] = []
-        for domain in domains(select(home, communities)):
-            key = _domain_key(domain.communities)
-            carried: Inventory = dict(on_stick_others)
-            base = None
-            for _names, _digest, dom, _complete, inv in ours_on_stick:
-                if dom == key:
-                    carried = _union(carried, inv)
-                    base = inventories.digest(inv)  # the latest one, by time written
-            peers: list[Inventory] | None = None  # --prune: one complete bundle per domain
-            if not prune:
-                peers = [_union(exchange.known_by(home, x), carried) for x in sorted(exporters)]
-                peers = peers or [carried]
-            # attachments: never what a bundle on the stick already carries
-            blob_have = blob_exchange.union(
-                blob_exchange.on_stick(home, present),
-                blob_exchange.all_have([blob_exchange.known_have(home, x) for x in exporters]),
-            )
-            plan = blob_exchange.Plan(
-                max_size, attachments, blob_have, blob_exchange.known_wants(home)
-            )
-            built = build(home, domain, scratch, peer=peers, base=base, plan=plan)
-            if built is not None:
-                built.extra["attachments"] = plan
-                built_all.append((key, built))
-        # all of this sync's files in one pass, in random order, all with one
-        # modification time: nothing ties one bundle of ours to another by when
-        # it was written (docs/threat-model.md)
-        random.SystemRandom().shuffle(built_all)
-        stamp = _session_time()
         try:
-            for key, built in built_all:
-                with meter("writing to the stick", built.size, "") as update:
+            for domain in todo:
+                key = _domain_key(domain.communities)
+                carried: Inventory = dict(on_stick_others)
+                base = None
+                for _names, _digest, dom, _complete, inv in ours_on_stick:
+                    if dom == key:
+                        carried = _union(carried, inv)
+                        base = inventories.digest(inv)  # the latest one, by time written
+                peers: list[Inventory] | None = None  # --prune: one complete bundle per domain
+                if not prune:
+                    peers = [_union(exchange.known_by(home, x), carried) for x in sorted(exporters)]
+                    peers = peers or [carried]
+                # attachments: never what a bundle on the stick already carries
+                blob_have = blob_exchange.union(
+                    blob_exchange.on_stick(home, present),
+                    blob_exchange.all_have([blob_exchange.known_have(home, x) for x in exporters]),
+                )
+                plan = blob_exchange.Plan(
+                    max_size, attachments, blob_have, blob_exchange.known_wants(home)
+                )
+                stick.check_room(folder)
+                with meter("writing to the stick", None, "documents") as update:
+                    built = build(
+                        home,
+                        domain,
+                        scratch,
+                        peer=peers,
+                        base=base,
+                        plan=plan,
+                        out_dir=folder,
+                        progress=lambda n, total, docs: update(n, total=total, count=docs),
+                    )
+                    if built is None:
+                        continue
+                    built.extra["attachments"] = plan
                     _write_one(
                         home, folder, key, built, prune, max_file_size, keys, stamp, result, update
                     )
@@ -284,9 +296,18 @@ def _write_one(
     def check(paths: list[Path]) -> None:
         verify_bundle(paths, keys)
 
-    paths = stick.write_to_stick(
-        built.path, folder, max_file_size=max_file_size, verify=check, progress=progress
-    )
+    if built.size > max_file_size:  # parts: each copied from the whole, read back, verified
+        try:
+            paths = stick.write_to_stick(
+                built.path, folder, max_file_size=max_file_size, verify=check, progress=progress
+            )
+        finally:
+            built.path.unlink(missing_ok=True)
+    else:
+        # the bundle as build() wrote it, byte for byte: read back from the stick and
+        # compared with the SHA-256 of every byte written, which is what a failing
+        # stick breaks (that our own writer writes valid bundles, the tests prove)
+        paths = [stick.settle(built.path, folder, built.sha256)]
     for p in paths:
         os.utime(p, (stamp, stamp))
     # one file is the built bundle byte for byte (read back and verified above)
