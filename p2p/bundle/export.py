@@ -170,7 +170,7 @@ def build(
     try:
         # past the page cache, in large aligned writes (p2p/direct.py); the caller
         # (`place`) fsyncs it before giving it its name
-        with closing_fd(fd), DirectWriter(fd) as raw:
+        with closing_fd(fd), DirectWriter(fd, background=True) as raw:
             if encrypted:
                 sink = _Hashing(raw)
                 try:
