@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from p2p import community as cm
-from p2p import content, invites
+from p2p import content, feed, invites
 from p2p.bundle import container
 from p2p.bundle import export as ex
 from p2p.bundle.importer import import_bundle
@@ -61,9 +61,12 @@ def test_another_valid_bundle_of_the_same_size_swapped_in_is_refused() -> None:
         list(container.BundleReader(io.BytesIO(second), proven=stats).records())
 
 
+@pytest.mark.parametrize("held", [False, True])
 def test_a_file_swapped_between_the_two_readings_imports_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: bool
 ) -> None:
+    """Re-read (records over HOLD): the swap is refused. Held (records replayed
+    from the proving pass's memory): what was proven is imported, never the swap."""
     alice = make_home(tmp_path / "alice", "Alice")
     bob = make_home(tmp_path / "bob", "Bob")
     c = cm.create(alice, "Village")
@@ -78,15 +81,24 @@ def test_a_file_swapped_between_the_two_readings_imports_nothing(
     swapped = two.read_bytes()
     real_prove = container.BundleReader.prove
 
-    def prove_then_swap(self: container.BundleReader) -> container.BundleStats:
-        stats = real_prove(self)
+    def prove_then_swap(
+        self: container.BundleReader, stage: container.Stage | None = None
+    ) -> container.BundleStats:
+        stats = real_prove(self, stage)
         one.write_bytes(swapped)  # simulates the file changing on the stick
         return stats
 
     monkeypatch.setattr(container.BundleReader, "prove", prove_then_swap)
-    before = dump(bob)
-    with pytest.raises(BundleCorrupt):
+    if not held:
+        monkeypatch.setattr(container, "HOLD", 0)
+        before = dump(bob)
+        with pytest.raises(BundleCorrupt):
+            import_bundle(bob, [one])
+        assert dump(bob) == before
+    else:
         import_bundle(bob, [one])
-    assert dump(bob) == before
+        cb = next(x for x in cm.all_communities(bob) if x.id == c.id)
+        texts = [p["text"] for p in feed.all_posts(bob, cb)]
+        assert "first" in texts and "second, also signed by Alice" not in texts
     alice.close()
     bob.close()

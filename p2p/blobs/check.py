@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from p2p.blobs import manifest as mf
+from p2p.bundle.container import Staged
 from p2p.errors import BadAttachment
 
 MAX_HASHES = 1_000_000  # 32 MiB of hashes: manifests for a terabyte of chunks
@@ -31,6 +32,10 @@ class BlobCheck:
         aid, data = record.get("id"), record.get("data")
         if kind not in ("blob-manifest", "blob-chunk"):
             return
+        staged = record.get("staged")
+        if kind == "blob-chunk" and isinstance(staged, Staged):  # hashed as it was proven
+            self._chunk(aid, record.get("n"), staged.size, staged.hash, where=where)
+            return
         if not isinstance(aid, bytes) or not isinstance(data, bytes):
             self.faults.append(f"{where}: malformed {kind} record")
             return
@@ -48,18 +53,28 @@ class BlobCheck:
                 self._manifests[aid] = parsed
                 self._held += len(parsed.hashes)
             return
-        n = record.get("n")
-        m = self._manifests.get(aid)
+        self._chunk(aid, record.get("n"), len(data), None, data, where)
+
+    def _chunk(
+        self,
+        aid: object,
+        n: object,
+        size: int,
+        digest: bytes | None,
+        data: bytes = b"",
+        where: str = "",
+    ) -> None:
+        m = self._manifests.get(aid) if isinstance(aid, bytes) else None
         if m is None or type(n) is not int:
             self.unchecked += 1
             return
-        if not 0 <= n < len(m.hashes) or len(data) != m.chunk_len(n):
+        if not 0 <= n < len(m.hashes) or size != m.chunk_len(n):
             self.faults.append(f"{where}: chunk {n} of {m.name!r} has the wrong size")
-        elif mf.digest(data) != m.hashes[n]:
+        elif (digest if digest is not None else mf.digest(data)) != m.hashes[n]:
             self.faults.append(f"{where}: chunk {n} of {m.name!r} does not match its hash")
         else:
             self.chunks += 1
-            self.size += len(data)
+            self.size += size
 
     def as_json(self) -> dict:
         return {
@@ -68,3 +83,12 @@ class BlobCheck:
             "bytes_checked": self.size,
             "chunks_unchecked": self.unchecked,
         }
+
+
+def hash_only(record: dict, digest: bytes) -> Staged | None:
+    """A `stage` that keeps nothing but the chunk's size and hash (for `verify`):
+    the chunk is checked against its manifest without a second hashing."""
+    aid, n, data = record.get("id"), record.get("n"), record.get("data")
+    if not isinstance(aid, bytes) or type(n) is not int or not isinstance(data, bytes):
+        return None
+    return Staged(len(data), digest)

@@ -19,6 +19,7 @@ from p2p.blobs import entries
 from p2p.blobs.attach import limits, over_limit
 from p2p.blobs.entries import Ref
 from p2p.blobs.store import BlobStore, ReadAhead
+from p2p.bundle.container import Staged
 from p2p.errors import BadAttachment
 from p2p.home import Home
 
@@ -316,7 +317,14 @@ class Receiver:
 
     def _chunk(self, record: dict) -> None:
         aid, n, data = record.get("id"), record.get("n"), record.get("data")
-        if not isinstance(aid, bytes) or not isinstance(data, bytes) or type(n) is not int:
+        staged = record.get("staged")  # a chunk set aside while the bundle was proven
+        if isinstance(staged, Staged):
+            data, size = b"", staged.size
+        elif isinstance(data, bytes):
+            staged, size = None, len(data)
+        else:
+            raise ValueError("malformed blob-chunk record")
+        if not isinstance(aid, bytes) or type(n) is not int:
             raise ValueError("malformed blob-chunk record")
         if aid in self._refused:
             return
@@ -325,9 +333,13 @@ class Receiver:
             if len(bits) <= n // 8:
                 bits.extend(bytes(n // 8 + 1 - len(bits)))
             _set_bit(bits, n)
-        if self.store.accept_chunk(aid, n, data, batch=True):
+        if staged is not None:
+            fresh = self.store.accept_staged(aid, n, staged)
+        else:
+            fresh = self.store.accept_chunk(aid, n, data, batch=True)
+        if fresh:
             self.result.chunks += 1
-            self.result.size += len(data)
+            self.result.size += size
             self._touched.add(aid)
 
     def finish(self) -> Received:

@@ -2,8 +2,9 @@
 
 Chunks live under `<home>/blobs/ab/cdef...` (named by their BLAKE3 hash; files
 0600, folders 0700), so a file named by many posts, or many manifests sharing
-chunks, is stored once. A chunk is written only after it hashed to what its
-manifest says, and made durable before its row is committed; the rows are the
+chunks, is stored once. A chunk enters its place only after it hashed to what
+its manifest says (a bundle's chunks wait in `Staging` until its trailer
+holds), and is made durable before its row is committed; the rows are the
 truth (a file without a row is debris that `sweep` removes). Everything moves
 one chunk (1 MiB) at a time: memory stays flat whatever the attachment's size.
 """
@@ -11,6 +12,7 @@ one chunk (1 MiB) at a time: memory stays flat whatever the attachment's size.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,6 +23,7 @@ from typing import BinaryIO
 from p2p.blobs import manifest as mf
 from p2p.blobs.manifest import Manifest
 from p2p.blobs.seal import Sealer
+from p2p.bundle.container import Staged
 from p2p.direct import DirectReader, DirectWriter
 from p2p.errors import AttachmentIncomplete, BadAttachment
 from p2p.home import Home
@@ -112,6 +115,36 @@ class BlobStore:
             raise
         if not sync:
             self._unsynced.append(dest)
+
+    def accept_staged(self, aid: bytes, index: int, staged: Staged) -> bool:
+        """`accept_chunk` for a chunk a proven bundle's first reading set aside
+        (`Staging`): the same checks, by its size and hash, then its file is moved
+        into place. Counts as present after `commit()`."""
+        m = self.manifest(aid)
+        if m is None:
+            raise BadAttachment("a chunk arrived for an attachment whose manifest is unknown")
+        if type(index) is not int or not 0 <= index < len(m.hashes):
+            raise BadAttachment("a chunk's index is outside its attachment")
+        if staged.size != m.chunk_len(index):
+            raise BadAttachment(
+                f"chunk {index} of {m.name!r} has {staged.size} bytes where its manifest "
+                f"says {m.chunk_len(index)}; refused"
+            )
+        want = m.hashes[index]
+        if self.has_chunk(want):
+            return False
+        if staged.hash != want:
+            raise BadAttachment(
+                f"chunk {index} of {m.name!r} does not match its hash (damaged or forged); refused"
+            )
+        if staged.path is None or not staged.path.exists():
+            return False  # it was here when staged (and has gone since): a later sync brings it
+        dest = self.path(want)
+        dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.replace(staged.path, dest)
+        self._unsynced.append(dest)
+        self._pending.append((want, staged.size))
+        return True
 
     def flush(self) -> None:
         """Make every chunk written with sync=False durable (before its row commits):
@@ -386,6 +419,11 @@ class BlobStore:
         removed = 0
         now = time.time()
         for sub in self.root.iterdir():
+            if sub.is_dir() and sub.name.startswith(STAGING):
+                if now - sub.stat().st_mtime >= DEBRIS_AGE:  # an import that was killed
+                    shutil.rmtree(sub, ignore_errors=True)
+                    removed += 1
+                continue
             if not sub.is_dir() or sub.name.startswith("."):
                 continue
             for f in sub.iterdir():
@@ -449,3 +487,54 @@ class ReadAhead:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+STAGING = ".staging-"  # prefix of the folders of chunks set aside while a bundle is proven
+
+
+class Staging:
+    """The `stage` of a bundle's proving pass (`container.BundleReader.prove`):
+    each chunk is written once, as it is read, into a folder of its own under
+    `blobs/` that nothing reads from. Only `BlobStore.accept_staged`, after the
+    trailer has verified, moves a chunk into place; `discard()` removes the rest
+    (all of it when the bundle failed). Writeback starts as each file is written
+    (POSIX_FADV_DONTNEED), so the one sync before the rows commit is short."""
+
+    def __init__(self, store: BlobStore) -> None:
+        self.store = store
+        self.dir: Path | None = None
+        self._written: dict[bytes, Path] = {}
+
+    def __call__(self, record: dict, digest: bytes) -> Staged | None:
+        aid, n, data = record.get("id"), record.get("n"), record.get("data")
+        if not isinstance(aid, bytes) or type(n) is not int or not isinstance(data, bytes):
+            return None  # malformed: decoded again once proven, and refused then
+        path = self._written.get(digest)
+        if path is None and not self.store.has_chunk(digest):
+            path = self._write(digest, data)
+        return Staged(len(data), digest, path)
+
+    def _write(self, digest: bytes, data: bytes) -> Path:
+        if self.dir is None:
+            self.store.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.dir = self.store.root / f"{STAGING}{os.urandom(6).hex()}"
+            self.dir.mkdir(mode=0o700)
+        path = self.dir / digest.hex()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if hasattr(os, "posix_fadvise"):  # start writeback now; keep no cache
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+        self._written[digest] = path
+        return path
+
+    def discard(self) -> None:
+        """Remove every chunk not moved into place, and the folder."""
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+        self._written.clear()

@@ -13,11 +13,11 @@ trailer proves the bundle is complete and unaltered (docs/bundle-format.md).
 
 from __future__ import annotations
 
-import hashlib
 import struct
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import BinaryIO
 
 import blake3
@@ -40,6 +40,27 @@ TAG = b"p2p/bundle/v1\x00"
 MAX_HEADER = 64 * 1024
 MAX_RECORD = 64 * 1024 * 1024
 TRAILER = 8 + 32 + 64
+# A `blob-chunk` record as p2p writes it starts with these bytes (msgpack of a
+# 4-entry map whose first key is "t" = "blob-chunk", its "data" last): the
+# proving pass may stage such a record's chunk (see BundleReader.prove).
+CHUNK_PREFIX = b"\x84\xa1t\xaablob-chunk"
+HOLD = 32 * 1024 * 1024  # record bytes (chunks aside) the proving pass keeps for a replay
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A chunk the proving pass set aside: in the record that stands for it (its
+    "t", "id" and "n", and "staged" = this, instead of "data"). Never made from a
+    bundle's bytes (msgpack builds no such object), so a record cannot forge one."""
+
+    size: int
+    hash: bytes  # BLAKE3 of the chunk
+    path: Path | None = None  # where stage() put it (None: it wrote nothing)
+
+
+# stage(record, BLAKE3 of its "data") -> Staged, or None to treat the record as
+# any other one (decoded again once the trailer has verified)
+Stage = Callable[[dict, bytes], "Staged | None"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +78,10 @@ class BundleStats:
     sha256: bytes = b""
     file_sha256: bytes = b""  # of every byte written, trailer included (same pass)
     chain: bytes = b""  # BLAKE3 over the framing and each record's BLAKE3 (see BundleReader)
+    # what `prove(stage=...)` set aside: record index -> the stand-in stage() returned
+    staged: dict[int, dict] = field(default_factory=dict)
+    # every record, in order, when the rest fit in HOLD: bytes, or a staged stand-in
+    held: list[bytes | dict] | None = None
 
 
 def _unpack(data: bytes, limit: int) -> object:
@@ -159,17 +184,24 @@ class BundleReader:
     """Reads a bundle from a stream; trust the records only once `records()` ends."""
 
     def __init__(
-        self, stream: BinaryIO, max_record: int = MAX_RECORD, *, proven: BundleStats | None = None
+        self,
+        stream: BinaryIO,
+        max_record: int = MAX_RECORD,
+        *,
+        proven: BundleStats | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> None:
         """`proven`: the stats of an earlier, complete reading of the same bundle
         (`prove()`). This reading is then bound to that one by `chain` (a BLAKE3
         over the header, every length, each record's BLAKE3, already computed for
         the duplicate check, and the trailer) instead of a second SHA-256 of every
-        byte: any byte that differs from the proven reading fails at the end."""
+        byte: any byte that differs from the proven reading fails at the end.
+        `progress(bytes read)` after each record."""
         self.stream = stream
         self.max_record = max_record
         self.proven = proven
-        self.hash = hashlib.sha256() if proven is None else None
+        self.progress = progress
+        self.hash: BackgroundHash | None = None
         self.chain = blake3.blake3()
         self.offset = 0
         self.stats = BundleStats()
@@ -214,6 +246,8 @@ class BundleReader:
                     "this is a community invite, not a bundle: use 'p2p community join FILE'"
                 )
             raise NotABundle("this file is not a p2p bundle (unknown format)")
+        if self.proven is None:
+            self.hash = BackgroundHash()  # SHA-256 on the other core while this one stages
         self.offset = len(MAGIC)
         self._feed(first)
         version, hlen = struct.unpack(">HI", self._hashed(6, "the header"))
@@ -234,24 +268,93 @@ class BundleReader:
         return BundleHeader(version, exporter, created, extra)
 
     def records(self) -> Iterator[dict]:
-        for body in self._bodies():
-            record = _unpack(body, self.max_record)
-            if not isinstance(record, dict) or not isinstance(record.get("t"), str):
-                raise BundleCorrupt(f"record {self.stats.count} of this bundle has no type")
-            yield record
-        self._trailer()
+        """Every record, decoded; a record staged by the proven reading comes as
+        the stand-in its stage() returned (no "data")."""
+        try:
+            for body in self._bodies():
+                if isinstance(body, dict):
+                    yield dict(body)
+                    continue
+                record = _unpack(body, self.max_record)
+                if not isinstance(record, dict) or not isinstance(record.get("t"), str):
+                    raise BundleCorrupt(f"record {self.stats.count} of this bundle has no type")
+                yield record
+            self._trailer()
+        finally:
+            self.close()
 
-    def prove(self) -> BundleStats:
+    def prove(self, stage: Stage | None = None) -> BundleStats:
         """Read the whole container and check its trailer without decoding a single
-        record (no msgpack, no Automerge): what fails here was never parsed."""
-        for _body in self._bodies():
-            pass
-        self._trailer()
+        record (no msgpack, no Automerge): what fails here was never parsed.
+
+        The one exception is `stage`: a record that starts with CHUNK_PREFIX (an
+        attachment chunk as p2p writes it) is decoded with msgpack only, and its
+        chunk handed to `stage` with its BLAKE3, so that it need not be read again;
+        what `stage` does with it must stay invisible unless this returns. The other
+        records are kept in memory while they fit in HOLD (`stats.held`), so the
+        caller can replay them without a second reading (or decryption)."""
+        held: list[bytes | dict] | None = []
+        size = 0
+        try:
+            for body in self._bodies(stage):
+                if held is None:
+                    continue
+                if isinstance(body, dict):
+                    held.append(body)
+                    continue
+                size += len(body)
+                held.append(body)
+                if size > HOLD:
+                    held = None  # the caller reads the bundle again instead
+            self._trailer()
+        finally:
+            self.close()
+        self.stats.held = held
         return self.stats
 
-    def _bodies(self) -> Iterator[bytes]:
+    def close(self) -> None:
+        if self.hash is not None:
+            self.hash.close()
+
+    def _stage(self, body: bytes, stage: Stage) -> dict | None:
+        """The stand-in for a chunk record (see prove), or None to keep it as is."""
+        try:
+            record = _unpack(body, self.max_record)
+        except BundleCorrupt:
+            return None  # decoded again, and refused, once the trailer holds
+        if not isinstance(record, dict):
+            return None
+        data = record.get("data")
+        if not isinstance(data, bytes) or not body.endswith(data):
+            return None
+        digest = blake3.blake3(data).digest()
+        staged = stage(record, digest)
+        if staged is None:
+            return None
+        if staged.size != len(data) or staged.hash != digest:
+            raise ValueError("stage() must describe the chunk it was given")
+        return {
+            "t": record.get("t"),
+            "id": record.get("id"),
+            "n": record.get("n"),
+            "staged": staged,
+        }
+
+    def _key(self, body: bytes, staged: dict | None, digest: bytes | None = None) -> bytes:
+        """The record's hash for the duplicate check and `chain`: BLAKE3 of its
+        bytes, or for a staged chunk record BLAKE3 of the bytes before its data
+        followed by the data's own BLAKE3 (computed once, for the manifest too)."""
+        if staged is None:
+            return blake3.blake3(body).digest()
+        size = staged["staged"].size
+        if digest is None:
+            digest = blake3.blake3(memoryview(body)[len(body) - size :]).digest()
+        return blake3.blake3(memoryview(body)[: len(body) - size]).digest() + digest
+
+    def _bodies(self, stage: Stage | None = None) -> Iterator[bytes | dict]:
         seen: set[bytes] = set()
         count = 0
+        staged_before = self.proven.staged if self.proven is not None else {}
         while True:
             (length,) = struct.unpack(">I", self._hashed(4, f"the length of record {count + 1}"))
             if length == 0:
@@ -262,21 +365,31 @@ class BundleReader:
                     f"{self.max_record}-byte limit; refusing to read it"
                 )
             body = self._hashed(length, f"record {count + 1}", body=True)
-            digest = blake3.blake3(body).digest()  # local duplicate check: the fast hash
-            self.chain.update(digest)
-            if digest in seen:
+            staged = staged_before.get(count)
+            digest = None
+            if stage is not None and body.startswith(CHUNK_PREFIX):
+                staged = self._stage(body, stage)
+                if staged is not None:
+                    digest = staged["staged"].hash
+                    self.stats.staged[count] = staged
+            key = self._key(body, staged, digest)  # local duplicate check: the fast hash
+            self.chain.update(key)
+            if key in seen:
                 raise BundleCorrupt(f"record {count + 1} of this bundle is a duplicate")
-            seen.add(digest)
+            seen.add(key)
             count += 1
             self.stats.count = count
-            yield body
+            if self.progress is not None:
+                self.progress(self.offset)
+            yield staged if staged is not None else body
 
     def _trailer(self) -> None:
         count = self.stats.count
         if self.hash is None:
             self._same_as_proven()
             return
-        digest = self.hash.digest()
+        hashed = self.hash.done()
+        digest = hashed.digest()
         trailer = self._exact(TRAILER, "the trailer")
         (claimed,) = struct.unpack(">Q", trailer[:8])
         if trailer[8:40] != digest or claimed != count:
@@ -287,10 +400,12 @@ class BundleReader:
             raise BadBundleSignature()
         if self.stream.read(1):
             raise BundleCorrupt("this bundle has unexpected data after its end")
-        whole = self.hash.copy()  # every byte of the stream, trailer included
+        whole = hashed.copy()  # every byte of the stream, trailer included
         whole.update(trailer)
         self.chain.update(trailer)
+        staged = self.stats.staged
         self.stats = BundleStats(count, self.offset, digest, whole.digest(), self.chain.digest())
+        self.stats.staged = staged
 
     def _same_as_proven(self) -> None:
         """End of a reading after `prove()`: the same bytes as the proven one."""
@@ -308,6 +423,31 @@ class BundleReader:
         self.stats = BundleStats(
             proven.count, self.offset, proven.sha256, proven.file_sha256, proven.chain
         )
+
+
+class HeldReader:
+    """The records a proving pass held (`BundleStats.held`), replayed from memory:
+    the same face as a second BundleReader, without reading (or decrypting) again."""
+
+    def __init__(
+        self, header: BundleHeader, stats: BundleStats, max_record: int = MAX_RECORD
+    ) -> None:
+        self.header = header
+        self.stats = stats
+        self.offset = stats.size
+        self.max_record = max_record
+
+    def records(self) -> Iterator[dict]:
+        held = self.stats.held or []
+        for i, body in enumerate(held):
+            if isinstance(body, dict):
+                yield dict(body)
+                continue
+            record = _unpack(body, self.max_record)
+            if not isinstance(record, dict) or not isinstance(record.get("t"), str):
+                raise BundleCorrupt(f"record {i + 1} of this bundle has no type")
+            held[i] = b""  # the bytes go as they are used
+            yield record
 
 
 def read_all(stream: BinaryIO, max_record: int = MAX_RECORD) -> tuple[BundleHeader, list[dict]]:

@@ -47,7 +47,8 @@ def encrypt(src: BinaryIO, dst: BinaryIO, recipients: list[str]) -> None:
     pyrage.encrypt_io(src, dst, [x25519.Recipient.from_str(r) for r in recipients])
 
 
-def _decrypt_error(exc: Exception) -> Exception:
+def decrypt_error(exc: Exception) -> Exception:
+    """Our error for what age said (pyrage's exception, or the CLI's message)."""
     text = str(exc).lower()
     if "no matching keys" in text or "no identity matched" in text:
         return WrongKey()
@@ -62,7 +63,11 @@ def decrypt(src: BinaryIO, dst: BinaryIO, identities: list[x25519.Identity]) -> 
     try:
         pyrage.decrypt_io(src, dst, identities)
     except pyrage.DecryptError as exc:
-        raise _decrypt_error(exc) from exc
+        raise decrypt_error(exc) from exc
+    except OSError as exc:  # pyrage's streaming reader says "decryption error" so
+        if "decryption" not in str(exc).lower():
+            raise
+        raise decrypt_error(exc) from exc
 
 
 def encrypt_passphrase(src: BinaryIO, dst: BinaryIO, passphrase: str) -> None:
@@ -82,4 +87,4 @@ def decrypt_passphrase(src: BinaryIO, dst: BinaryIO, passphrase: str) -> None:
         # the scrypt stanza failing to unwrap the file key is age's "Decryption failed"
         if str(exc).strip().lower() == "decryption failed":
             raise WrongKey("the passphrase does not open this bundle") from exc
-        raise _decrypt_error(exc) from exc
+        raise decrypt_error(exc) from exc

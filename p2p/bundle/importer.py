@@ -20,6 +20,7 @@ import msgpack
 from p2p.accept import Incoming, Rejection, Report, from_record
 from p2p.blobs import exchange as blob_exchange
 from p2p.blobs.exchange import Received
+from p2p.blobs.store import BlobStore, Staging
 from p2p.bundle import inventories
 from p2p.bundle.records import parse_community, parse_digests, parse_have, parse_inventory
 from p2p.bundle.source import Keys, open_bundle
@@ -212,7 +213,25 @@ def import_bundle(
     keys = keys or keys_for(home)
     joined = home.joined()
     me = home.public_key
-    with open_bundle(paths, keys) as opened:
+    staging = Staging(BlobStore(home))  # chunks, written once as the bundle is proven
+    try:
+        return _import(home, paths, keys, progress, digest, staging, joined, me)
+    finally:
+        staging.discard()  # whatever was not moved into place (all, if the bundle failed)
+
+
+def _import(
+    home: Home,
+    paths: list[Path],
+    keys: Keys,
+    progress: Progress | None,
+    digest: bytes | None,
+    staging: Staging,
+    joined: dict[bytes, bytes],
+    me: bytes,
+) -> ImportResult:
+    read = (lambda n: progress(n, 0)) if progress else None
+    with open_bundle(paths, keys, stage=staging, progress=read) as opened:
         # the file's SHA-256 comes from the proving pass (parts: hashed here)
         digest = digest or opened.digest or file_digest(paths)
         reader = opened.reader

@@ -16,7 +16,7 @@ from pathlib import Path
 from automerge.core import ROOT, ObjType
 
 from p2p.accept import evaluate, from_record
-from p2p.blobs.check import BlobCheck
+from p2p.blobs.check import BlobCheck, hash_only
 from p2p.bundle import inventories
 from p2p.bundle.importer import Listed, file_digest
 from p2p.bundle.records import parse_community, parse_inventory
@@ -101,7 +101,8 @@ def verify_bundle(
     progress: Callable[[int, int], None] | None = None,
 ) -> VerifyResult:
     """Raises a BundleError for a structural fault; content faults are listed."""
-    with open_bundle(paths, keys) as opened:
+    read = (lambda n: progress(n, 0)) if progress else None
+    with open_bundle(paths, keys, stage=hash_only, progress=read) as opened:
         reader = opened.reader
         result = VerifyResult(reader.header.exporter, reader.header.created, opened.encrypted)
         owners: dict[bytes, bytes] = {}
