@@ -23,6 +23,7 @@ import fcntl
 import mmap
 import os
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 ALIGN = 4096  # a multiple of every logical block size we meet (512, 4096)
 BUFFER = 8 << 20  # bytes per write: large writes keep the device busy
@@ -41,46 +42,52 @@ def _set_direct(fd: int, on: bool) -> bool:
     return on
 
 
-def _write_all(fd: int, view: memoryview) -> int:
-    """os.write until everything went (regular files may write short on signals)."""
+def _write_all(fd: int, view: memoryview, offset: int) -> None:
+    """pwrite until everything went (regular files may write short on signals)."""
     done = 0
     while done < len(view):
-        done += os.write(fd, view[done:])
-    return done
+        done += os.pwrite(fd, view[done:], offset + done)
 
 
 class DirectWriter:
     """A write-only file object on `fd` that writes aligned blocks with O_DIRECT.
 
-    `write` copies into one reused page-aligned buffer (never keeps the
-    caller's object); `flush` writes what is left, the unaligned tail through
-    the cache, and after it the file is written in the ordinary way. The
-    caller owns `fd` (it fsyncs and closes it)."""
+    `write` copies into a page-aligned buffer (never keeps the caller's object);
+    with `background`, a full buffer is written by a helper thread while the
+    caller fills a second one (the write waits on the device, not on the CPU).
+    `flush` writes what is left, the unaligned tail through the cache; after it
+    the file is written in the ordinary way. The caller owns `fd` (it fsyncs and
+    closes it); writing starts at its current offset."""
 
-    def __init__(self, fd: int, buffer: int = BUFFER) -> None:
-        self.fd = fd
+    def __init__(self, fd: int, buffer: int = BUFFER, *, background: bool = False) -> None:
         self.size = max(ALIGN, buffer - buffer % ALIGN)
-        self.buf = mmap.mmap(-1, self.size)  # page-aligned, as O_DIRECT needs
-        self.view = memoryview(self.buf)
+        self.view = memoryview(mmap.mmap(-1, self.size))  # page-aligned, as O_DIRECT needs
+        self.spare: memoryview | None = None  # the second buffer (background)
+        self.background = background
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future[None] | None = None
+        self._fell_back = False
         self.used = 0
-        self.written = 0
-        self.direct = _set_direct(fd, True)
+        self.reopen(fd)
 
     def reopen(self, fd: int) -> None:
-        """Write another file with the same buffer (the last one must be flushed)."""
-        assert self.used == 0, "flush() the previous file first"
-        self.fd, self.written = fd, 0
+        """Write another file with the same buffers (the last one must be flushed)."""
+        assert self.used == 0 and self._pending is None, "flush() the previous file first"
+        self.fd = fd
+        self.offset = os.lseek(fd, 0, os.SEEK_CUR)  # where the next byte goes
         self.direct = _set_direct(fd, True)
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         src = memoryview(data).cast("B")
         n = len(src)
         if not self.direct:
-            return _write_all(self.fd, src)
+            self._wait()
+            _write_all(self.fd, src, self.offset)
+            self.offset += n
+            return n
         pos = 0
         while pos < n:
-            room = self.size - self.used
-            take = min(room, n - pos)
+            take = min(self.size - self.used, n - pos)
             self.view[self.used : self.used + take] = src[pos : pos + take]
             self.used += take
             pos += take
@@ -88,40 +95,77 @@ class DirectWriter:
                 self._drain(self.size)
         return n
 
-    def _drain(self, length: int) -> None:
-        """Write the first `length` (aligned) bytes of the buffer, keep the rest."""
+    def _wait(self) -> None:
+        """Wait for the helper's write (and raise its error, if any)."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+            if self._fell_back:
+                self.direct = False
+
+    def _write_block(self, view: memoryview, offset: int) -> None:
         try:
-            _write_all(self.fd, self.view[:length])
+            _write_all(self.fd, view, offset)
         except OSError as exc:
             if exc.errno != errno.EINVAL:
                 raise
             # a file system that takes the flag but not the write: write it plainly
-            # (a failed direct write wrote nothing, so the offset is unchanged)
-            self.direct = _set_direct(self.fd, False)
-            _write_all(self.fd, self.view[:length])
-        self.written += length
+            self._fell_back = True
+            _set_direct(self.fd, False)
+            _write_all(self.fd, view, offset)
+
+    def _drain(self, length: int) -> None:
+        """Write the first `length` (aligned) bytes of the buffer, keep the rest."""
+        full, offset = self.view, self.offset
+        self.offset += length
         rest = self.used - length
+        if not self.background:
+            self._write_block(full[:length], offset)
+            if self._fell_back:
+                self.direct = False
+            if rest:
+                full[:rest] = full[length : self.used]
+            self.used = rest
+            return
+        self._wait()  # the spare buffer is free again
+        if self.spare is None:
+            self.spare = memoryview(mmap.mmap(-1, self.size))
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="direct-write")
+        self.view, self.spare = self.spare, full
         if rest:
-            self.view[:rest] = self.view[length : self.used]
+            self.view[:rest] = full[length : self.used]
         self.used = rest
+        self._pending = self._pool.submit(self._write_block, full[:length], offset)
 
     def flush(self) -> None:
         """Write everything buffered; afterwards the file is written through the cache."""
-        if not self.direct:
-            return
-        aligned = self.used - self.used % ALIGN
-        if aligned:
-            self._drain(aligned)
-        self.direct = _set_direct(self.fd, False)
+        self._wait()
+        if self.direct:
+            aligned = self.used - self.used % ALIGN
+            if aligned:
+                self._drain(aligned)
+                self._wait()
+            self.direct = _set_direct(self.fd, False)
         if self.used:
-            _write_all(self.fd, self.view[: self.used])
-            self.written += self.used
+            _write_all(self.fd, self.view[: self.used], self.offset)
+            self.offset += self.used
             self.used = 0
+        os.lseek(self.fd, self.offset, os.SEEK_SET)
 
     def close(self) -> None:
-        self.flush()
-        self.view.release()
-        self.buf.close()
+        try:
+            self.flush()
+        finally:
+            self.used = 0
+            if self._pending is not None:
+                self._pending.exception()  # an error already raised: let the helper end
+                self._pending = None
+            if self._pool is not None:
+                self._pool.shutdown()
+                self._pool = None
+            # the buffers are unmapped when the last view of them goes (the helper
+            # may still hold one for a moment): no explicit close that could fail
 
     def __enter__(self) -> DirectWriter:
         return self

@@ -14,7 +14,7 @@ from p2p import community as cm
 from p2p import content, invites
 from p2p.blobs import attach
 from p2p.blobs.manifest import CHUNK
-from p2p.blobs.store import BlobStore
+from p2p.blobs.store import BlobStore, ReadAhead
 from p2p.errors import LanError
 from p2p.lan.server import Server, sync_with
 from tests.helpers import make_home
@@ -70,21 +70,21 @@ def test_attachments_cross_a_session_both_ways_once(duo) -> None:
 def test_a_cut_session_resumes_at_the_chunk_where_it_stopped(duo, monkeypatch) -> None:
     alice, bob, village, _secret = duo
     e = _attach(alice, village, os.urandom(6 * CHUNK), "film.bin")
-    real = BlobStore.read_chunk
+    real = ReadAhead.get  # where the sender reads each chunk it sends
     reads = {"n": 0}
 
-    def flaky(self, chunk_hash):  # noqa: ANN001, ANN202
+    def flaky(self, chunk_hash, then=None):  # noqa: ANN001, ANN202
         reads["n"] += 1
         if reads["n"] > 4:
             raise ConnectionResetError("the Wi-Fi went away")
-        return real(self, chunk_hash)
+        return real(self, chunk_hash, then)
 
-    monkeypatch.setattr(BlobStore, "read_chunk", flaky)
+    monkeypatch.setattr(ReadAhead, "get", flaky)
     with pytest.raises((LanError, ConnectionResetError)):
         asyncio.run(_sync(alice, bob))
     p = BlobStore(bob).presence(e.id)
     assert p is not None and p.state == "partial" and p.have == 4
-    monkeypatch.setattr(BlobStore, "read_chunk", real)
+    monkeypatch.setattr(ReadAhead, "get", real)
     second = asyncio.run(_sync(alice, bob))
     assert second.attachments.chunks == 2  # only the rest
     out = io.BytesIO()

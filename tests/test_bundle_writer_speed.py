@@ -4,6 +4,7 @@ and files written past the page cache (p2p/direct.py)."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -78,11 +79,14 @@ def test_background_hash_equals_hashlib() -> None:
     stopped.close()  # after an error: returns, the thread ends
 
 
+@pytest.mark.parametrize("background", [False, True])
 @pytest.mark.parametrize("where", ["disk", "shm"])
 @pytest.mark.parametrize(
     "sizes", [[1], [ALIGN], [ALIGN + 1], [5 << 20, 7, 3 << 20, ALIGN - 1], [1 << 20] * 9 + [16]]
 )
-def test_direct_writer_and_reader_round_trip(tmp_path: Path, where: str, sizes: list[int]) -> None:
+def test_direct_writer_and_reader_round_trip(
+    tmp_path: Path, where: str, sizes: list[int], background: bool
+) -> None:
     """Same bytes through O_DIRECT (disk) and through its fallback (tmpfs refuses
     O_DIRECT), whatever the sizes: aligned blocks direct, the tail through the cache."""
     base = tmp_path if where == "disk" else Path("/dev/shm")
@@ -93,7 +97,7 @@ def test_direct_writer_and_reader_round_trip(tmp_path: Path, where: str, sizes: 
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            with DirectWriter(fd, buffer=1 << 20) as w:
+            with DirectWriter(fd, buffer=1 << 20, background=background) as w:
                 pos = 0
                 for n in sizes:
                     assert w.write(data[pos : pos + n]) == n
@@ -106,3 +110,22 @@ def test_direct_writer_and_reader_round_trip(tmp_path: Path, where: str, sizes: 
         assert DirectReader(len(data) - 1).read(path) is None  # larger than allowed
     finally:
         path.unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_direct_writer_raises_a_failed_write(background: bool) -> None:
+    """A device that fails (here /dev/full: ENOSPC) fails the write, also when the
+    helper thread did it: the error reaches the caller, never a silent short file."""
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    fd = os.open("/dev/full", os.O_WRONLY)
+    try:
+        w = DirectWriter(fd, buffer=1 << 20, background=background)
+        with pytest.raises(OSError) as got:
+            for _ in range(4):
+                w.write(b"x" * (1 << 20))
+            w.close()
+        assert got.value.errno == errno.ENOSPC
+        w.close()  # closing again after the error is harmless
+    finally:
+        os.close(fd)

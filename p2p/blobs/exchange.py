@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from p2p.blobs import entries
 from p2p.blobs.attach import limits, over_limit
 from p2p.blobs.entries import Ref
-from p2p.blobs.store import BlobStore
+from p2p.blobs.store import BlobStore, ReadAhead
 from p2p.bundle.container import Staged
 from p2p.errors import BadAttachment
 from p2p.home import Home
@@ -144,6 +144,13 @@ def records_for(home: Home, communities: Iterable[bytes], plan: Plan) -> Iterato
         yield {"t": "blob-want", "want": want[i : i + MAX_HAVE]}
     if not plan.attachments:
         return
+    with store.read_ahead() as chunks:
+        yield from _chunk_records(store, refs, mine, plan, chunks)
+
+
+def _chunk_records(
+    store: BlobStore, refs: dict[bytes, list[Ref]], mine: Have, plan: Plan, chunks: ReadAhead
+) -> Iterator[dict]:
     for aid in _order(refs, plan.wants):
         theirs = plan.peer_have.get(aid)
         if theirs == b"" or aid not in mine:
@@ -156,15 +163,24 @@ def records_for(home: Home, communities: Iterable[bytes], plan: Plan) -> Iterato
         sent_manifest = theirs is not None
         missing = 0
         sent_any = False
-        for n, h in enumerate(m.hashes):
-            if (theirs is not None and has_bit(theirs, n)) or not has_bit(mine_bits, n):
-                continue
+        wanted = [
+            n
+            for n in range(len(m.hashes))
+            if not (theirs is not None and has_bit(theirs, n)) and has_bit(mine_bits, n)
+        ]
+        for i, n in enumerate(wanted):
+            h = m.hashes[n]
             size = m.chunk_len(n) + RECORD_OVERHEAD
             extra = 0 if sent_manifest else len(data) + RECORD_OVERHEAD
             if not plan.fits(size + extra):
                 missing += m.chunk_len(n)
                 continue
-            chunk = store.read_chunk(h)
+            then = None  # read the next one meanwhile, if it will fit too
+            if i + 1 < len(wanted):
+                nxt = wanted[i + 1]
+                if plan.fits(size + extra + m.chunk_len(nxt) + RECORD_OVERHEAD):
+                    then = m.hashes[nxt]
+            chunk = chunks.get(h, then)
             if chunk is None:
                 continue
             if not sent_manifest:

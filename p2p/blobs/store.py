@@ -15,6 +15,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -171,10 +172,18 @@ class BlobStore:
         except OSError:
             data = None
         if data is None or mf.digest(data) != chunk_hash:
-            with self.home.store.transaction() as db:
-                db.execute("DELETE FROM blob_chunks WHERE hash = ?", (chunk_hash,))
+            self._forget(chunk_hash)
             return None
         return data
+
+    def _forget(self, chunk_hash: bytes) -> None:
+        """A chunk file that is gone or damaged is no longer held."""
+        with self.home.store.transaction() as db:
+            db.execute("DELETE FROM blob_chunks WHERE hash = ?", (chunk_hash,))
+
+    def read_ahead(self) -> ReadAhead:
+        """Read chunks one step ahead on a helper thread (see ReadAhead)."""
+        return ReadAhead(self)
 
     # --- manifests ---------------------------------------------------------
 
@@ -434,6 +443,54 @@ class BlobStore:
                     f.unlink(missing_ok=True)
                     removed += 1
         return removed
+
+
+class ReadAhead:
+    """Reads (and checks) the next chunk on a helper thread while the caller sends
+    this one: a direct read waits on the device, and the caller has work to do
+    meanwhile (packing, hashing, writing). One chunk in flight: memory stays flat.
+    `get(hash, then=next_hash)`; a damaged or missing chunk gives None and is
+    forgotten, as `read_chunk` does (the store is only touched on this thread)."""
+
+    def __init__(self, store: BlobStore) -> None:
+        self.store = store
+        self.reader = DirectReader(mf.CHUNK + mf.TAG)  # the helper's own buffer
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="chunk-read")
+        self.ahead: tuple[bytes, Future[bytes | None]] | None = None
+
+    def _load(self, chunk_hash: bytes) -> bytes | None:
+        try:
+            data = self.reader.read(self.store.path(chunk_hash))
+        except OSError:
+            return None
+        return data if data is not None and mf.digest(data) == chunk_hash else None
+
+    def get(self, chunk_hash: bytes, then: bytes | None = None) -> bytes | None:
+        ahead, self.ahead = self.ahead, None
+        if ahead is not None and ahead[0] == chunk_hash:
+            pending = ahead[1]
+        else:
+            if ahead is not None:
+                ahead[1].result()  # not wanted after all (a budget ran out)
+            pending = self.pool.submit(self._load, chunk_hash)
+        data = pending.result()
+        if then is not None:
+            self.ahead = (then, self.pool.submit(self._load, then))
+        if data is None:
+            self.store._forget(chunk_hash)
+        return data
+
+    def close(self) -> None:
+        if self.ahead is not None:
+            self.ahead[1].result()
+            self.ahead = None
+        self.pool.shutdown()
+
+    def __enter__(self) -> ReadAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 STAGING = ".staging-"  # prefix of the folders of chunks set aside while a bundle is proven

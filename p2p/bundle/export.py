@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import shutil
 import tempfile
 import threading
@@ -27,7 +28,6 @@ from p2p.blobs import exchange as blob_exchange
 from p2p.bundle import crypt, inventories
 from p2p.bundle.container import BundleStats, write_bundle
 from p2p.bundle.records import community_record, inventory_records
-from p2p.bundle.source import big_pipe
 from p2p.community import Community, all_communities
 from p2p.direct import DirectWriter
 from p2p.exchange import Inventory
@@ -170,7 +170,7 @@ def build(
     try:
         # past the page cache, in large aligned writes (p2p/direct.py); the caller
         # (`place`) fsyncs it before giving it its name
-        with closing_fd(fd), DirectWriter(fd) as raw:
+        with closing_fd(fd), DirectWriter(fd, background=True) as raw:
             if encrypted:
                 sink = _Hashing(raw)
                 try:
@@ -224,35 +224,134 @@ def _sealed(
     expected: int | None,
     docs: Callable[[], int],
 ) -> BundleStats:
-    """Write the container into a pipe that age encrypts into `sink` on a thread:
-    the plain bundle never touches the disk and is never read back."""
-    r, w = big_pipe()
+    """Write the container into a hand-over queue that age (pyrage) encrypts into
+    `sink` on a thread: the plain bundle never touches the disk and is never
+    read back. The queue passes the writer's own buffers (an attachment chunk as
+    read), not copies through an OS pipe (0.3 s less kernel time per GiB)."""
+    handover = HandOver()
     errors: list[BaseException] = []
 
     def seal() -> None:
-        with os.fdopen(r, "rb", buffering=BUFFER) as src:
-            try:
-                if passphrase is not None:
-                    crypt.encrypt_passphrase(src, sink, passphrase)
-                else:
-                    assert recipient is not None
-                    crypt.encrypt(src, sink, [recipient])
-            except BaseException as exc:  # handed to the writing side
-                errors.append(exc)
-                while src.read(BUFFER):  # let the writer finish and see the error
-                    pass
+        try:
+            if passphrase is not None:
+                crypt.encrypt_passphrase(handover, sink, passphrase)  # type: ignore[arg-type]
+            else:
+                assert recipient is not None
+                crypt.encrypt(handover, sink, [recipient])  # type: ignore[arg-type]
+        except BaseException as exc:  # handed to the writing side
+            errors.append(exc)
+            handover.refuse()  # the writer's next write raises: it stops
 
-    thread = threading.Thread(target=seal, daemon=True)
+    thread = threading.Thread(target=seal, name="seal", daemon=True)
     thread.start()
     try:
-        with os.fdopen(w, "wb", buffering=BUFFER) as pipe:
-            out = _Counting(pipe, lambda n: progress(n, expected, docs()) if progress else None)
-            stats = write_bundle(out, home.identity, records, int(time.time()))  # type: ignore[arg-type]
-    finally:
+        out = _Counting(handover, lambda n: progress(n, expected, docs()) if progress else None)
+        stats = write_bundle(out, home.identity, records, int(time.time()))  # type: ignore[arg-type]
+        handover.close()
+    except BrokenPipeError:
+        thread.join()  # the encrypting side stopped first: its error is the one
+        if errors:
+            raise errors[0] from None
+        raise
+    except BaseException:
+        handover.abort()  # age sees an error, not a short plaintext
         thread.join()
+        raise
+    thread.join()
     if errors:
         raise errors[0]
     return stats
+
+
+class HandOver:
+    """A one-way stream between two threads that hands over the bytes objects
+    themselves (a bounded queue: memory stays flat). The writer calls `write`
+    and `close` (or `abort`); the reader's `read(n)` returns n bytes, fewer only
+    at the end, like a buffered file. Small writes are gathered first."""
+
+    GATHER = 256 * 1024
+    _END, _ABORT = object(), object()
+
+    def __init__(self, depth: int = 8) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._small = bytearray()
+        self._cur = memoryview(b"")
+        self._eof = False
+        self._refused = False
+
+    # the writing side
+
+    def write(self, data: bytes) -> int:
+        n = len(data)
+        if n < self.GATHER:
+            if self._refused:
+                raise BrokenPipeError("the encrypting side stopped")
+            self._small += data
+            if len(self._small) >= self.GATHER:
+                self._put(bytes(self._small))
+                self._small.clear()
+            return n
+        if self._small:
+            self._put(bytes(self._small))
+            self._small.clear()
+        self._put(data if isinstance(data, bytes) else bytes(data))
+        return n
+
+    def _put(self, item: object) -> None:
+        while True:
+            if self._refused:
+                raise BrokenPipeError("the encrypting side stopped")
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        if self._small:
+            self._put(bytes(self._small))
+            self._small.clear()
+        self._put(self._END)
+
+    def abort(self) -> None:
+        try:
+            self._put(self._ABORT)
+        except BrokenPipeError:
+            pass
+
+    # the reading side
+
+    def refuse(self) -> None:
+        """The reader gives up: the writer's next write raises, nothing blocks."""
+        self._refused = True
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return
+
+    def read(self, n: int | None = -1) -> bytes:
+        want = n if n is not None and n >= 0 else 1 << 62
+        parts: list[memoryview] = []
+        while want > 0:
+            if not self._cur:
+                if self._eof:
+                    break
+                item = self._queue.get()
+                if item is self._END:
+                    self._eof = True
+                    break
+                if item is self._ABORT:
+                    raise OSError("the bundle being encrypted was not finished")
+                self._cur = memoryview(item)  # type: ignore[arg-type]
+            take = self._cur[:want]
+            self._cur = self._cur[len(take) :]
+            parts.append(take)
+            want -= len(take)
+        return parts[0].tobytes() if len(parts) == 1 else b"".join(parts)
 
 
 class Writable(Protocol):

@@ -1,0 +1,101 @@
+"""A private community's bundle, encrypted as it is written (the container handed
+to age on a thread), is a standard age file that opens for members; a failing
+encryption or a failing writer leaves nothing behind and says why."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from p2p import community as cm
+from p2p import content, invites
+from p2p.blobs import attach
+from p2p.blobs.manifest import CHUNK
+from p2p.bundle import crypt
+from p2p.bundle import export as ex
+from p2p.bundle.importer import file_digest, import_bundle
+from tests.helpers import make_home
+
+
+@pytest.fixture
+def private(tmp_path: Path):
+    ana = make_home(tmp_path / "ana", "Ana")
+    bo = make_home(tmp_path / "bo", "Bo")
+    c = cm.create(ana, "Secret", private=True)
+    invites.join(bo, invites.write(ana, c))
+    big = tmp_path / "doc.bin"
+    big.write_bytes(os.urandom(2 * CHUNK + 3))
+    entries = attach.add_files(ana, [big], private=True)
+    content.post(ana, c, "sealed", attachments=[e.as_doc() for e in entries])
+    yield ana, bo, c, big
+    ana.close()
+    bo.close()
+
+
+def _export(home, c, dest: Path) -> ex.Built:  # noqa: ANN001
+    with ex.scratch_dir(home) as tmp:
+        built = ex.build(home, ex.domains([c])[0], Path(tmp), out_dir=dest.parent)
+        assert built is not None
+        ex.place(built, dest)
+        return built
+
+
+def test_private_bundle_opens_for_a_member(private, tmp_path: Path) -> None:
+    ana, bo, c, big = private
+    out = tmp_path / "out" / "b.p2p"
+    out.parent.mkdir()
+    built = _export(ana, c, out)
+    assert out.read_bytes().startswith(b"age-encryption.org/v1\n")
+    assert built.sha256 == file_digest([out])  # the digest taken while writing
+    assert b"sealed" not in out.read_bytes() and b"doc.bin" not in out.read_bytes()
+    got = import_bundle(bo, [out])
+    assert got.attachments.chunks == 3
+    assert got.attachments.size == big.stat().st_size + 3 * 16
+
+
+def test_failing_encryption_leaves_nothing(private, tmp_path: Path, monkeypatch) -> None:
+    ana, _bo, c, _big = private
+
+    def broken(src, dst, recipients):  # noqa: ANN001, ANN202
+        src.read(100)
+        raise OSError("age: out of luck")
+
+    monkeypatch.setattr(crypt, "encrypt", broken)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(OSError, match="out of luck"):
+        _export(ana, c, out / "b.p2p")
+    assert list(out.iterdir()) == []
+
+
+def test_failing_writer_stops_the_encryption(private, tmp_path: Path, monkeypatch) -> None:
+    """The records fail half way (a chunk unreadable by a bug, say): that error is
+    the one raised, age stops (no plaintext cut short is ever sealed), no file."""
+    ana, _bo, c, _big = private
+    real = ex._records
+
+    def failing(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        for i, r in enumerate(real(*a, **k)):
+            if i == 5:
+                raise RuntimeError("bug in the middle")
+            yield r
+
+    monkeypatch.setattr(ex, "_records", failing)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(RuntimeError, match="bug in the middle"):
+        _export(ana, c, out / "b.p2p")
+    assert list(out.iterdir()) == []
+
+
+def test_hand_over_reads_like_a_file() -> None:
+    h = ex.HandOver(depth=64)
+    pieces = [b"a" * 10, b"b" * (300 * 1024), b"c" * 7, b"d" * (1 << 20)]
+    for p in pieces:
+        h.write(p)
+    h.close()
+    whole = b"".join(pieces)
+    got = h.read(8192) + h.read(300 * 1024) + h.read()
+    assert got == whole and h.read(10) == b""
