@@ -546,6 +546,4 @@ class Staging:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
         self._written.clear()
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        self._writer = None  # its buffer goes with it (every file was flushed and closed)
