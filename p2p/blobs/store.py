@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from p2p.home import Home
 
 UNREFERENCED_BUDGET = 256 * 1024 * 1024  # bytes kept of attachments no post names
 BATCH = 32  # chunks written before they are synced together
+WRITE_BEHIND = 3  # chunks handed to the writing thread and not yet written
 DEBRIS_AGE = 600  # seconds before an unregistered chunk file counts as debris
 SWEEP_EVERY = 3600  # seconds between walks of the chunk folders for debris
 
@@ -284,21 +286,34 @@ class BlobStore:
         hashes: list[bytes] = []
         fresh: list[tuple[bytes, int]] = []
         seen: set[bytes] = set()
-        # one flush at the end: chunks go past the page cache (nothing dirty piles
-        # up) and no row names them before it, so a crash leaves only debris
-        for i in range(count):
-            plain = src.read(min(mf.CHUNK, size - i * mf.CHUNK))
-            if len(plain) != min(mf.CHUNK, size - i * mf.CHUNK):
-                raise BadAttachment(f"{name} changed while it was being read; try again")
-            data = sealer.seal(i, i == count - 1, plain) if sealer else plain
-            h = mf.digest(data)
-            hashes.append(h)
-            if not self.has_chunk(h) and h not in seen:
-                self._write_chunk(h, data, sync=False)
-                fresh.append((h, len(data)))
-                seen.add(h)
-            if progress is not None:
-                progress(i * mf.CHUNK + len(plain))
+        # Chunk files are written by a helper thread while this one reads, seals
+        # and hashes the next (a direct write waits on the device, not the CPU);
+        # at most WRITE_BEHIND chunks in flight. One flush at the end: chunks go
+        # past the page cache (nothing dirty piles up) and no row names them
+        # before it, so a crash leaves only debris (`sweep`).
+        writes: deque[Future[None]] = deque()
+        with ThreadPoolExecutor(1, thread_name_prefix="chunk-write") as pool:
+            try:
+                for i in range(count):
+                    plain = src.read(min(mf.CHUNK, size - i * mf.CHUNK))
+                    if len(plain) != min(mf.CHUNK, size - i * mf.CHUNK):
+                        raise BadAttachment(f"{name} changed while it was being read; try again")
+                    data = sealer.seal(i, i == count - 1, plain) if sealer else plain
+                    h = mf.digest(data)
+                    hashes.append(h)
+                    if not self.has_chunk(h) and h not in seen:
+                        while len(writes) >= WRITE_BEHIND:
+                            writes.popleft().result()
+                        writes.append(pool.submit(self._write_chunk, h, data, False))
+                        fresh.append((h, len(data)))
+                        seen.add(h)
+                    if progress is not None:
+                        progress(i * mf.CHUNK + len(plain))
+                while writes:
+                    writes.popleft().result()
+            finally:
+                for w in writes:
+                    w.cancel()
         self.flush()
         m = Manifest(size, mf.clean_name(name), mime, tuple(hashes), sealer is not None)
         with self.home.store.transaction() as db:
