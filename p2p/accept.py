@@ -200,9 +200,9 @@ def evaluate(
     rejected: dict[bytes, str] = {}
     for h in order:
         c = pool[h]
-        if any(d in rejected for d in c.deps):
+        if rejected and any(d in rejected for d in c.deps):
             rejected[h] = "depends on a rejected change"
-        elif not all(d in present for d in c.deps):
+        elif not present.issuperset(c.deps):
             waiting.append(h)
             continue
         elif h not in vouched:
@@ -335,6 +335,9 @@ class Acceptor:
 
     def _accept_doc(self, db: Any, doc_id: bytes, items: list[Incoming]) -> Report:
         ref = items[0].ref
+        quick = self._owner_next(db, ref, items)
+        if quick is not None:
+            return quick
         report = Report()
         existing = self.docs.load(doc_id)  # repairs or sets aside a stored doc that fails
         existing_data = self.docs.data(doc_id) if existing is not None else None
@@ -374,18 +377,22 @@ class Acceptor:
                         (doc_id, *part),
                     )
                 ]
+        parked: set[bytes] = set()  # hashes with rows in pending / pending_sigs
         for h, data in db.execute("SELECT hash, data FROM pending WHERE doc = ?", (doc_id,)):
+            parked.add(h)
             if h not in pool and h not in known:
                 try:
                     pool[h] = chunk.parse_one(data)[0]
                 except chunk.ChunkError:
                     db.execute("DELETE FROM pending WHERE doc = ? AND hash = ?", (doc_id, h))
-        sigs += [
+        parked_sigs = [
             tuple(r)
             for r in db.execute(
                 "SELECT hash, signer, sig FROM pending_sigs WHERE doc = ?", (doc_id,)
             )
         ]
+        parked.update(s[0] for s in parked_sigs)
+        sigs += parked_sigs
         if not pool:
             return report
 
@@ -462,10 +469,103 @@ class Acceptor:
             if existing is None:
                 report.new_docs.append(ref)
 
-        done = [(doc_id, h) for h in list(ready) + list(rejected) + list(lost)]
+        # only rows that exist: a million-change document must not cost a million deletes
+        done = [(doc_id, h) for h in (*ready, *rejected, *lost) if h in parked]
         db.executemany("DELETE FROM pending WHERE doc = ? AND hash = ?", done)
         db.executemany("DELETE FROM pending_sigs WHERE doc = ? AND hash = ?", done)
         report.pending += len([h for h in waiting if h in incoming_hashes])
+        return report
+
+    def _owner_next(self, db: Any, ref: DocRef, items: list[Incoming]) -> Report | None:
+        """The everyday case, judged without loading the stored document's history:
+        an author-owned document this store holds, receiving its owner's next changes.
+
+        What the rules need of the stored document is its owner's latest change
+        (`Documents.tip`: hash and seq, while it is the one head) and the log of
+        changes since the snapshot: a change with a higher seq cannot be stored
+        yet, one that builds on the tip or on another arriving change has its
+        dependencies. The same `evaluate` then judges signatures, ownership and
+        sequence. The document is loaded once, from the stored bytes followed by
+        the accepted changes, and those changes are appended to the log: the
+        bytes stored are the bytes that just loaded. Anything else (a change at
+        or below the tip's seq that is not in the log, a fork, a change waiting
+        for others, a change the binding refuses, changes that do not continue
+        the one head) returns None, and the full path decides, as before."""
+        if ref.kind not in OWNED_KINDS or any(inc.loaded is not None for inc in items):
+            return None
+        tip = self.docs.tip(ref)
+        if tip is None:
+            return None
+        doc_id = ref.id
+        for table in ("pending", "forks_held"):
+            if db.execute(f"SELECT 1 FROM {table} WHERE doc = ? LIMIT 1", (doc_id,)).fetchone():
+                return None
+        try:
+            log = [
+                chunk.parse_one(r[0])[0]
+                for r in db.execute("SELECT data FROM changes WHERE doc = ? ORDER BY n", (doc_id,))
+            ]
+        except chunk.ChunkError:
+            return None
+        known_changes: dict[bytes, RawChange] = {c.hash: c for c in log}
+        if tip[0] not in known_changes:  # only its header matters to the rules
+            known_changes[tip[0]] = RawChange(tip[0], ref.owner, tip[1], (), b"")
+        report = Report()
+        pool: dict[bytes, RawChange] = {}
+        sigs: list[signing.Sig] = []
+        for inc in items:
+            for c in inc.changes:
+                if c.hash in known_changes:
+                    report.already += 1
+                elif c.actor == ref.owner and c.seq <= tip[1]:
+                    return None  # stored before the log began, or a fork: the full path tells
+                elif not all(d in known_changes or d in pool for d in c.deps):
+                    return None  # builds on something older (or missing)
+                else:
+                    pool[c.hash] = c
+            sigs += inc.sigs
+        if not pool:
+            return report
+        verdict = evaluate(
+            ref,
+            pool,
+            sigs,
+            set(known_changes),
+            b"",
+            self.communities[ref.community],
+            known_changes,
+        )
+        ready = verdict.ready
+        if verdict.waiting or verdict.lost or verdict.forks:
+            return None
+        old_heads = [tip[0]]
+        if ready:
+            if not _chained(old_heads, ready, pool):
+                return None
+            data = self.docs.data(doc_id) or b""
+            try:
+                merged = binding.load(data + b"".join(pool[h].data for h in ready), outside=False)
+                if merged.get_heads() != [ready[-1]]:
+                    return None
+            except DamagedData:
+                return None  # the full path finds the change at fault
+        for h in verdict.bad_sigs:
+            report.rejected.append(Rejection(doc_id, h, "signature does not verify"))
+        for h, reason in verdict.rejected.items():
+            report.rejected.append(Rejection(doc_id, h, reason))
+        if not ready:
+            return report
+        self.docs.extend(db, ref, merged, [pool[h] for h in ready], old_heads)
+        self.docs.set_tip(db, ref, pool[ready[-1]])
+        if self.committed is not None:
+            self.committed(ref, merged)
+        accepted = set(ready)
+        db.executemany(
+            "INSERT OR IGNORE INTO sigs (doc, hash, signer, sig) VALUES (?, ?, ?, ?)",
+            [(doc_id, h, s, g) for (h, s), g in verdict.valid.items() if h in accepted],
+        )
+        report.applied += len(ready)
+        report.docs_changed.append(ref)
         return report
 
     def _commit(
@@ -493,6 +593,9 @@ class Acceptor:
         ):
             # a new document accepted whole: the received bytes loaded, keep them as they are
             self.docs.replace(db, ref, first.loaded, first.saved)
+            heads = first.loaded.get_heads()
+            last = next((c for c in reversed(first.changes) if [c.hash] == heads), None)
+            self.docs.set_tip(db, ref, last)
             if self.committed is not None:
                 self.committed(ref, first.loaded)
             return {}
@@ -501,9 +604,24 @@ class Acceptor:
         else:
             base = existing_data or b""
         refused: dict[bytes, str] = {}
+        old_heads = self.docs.heads(ref.id)
         for _attempt in range(4):
             try:
                 merged = binding.load(base + b"".join(pool[h].data for h in ready), outside=False)
+                heads = merged.get_heads()
+                if (
+                    existing_data is not None
+                    and not lost_known
+                    and ready
+                    and heads == [ready[-1]]
+                    and _chained(old_heads, ready, pool)
+                ):
+                    # the stored bytes and these changes just loaded: append, no save
+                    self.docs.extend(db, ref, merged, [pool[h] for h in ready], old_heads)
+                    self.docs.set_tip(db, ref, pool[ready[-1]])
+                    if self.committed is not None:
+                        self.committed(ref, merged)
+                    return refused
                 saved = binding.save(merged)
                 again = binding.reloads(saved)
             except DamagedData as exc:
@@ -518,6 +636,9 @@ class Acceptor:
                     return refused
                 continue
             self.docs.replace(db, ref, again, saved, rebuilt=bool(lost_known))
+            head = heads[0] if len(heads) == 1 and heads[0] not in lost_known else None
+            tip = (known_changes.get(head) or pool.get(head)) if head is not None else None
+            self.docs.set_tip(db, ref, tip)
             if self.committed is not None:
                 self.committed(ref, again)
             return refused
@@ -666,6 +787,17 @@ class Acceptor:
                     now,
                 ),
             )
+
+
+def _chained(heads: list[bytes], ready: list[bytes], pool: Mapping[bytes, RawChange]) -> bool:
+    """Whether `ready` is one line of changes on top of all of `heads`, each on the
+    one before: the shape of a document's change log (see `Documents.extend`)."""
+    prev = set(heads)
+    for h in ready:
+        if set(pool[h].deps) != prev:
+            return False
+        prev = {h}
+    return True
 
 
 def _signed_path(

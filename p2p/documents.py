@@ -20,7 +20,7 @@ from automerge.core import ROOT, Document, ObjType, ScalarType
 
 from p2p import binding, signing
 from p2p.chunk import RawChange
-from p2p.docref import DocRef
+from p2p.docref import OWNED_KINDS, DocRef
 from p2p.errors import DamagedData
 from p2p.identity import Identity
 from p2p.store import Store
@@ -213,6 +213,7 @@ class Documents:
         ref = self.ref(doc_id)
         db.execute("DELETE FROM changes WHERE doc = ?", (doc_id,))
         db.execute("DELETE FROM docs WHERE id = ?", (doc_id,))
+        db.execute("DELETE FROM doc_tips WHERE doc = ?", (doc_id,))
         self.forget(doc_id)
         if ref is not None:
             notify(db, ref, Document(), [])
@@ -278,6 +279,7 @@ class Documents:
                             (doc_id, ref.community, ref.kind, ref.owner, b"", b""),
                         )
                     self._append(db, doc_id, doc, change)
+                    self.set_tip(db, ref, change)
                     notify(db, ref, doc, before)
                     db.execute(
                         "INSERT OR REPLACE INTO sigs (doc, hash, signer, sig) VALUES (?, ?, ?, ?)",
@@ -302,6 +304,59 @@ class Documents:
             "INSERT INTO changes (doc, n, data) VALUES (?, ?, ?)", (doc_id, count, change.data)
         )
         db.execute("UPDATE docs SET heads = ? WHERE id = ?", (pack_heads(doc.get_heads()), doc_id))
+
+    def extend(
+        self, db: Any, ref: DocRef, doc: Document, changes: list[RawChange], old_heads: list[bytes]
+    ) -> None:
+        """Store received `changes` by appending them to the log (inside the caller's
+        transaction), as a local write does; no `save()`.
+
+        The caller loaded `doc` from exactly the stored bytes followed by these
+        changes, so what is stored is what just loaded. Each change must build on all
+        heads of its time (the first on `old_heads`, each next on the one before), the
+        shape `p2p.exchange` reads deltas from. Once the log is long it is folded into
+        the snapshot, and only if the saved form loads back; else the log stays (it
+        loads, it is only slower)."""
+        doc_id = ref.id
+        count = self.store.db.execute(
+            "SELECT count(*) FROM changes WHERE doc = ?", (doc_id,)
+        ).fetchone()[0]
+        if count + len(changes) > COMPACT_AFTER:
+            try:
+                snapshot = binding.save(doc)
+                binding.reloads(snapshot)
+            except DamagedData:
+                snapshot = None
+            if snapshot is not None:
+                self.replace(db, ref, doc, snapshot)
+                return
+        db.executemany(
+            "INSERT INTO changes (doc, n, data) VALUES (?, ?, ?)",
+            [(doc_id, count + i, c.data) for i, c in enumerate(changes)],
+        )
+        db.execute("UPDATE docs SET heads = ? WHERE id = ?", (pack_heads(doc.get_heads()), doc_id))
+        notify(db, ref, doc, old_heads)
+
+    def tip(self, ref: DocRef) -> tuple[bytes, int] | None:
+        """(hash, seq) of the owner's latest change of an author-owned document, known
+        without loading it: only while that change is the document's one head."""
+        row = self.store.db.execute(
+            "SELECT hash, seq FROM doc_tips WHERE doc = ?", (ref.id,)
+        ).fetchone()
+        if row is None or self.heads(ref.id) != [row[0]]:
+            return None
+        return row[0], row[1]
+
+    def set_tip(self, db: Any, ref: DocRef, change: RawChange | None) -> None:
+        """Remember the owner's change that is now an owned document's one head
+        (None: forget; a row that no longer matches the heads is ignored anyway)."""
+        if change is None or ref.kind not in OWNED_KINDS or change.actor != ref.owner:
+            db.execute("DELETE FROM doc_tips WHERE doc = ?", (ref.id,))
+            return
+        db.execute(
+            "INSERT OR REPLACE INTO doc_tips (doc, hash, seq) VALUES (?, ?, ?)",
+            (ref.id, change.hash, change.seq),
+        )
 
     def replace(
         self,

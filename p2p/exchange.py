@@ -105,8 +105,9 @@ def _log_delta(
     home: Home, doc_id: bytes, peers: list[list[bytes]]
 ) -> dict[bytes, RawChange] | None:
     """What peers lack, from the store's change log alone (no Automerge load), or
-    None when the log cannot tell. Every logged change is a local write built on
-    all heads of its time, so the log is a chain starting at the snapshot's heads;
+    None when the log cannot tell. Every logged change (a local write, or an accepted
+    change appended the same way: `Documents.extend`) is built on all heads of its
+    time, so the log is a chain starting at the snapshot's heads;
     a peer holding a link (or all the snapshot's heads) lacks only what follows."""
     rows = home.store.db.execute(
         "SELECT data FROM changes WHERE doc = ? ORDER BY n", (doc_id,)

@@ -46,16 +46,22 @@ class Outcome:
 
 def structure_error(c: RawChange, every: Mapping[bytes, RawChange]) -> str | None:
     """Why `c` cannot follow its author's earlier changes, or None."""
-    if c.seq < 1:
+    seq = c.seq
+    if seq < 1:
         return "change has no valid sequence number"
-    if any(d not in every for d in c.deps):
-        return None  # judged by whoever holds its dependencies (e.g. `p2p verify` of a delta)
-    own = [every[d] for d in c.deps if d in every and every[d].actor == c.actor]
-    if any(d.seq >= c.seq for d in own):
+    # one plain loop: this runs once per change of every document received
+    own: list[int] = []
+    for d in c.deps:
+        dep = every.get(d)
+        if dep is None:
+            return None  # judged by whoever holds its dependencies (e.g. `p2p verify` of a delta)
+        if dep.actor == c.actor:
+            own.append(dep.seq)
+    if own and max(own) >= seq:
         return "change depends on a later change of its own author"
-    if c.seq == 1:
+    if seq == 1:
         return None
-    if not any(d.seq == c.seq - 1 for d in own):
+    if seq - 1 not in own:
         return "change does not build on its author's previous change (sequence gap)"
     return None
 
@@ -91,7 +97,7 @@ def check(
         slots.setdefault((c.actor, c.seq), []).append(h)
     for h in order:
         c = pool[h]
-        if any(d in rejected for d in c.deps):
+        if rejected and any(d in rejected for d in c.deps):
             rejected[h] = "depends on a rejected change"
             continue
         every[h] = c

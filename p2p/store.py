@@ -50,6 +50,13 @@ CREATE TABLE IF NOT EXISTS changes (
     data BLOB NOT NULL,
     PRIMARY KEY (doc, n)
 );
+-- per author-owned document: its owner's latest change, when that change is its one head
+-- (a row whose hash is not the document's only head says nothing: see Documents.tip)
+CREATE TABLE IF NOT EXISTS doc_tips (
+    doc BLOB PRIMARY KEY,
+    hash BLOB NOT NULL,
+    seq INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS sigs (
     doc BLOB NOT NULL,
     hash BLOB NOT NULL,

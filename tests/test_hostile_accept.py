@@ -235,8 +235,9 @@ def test_demotion_arriving_later_sets_the_backdated_change_aside(world) -> None:
 
 
 def test_one_bad_document_does_not_roll_back_the_others(world, monkeypatch) -> None:
-    """A fault of the binding on one document (simulated: its saved form does
-    not load back) refuses that document alone; the batch's others apply."""
+    """A fault of the binding on one document (simulated: the stored document
+    with the new change does not load) refuses that document alone; the batch's
+    others apply."""
     from p2p import binding
     from p2p.errors import DamagedData
 
@@ -247,15 +248,14 @@ def test_one_bad_document_does_not_roll_back_the_others(world, monkeypatch) -> N
     bad = [i for i in bad if i.ref.owner == mallory.public_key]
     mref = DocRef(c.id, FEED, mallory.public_key)
     before = carol.docs.data(mref.id)
-    real = binding.reloads
+    real = binding.load
 
-    def reloads(data: bytes):  # noqa: ANN202
-        doc = real(data)
+    def load(data: bytes, what: str = "", *, outside: bool = True):  # noqa: ANN202
         if b"mallory's second" in data:
             raise DamagedData("the document would not load again after these changes")
-        return doc
+        return real(data, what, outside=outside)
 
-    monkeypatch.setattr(binding, "reloads", reloads)
+    monkeypatch.setattr(binding, "load", load)
     report = carol.acceptor().accept([*good, *bad])
     assert [r.doc for r in report.rejected] == [mref.id]
     assert "would not load again" in report.rejected[0].reason

@@ -76,6 +76,42 @@ def test_bulk_insert_indexes_posts_and_flags_an_id_collision(tmp_path: Path) -> 
     home.close()
 
 
+def _replies(actor: bytes, parents: dict[str, str]) -> Document:
+    """A feed of replies: local key -> the id of the post each answers."""
+    doc = Document(actor_id=actor)
+    with doc.transaction() as tx:
+        m = tx.put_object(ROOT, "posts", ObjType.Map)
+        for key, parent in parents.items():
+            p = tx.put_object(m, key, ObjType.Map)
+            tx.put(p, "text", ScalarType.Str, f"reply {key}")
+            tx.put(p, "ts", ScalarType.Int, 2)
+            tx.put(p, "parent", ScalarType.Str, parent)
+    return doc
+
+
+def test_replies_indexed_before_their_parents_are_linked_when_the_parents_come(
+    tmp_path: Path,
+) -> None:
+    """Only replies into the new author's id range are looked at, and exactly those
+    whose parent now exists stop being orphans."""
+    home = Home(tmp_path / "h")
+    c = b"\x07" * 32
+    author, replier = b"\xaa" * 4 + b"\x01" * 28, b"\xbb" * 32
+    pre = author[:4].hex()
+    with home.store.transaction() as db:
+        update.observe(
+            db,
+            DocRef(c, FEED, replier),
+            _replies(replier, {"r1": pre + "k1", "r2": pre + "nope", "r3": "aa" + "k1"}),
+            [],
+        )
+        orphans = "SELECT local, orphan FROM ix_posts WHERE author = ? ORDER BY local"
+        assert db.execute(orphans, (replier,)).fetchall() == [("r1", 1), ("r2", 1), ("r3", 1)]
+        update.observe(db, DocRef(c, FEED, author), _feed(author, {"k1": "root"}), [])
+        assert db.execute(orphans, (replier,)).fetchall() == [("r1", 0), ("r2", 1), ("r3", 1)]
+    home.close()
+
+
 def _chat(actor: bytes, n: int) -> Document:
     doc = Document(actor_id=actor)
     with doc.transaction() as tx:

@@ -151,20 +151,33 @@ def _bulk_posts(db: Any, ref: DocRef, doc: Document, obj: bytes, keys: list[str]
         " WHERE p.community = ix_posts.community AND p.id = ix_posts.parent)",
         (c, owner),
     )
+    # every id of this author starts with its key prefix: only replies to ids in that
+    # range can have been waiting (one range of the parent index, not a probe per post)
+    low, high = _prefix_range(owner)
     db.execute(
         "UPDATE ix_posts INDEXED BY ix_posts_by_parent SET orphan = 0"
-        " WHERE community = ? AND orphan = 1 AND parent IN"
-        " (SELECT id FROM ix_posts WHERE community = ? AND author = ?)",
-        (c, c, owner),
-    )
-    twin = db.execute(
-        "SELECT 1 FROM ix_posts WHERE community = ? AND author = ? AND EXISTS"
+        " WHERE community = ? AND parent >= ? AND parent < ? AND orphan = 1 AND EXISTS"
         " (SELECT 1 FROM ix_posts p INDEXED BY ix_posts_by_id"
-        " WHERE p.community = ix_posts.community AND p.id = ix_posts.id AND p.n != ix_posts.n)"
-        " LIMIT 1",
-        (c, owner),
+        " WHERE p.community = ix_posts.community AND p.id = ix_posts.parent)",
+        (c, low, high),
+    )
+    # two posts can share an id only if their authors share the key prefix
+    sharing = db.execute(
+        "SELECT 1 FROM ix_docs WHERE community = ? AND kind = ? AND owner != ?"
+        " AND substr(owner, 1, 4) = ? LIMIT 1",
+        (c, FEED, owner, owner[:4]),
     ).fetchone()
-    if twin is not None:
+    twin = (
+        sharing
+        and db.execute(
+            "SELECT 1 FROM ix_posts WHERE community = ? AND author = ? AND EXISTS"
+            " (SELECT 1 FROM ix_posts p INDEXED BY ix_posts_by_id"
+            " WHERE p.community = ix_posts.community AND p.id = ix_posts.id AND p.n != ix_posts.n)"
+            " LIMIT 1",
+            (c, owner),
+        ).fetchone()
+    )
+    if twin:
         _flag(db, c, "collision")
     linked = db.execute(
         "SELECT id, parent FROM ix_posts WHERE community = ? AND author = ? AND orphan = 0",
@@ -174,6 +187,12 @@ def _bulk_posts(db: Any, ref: DocRef, doc: Document, obj: bytes, keys: list[str]
         if _cycles(db, c, pid, parent):
             _flag(db, c, "cycle")
             break
+
+
+def _prefix_range(owner: bytes) -> tuple[str, str]:
+    """[low, high): every text starting with the author's id prefix (`owner[:4].hex()`)."""
+    low = owner[:4].hex()
+    return low, low[:-1] + chr(ord(low[-1]) + 1)
 
 
 def _read(doc: Document, kind: ObjType, obj: bytes) -> Any:
