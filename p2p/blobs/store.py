@@ -377,14 +377,15 @@ class BlobStore:
             raise BadAttachment("this attachment is encrypted and its post gives no key")
         sealer = Sealer(key) if m.sealed and key is not None else None
         last = len(m.hashes) - 1
-        for i, h in enumerate(m.hashes):
-            data = self.read_chunk(h)
-            if data is None:
-                raise AttachmentIncomplete(
-                    f"chunk {i} of this attachment was damaged on disk and was dropped; "
-                    "sync again to get it back"
-                )
-            out.write(sealer.open(i, i == last, data) if sealer else data)
+        with self.read_ahead() as chunks:  # the next chunk is read while this one is written
+            for i, h in enumerate(m.hashes):
+                data = chunks.get(h, m.hashes[i + 1] if i < last else None)
+                if data is None:
+                    raise AttachmentIncomplete(
+                        f"chunk {i} of this attachment was damaged on disk and was dropped; "
+                        "sync again to get it back"
+                    )
+                out.write(sealer.open(i, i == last, data) if sealer else data)
         return m
 
     # --- forgetting --------------------------------------------------------
