@@ -128,6 +128,15 @@ CREATE TABLE IF NOT EXISTS bundles_seen (
     exporter BLOB,
     at INTEGER NOT NULL
 );
+-- digests of bundle files read (p2p/bundle/filecache.py): a cache, safe to lose
+CREATE TABLE IF NOT EXISTS bundle_files (
+    path TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    sha256 BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS bundles_written (
     name TEXT NOT NULL,
     dir TEXT NOT NULL,

@@ -182,3 +182,39 @@ def test_private_bundle_decrypted_once_by_either_age(
     r = import_bundle(b, [path], keys=keys_for(b))
     assert r.attachments.chunks == 3 and BlobStore(b).presence(e.id).state == "whole"
     assert "post with f.bin" in _posts(b, c)
+
+
+def _as_p2p_writes(aid: bytes, n: int, data: bytes) -> bytes:
+    import msgpack
+
+    return msgpack.packb({"t": "blob-chunk", "id": aid, "n": n, "data": data}, use_bin_type=True)
+
+
+@pytest.mark.parametrize(
+    "aid",
+    [os.urandom(32), b"\xa4data\xc4\x05" + os.urandom(25), b"\xa4data\xc6" + bytes(24) + b"\xa4da"],
+)
+@pytest.mark.parametrize("size", [0, 1, 255, 256, 70000, CHUNK + 16])
+def test_a_chunk_record_splits_as_a_full_decoding_reads_it(aid: bytes, size: int) -> None:
+    """Fields decoded by msgpack, the data a view of the record's own bytes (no
+    copy): the same as a full decoding, even when the id mimics the data key."""
+    import msgpack
+
+    data = os.urandom(size)
+    body = _as_p2p_writes(aid, 7, data)
+    assert body.startswith(container.CHUNK_PREFIX)
+    split = container._split_chunk(body)
+    assert split is not None
+    fields, view = split
+    assert isinstance(view, memoryview) and view.obj is body
+    assert {**fields, "data": bytes(view)} == msgpack.unpackb(body, raw=False)
+
+
+def test_other_shapes_are_left_to_the_full_decoding() -> None:
+    import msgpack
+
+    later = msgpack.packb({"t": "blob-chunk", "data": b"abc", "id": b"i" * 32, "n": 1})
+    assert container._split_chunk(later) is None  # data not last: decoded as any record
+    assert container._split_chunk(container.CHUNK_PREFIX + b"\xa4data\xc6\xff") is None
+    text = msgpack.packb({"t": "blob-chunk", "id": b"i" * 32, "n": 1, "data": "str"})
+    assert container._split_chunk(text) is None

@@ -89,6 +89,6 @@ def hash_only(record: dict, digest: bytes) -> Staged | None:
     """A `stage` that keeps nothing but the chunk's size and hash (for `verify`):
     the chunk is checked against its manifest without a second hashing."""
     aid, n, data = record.get("id"), record.get("n"), record.get("data")
-    if not isinstance(aid, bytes) or type(n) is not int or not isinstance(data, bytes):
+    if not isinstance(aid, bytes) or type(n) is not int or not isinstance(data, memoryview):
         return None
     return Staged(len(data), digest)

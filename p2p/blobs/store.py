@@ -76,6 +76,7 @@ class BlobStore:
         self._manifests: dict[bytes, Manifest] = {}
         self._unsynced: list[Path] = []
         self._pending: list[tuple[bytes, int]] = []  # accepted, not yet registered
+        self._pending_set: set[bytes] = set()  # their hashes (a GiB is 1024 of them)
         self._writer: DirectWriter | None = None  # one aligned buffer for every chunk
         self._reader: DirectReader | None = None
 
@@ -146,6 +147,7 @@ class BlobStore:
         os.replace(staged.path, dest)
         self._unsynced.append(dest)
         self._pending.append((want, staged.size))
+        self._pending_set.add(want)
         return True
 
     def flush(self) -> None:
@@ -223,7 +225,7 @@ class BlobStore:
         return got, m
 
     def has_chunk(self, chunk_hash: bytes) -> bool:
-        if any(h == chunk_hash for h, _n in self._pending):
+        if chunk_hash in self._pending_set:
             return True
         q = "SELECT 1 FROM blob_chunks WHERE hash = ?"
         return self.db.execute(q, (chunk_hash,)).fetchone() is not None
@@ -251,6 +253,7 @@ class BlobStore:
             )
         self._write_chunk(want, data, sync=False)
         self._pending.append((want, len(data)))
+        self._pending_set.add(want)
         if not batch or len(self._unsynced) >= BATCH:
             self.commit()
         return True
@@ -265,6 +268,7 @@ class BlobStore:
                 [(h, n, now) for h, n in self._pending],
             )
         self._pending.clear()
+        self._pending_set.clear()
 
     # --- adding local files ------------------------------------------------
 
@@ -514,36 +518,40 @@ class Staging:
     `blobs/` that nothing reads from. Only `BlobStore.accept_staged`, after the
     trailer has verified, moves a chunk into place; `discard()` removes the rest
     (all of it when the bundle failed). Writeback starts as each file is written
-    (POSIX_FADV_DONTNEED), so the one sync before the rows commit is short."""
+    (O_DIRECT), so the one sync before the rows commit is short."""
 
     def __init__(self, store: BlobStore) -> None:
         self.store = store
         self.dir: Path | None = None
         self._written: dict[bytes, Path] = {}
+        self._writer: DirectWriter | None = None
 
     def __call__(self, record: dict, digest: bytes) -> Staged | None:
         aid, n, data = record.get("id"), record.get("n"), record.get("data")
-        if not isinstance(aid, bytes) or type(n) is not int or not isinstance(data, bytes):
+        if not isinstance(aid, bytes) or type(n) is not int or not isinstance(data, memoryview):
             return None  # malformed: decoded again once proven, and refused then
         path = self._written.get(digest)
         if path is None and not self.store.has_chunk(digest):
             path = self._write(digest, data)
         return Staged(len(data), digest, path)
 
-    def _write(self, digest: bytes, data: bytes) -> Path:
+    def _write(self, digest: bytes, data: memoryview) -> Path:
         if self.dir is None:
             self.store.root.mkdir(mode=0o700, parents=True, exist_ok=True)
             self.dir = self.store.root / f"{STAGING}{os.urandom(6).hex()}"
             self.dir.mkdir(mode=0o700)
         path = self.dir / digest.hex()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            if hasattr(os, "posix_fadvise"):  # start writeback now; keep no cache
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        try:  # past the page cache, as BlobStore writes chunks (p2p/direct.py)
+            if self._writer is None:
+                self._writer = DirectWriter(fd, mf.CHUNK + mf.TAG)
+            else:
+                self._writer.reopen(fd)
+            self._writer.write(data)
+            self._writer.flush()
         finally:
+            if self._writer is not None:
+                self._writer.used = 0  # a failed write leaves nothing for the next file
             os.close(fd)
         self._written[digest] = path
         return path
@@ -554,3 +562,4 @@ class Staging:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
         self._written.clear()
+        self._writer = None  # its buffer goes with it (every file was flushed and closed)

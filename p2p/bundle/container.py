@@ -58,7 +58,8 @@ class Staged:
     path: Path | None = None  # where stage() put it (None: it wrote nothing)
 
 
-# stage(record, BLAKE3 of its "data") -> Staged, or None to treat the record as
+# stage(record with "data" a memoryview into the record's bytes, BLAKE3 of that
+# data) -> Staged, or None to treat the record as
 # any other one (decoded again once the trailer has verified)
 Stage = Callable[[dict, bytes], "Staged | None"]
 
@@ -100,6 +101,54 @@ def _unpack(data: bytes, limit: int) -> object:
         raise BundleCorrupt(f"a record of this bundle is not valid msgpack ({exc})") from exc
     except Exception as exc:  # msgpack raises several types for hostile input
         raise BundleCorrupt("a record of this bundle is not valid msgpack") from exc
+
+
+_DATA_KEY = b"\xa4data"
+_BIN = {0xC4: 1, 0xC5: 2, 0xC6: 4}  # msgpack bin 8/16/32: bytes of the length that follows
+
+
+def _split_chunk(body: bytes) -> tuple[dict, memoryview] | None:
+    """A chunk record's fields, with "data" a view of its bytes (not a copy),
+    when its last entry is "data"; else a full decoding. None if it is not a
+    map with bytes under "data" (the record is then decoded later, as any other).
+
+    The entries before "data" are decoded by msgpack with "data" set to nil; the
+    bin header after the key must cover the body exactly to its end, so the
+    split reads the same map a full decoding would."""
+    at = body.find(_DATA_KEY, len(CHUNK_PREFIX), 256)
+    while at >= 0:
+        width = _BIN.get(body[at + 5]) if at + 5 < len(body) else None
+        if width is not None:
+            start = at + 6 + width
+            size = int.from_bytes(body[at + 6 : start], "big")
+            if start + size == len(body):
+                try:
+                    head = msgpack.unpackb(
+                        body[:at] + _DATA_KEY + b"\xc0",
+                        raw=False,
+                        strict_map_key=False,
+                        max_bin_len=256,
+                        max_str_len=256,
+                        max_array_len=16,
+                        max_map_len=16,
+                        max_ext_len=0,
+                    )
+                except Exception:  # noqa: BLE001 - not this split: try the next one
+                    head = None
+                if isinstance(head, dict) and "data" in head and head["data"] is None:
+                    head.pop("data")
+                    return head, memoryview(body)[start:]
+        at = body.find(_DATA_KEY, at + 1, 256)
+    try:
+        record = _unpack(body, len(body))
+    except BundleCorrupt:
+        return None
+    if not isinstance(record, dict):
+        return None
+    data = record.pop("data", None)
+    if not isinstance(data, bytes) or not body.endswith(data):
+        return None  # its key for the chain would not be its bytes before the data
+    return record, memoryview(body)[len(body) - len(data) :]
 
 
 class _HashingWriter:
@@ -318,17 +367,12 @@ class BundleReader:
 
     def _stage(self, body: bytes, stage: Stage) -> dict | None:
         """The stand-in for a chunk record (see prove), or None to keep it as is."""
-        try:
-            record = _unpack(body, self.max_record)
-        except BundleCorrupt:
-            return None  # decoded again, and refused, once the trailer holds
-        if not isinstance(record, dict):
+        split = _split_chunk(body)
+        if split is None:
             return None
-        data = record.get("data")
-        if not isinstance(data, bytes) or not body.endswith(data):
-            return None
+        record, data = split
         digest = blake3.blake3(data).digest()
-        staged = stage(record, digest)
+        staged = stage({**record, "data": data}, digest)
         if staged is None:
             return None
         if staged.size != len(data) or staged.hash != digest:

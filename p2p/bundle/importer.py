@@ -51,6 +51,7 @@ class ImportResult:
     attachments: Received = field(default_factory=Received)
     listed: Listed | None = None  # its inventory, to learn again once its base is known
     learnt_whole: bool = False  # the exporter's whole inventory was rebuilt from it
+    digest: bytes = b""  # the SHA-256 of its file(s), which names it in bundles_seen
 
     @property
     def exporter_fingerprint(self) -> str:
@@ -236,6 +237,7 @@ def _import(
         digest = digest or opened.digest or file_digest(paths)
         reader = opened.reader
         result = ImportResult(reader.header.exporter, reader.header.created, opened.files)
+        result.digest = digest
         seen_before = home.store.db.execute(
             "SELECT 1 FROM bundles_seen WHERE sha256 = ?", (digest,)
         ).fetchone()

@@ -13,7 +13,7 @@ import os
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +22,7 @@ import msgpack
 
 from p2p import exchange
 from p2p.blobs import exchange as blob_exchange
-from p2p.bundle import crypt, inventories, parts, stick
+from p2p.bundle import crypt, filecache, inventories, parts, stick
 from p2p.bundle.container import MAGIC
 from p2p.bundle.export import Built, build, domains, scratch_dir, select
 from p2p.bundle.importer import ImportResult, contents, file_digest, import_bundle, keys_for, learn
@@ -45,7 +45,7 @@ def _no_meter(_label: str, _total: int | None, _unit: str) -> AbstractContextMan
 @dataclass
 class Found:
     files: list[Path]
-    digest: bytes
+    digest: bytes | None  # None: not read yet (its import names it: filecache.py)
 
 
 @dataclass
@@ -74,7 +74,12 @@ def _looks_like_ours(name: str) -> bool:
     return bool(re.fullmatch(r"[^.].*\.p2p(\.\d{3})?", name))
 
 
-def scan(folder: Path, damaged: list[tuple[str, str]] | None = None) -> list[Found]:
+def scan(
+    folder: Path,
+    damaged: list[tuple[str, str]] | None = None,
+    known: Callable[[list[Path]], bytes | None] | None = None,
+    hash_names: Container[str] = (),
+) -> list[Found]:
     """Bundles in `folder` (parts grouped into one), skipping temporary files.
     A `*.p2p` file that cannot be read, is not a bundle or whose part set is
     broken is added to `damaged` with the reason, and the scan goes on."""
@@ -95,7 +100,10 @@ def scan(folder: Path, damaged: list[tuple[str, str]] | None = None) -> list[Fou
                 continue
             files = part_set(path) if parts.is_part(head) else [path]
             seen.update(files)
-            found.append(Found(files, file_digest(files)))
+            digest = known(files) if known is not None else None
+            if digest is None and (known is None or len(files) > 1 or path.name in hash_names):
+                digest = file_digest(files)
+            found.append(Found(files, digest))
         except (P2PError, OSError) as exc:
             seen.add(path)
             damaged.append((path.name, _why(exc)))
@@ -164,24 +172,30 @@ def sync(
     result = SyncResult()
     result.cleaned = clean_temporaries(folder)
     me = home.public_key
-    mine = {d for _n, d, *_ in _written(home, folder)}
+    written = _written(home, folder)
+    mine = {d for _n, d, *_ in written}
+    ours = {name for names, *_ in written for name in names}  # hashed first, as before
     keys = keys_for(home)
     exporters: set[bytes] = set()
 
-    on_stick = scan(folder, result.damaged)
+    # a bundle file read before is named by the digest it had; another one is
+    # imported directly, named by the digest its one reading computed
+    on_stick = scan(folder, result.damaged, lambda fs: filecache.known(home, fs), ours)
     for found in on_stick:
         label = found.files[0].name
-        if found.digest in mine:
-            result.own += 1
-            continue
-        seen = home.store.db.execute(
-            "SELECT exporter FROM bundles_seen WHERE sha256 = ?", (found.digest,)
-        ).fetchone()
-        if seen is not None:
-            result.already += 1
-            if seen[0] and seen[0] != me:
-                exporters.add(seen[0])
-            continue
+        if found.digest is not None:
+            filecache.remember(home, found.files, found.digest)
+            if found.digest in mine:
+                result.own += 1
+                continue
+            seen = home.store.db.execute(
+                "SELECT exporter FROM bundles_seen WHERE sha256 = ?", (found.digest,)
+            ).fetchone()
+            if seen is not None:
+                result.already += 1
+                if seen[0] and seen[0] != me:
+                    exporters.add(seen[0])
+                continue
         try:
             size = sum(f.stat().st_size for f in found.files)
             with meter(f"importing {label}", size, "changes applied") as update:
@@ -199,6 +213,14 @@ def sync(
             result.damaged.append((label, _why(exc)))
             say(f"set aside {label}: {_why(exc)}")
             continue
+        if found.digest is None:
+            found.digest = imported.digest
+            filecache.remember(home, found.files, imported.digest)
+            if imported.already_imported:  # read again for nothing, this once
+                result.already += 1
+                if imported.exporter != me:
+                    exporters.add(imported.exporter)
+                continue
         if imported.exporter == me:
             result.own += 1
             continue
@@ -212,11 +234,11 @@ def sync(
 
     # what the others lack, given what is on the stick already: our own bundles'
     # inventories and what the others' bundles there carry
-    present = {f.digest for f in on_stick}
+    present = {f.digest for f in on_stick if f.digest is not None}
     ours_on_stick = [w for w in _written(home, folder) if w[1] in present]
     on_stick_others: Inventory = {}
     for f in on_stick:
-        if f.digest not in mine:
+        if f.digest is not None and f.digest not in mine:
             on_stick_others = _union(on_stick_others, contents(home, f.digest))
     # each bundle is written once, in place on the stick under a hidden temporary
     # name, then checked and renamed (stick.settle). The files of one sync are
