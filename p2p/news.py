@@ -56,18 +56,17 @@ class Tracker:
     home: Home
     _before: dict[bytes, tuple[DocRef, list[bytes]]] = field(default_factory=dict)
     _authors: set[tuple[bytes, bytes]] | None = None
-    # per document: (its heads when committed, the entries new since `_before`)
-    _seen: dict[bytes, tuple[list[bytes], set[str]]] = field(default_factory=dict)
+    # per document: (its heads when committed, the entries new since `_before`); a
+    # feed or chat keeps only how many (a fresh 1M-post import would hold every key)
+    _seen: dict[bytes, tuple[list[bytes], set[str] | int]] = field(default_factory=dict)
 
     def seen(self, ref: DocRef, doc: Document) -> None:
         """A document as the acceptance path committed it (inside the transaction)."""
         noted = self._before.get(ref.id)
         if noted is None:
             return
-        self._seen[ref.id] = (
-            sorted(doc.get_heads()),
-            _entries(doc, ref.kind) - _entries(doc, ref.kind, noted[1]),
-        )
+        new = _entries(doc, ref.kind) - _entries(doc, ref.kind, noted[1])
+        self._seen[ref.id] = (sorted(doc.get_heads()), new if ref.kind == DM else len(new))
 
     def before(self, batch: Iterable[Incoming]) -> None:
         if self._authors is None:
@@ -89,6 +88,7 @@ class Tracker:
             if now == heads:
                 continue  # nothing of it was taken
             got = self._seen.get(ref.id)
+            new: set[str] | int
             if got is not None and got[0] == now:
                 new = got[1]
             else:  # committed by another path, or rolled back since: read it as stored
@@ -97,10 +97,10 @@ class Tracker:
                     continue
                 new = _entries(doc, ref.kind) - _entries(doc, ref.kind, heads)
             if ref.kind == FEED:
-                news.posts += len(new)
+                news.posts += new if isinstance(new, int) else len(new)
             elif ref.kind == CHAT:
-                news.chat_messages += len(new)
-            elif ref.kind == DM and new and ref.community in joined:
+                news.chat_messages += new if isinstance(new, int) else len(new)
+            elif ref.kind == DM and isinstance(new, set) and new and ref.community in joined:
                 news.direct_messages += dm.count_for_me(
                     self.home, joined[ref.community], ref.id, ref.owner, new
                 )

@@ -32,6 +32,7 @@ from p2p.home import Home
 
 UNREFERENCED_BUDGET = 256 * 1024 * 1024  # bytes kept of attachments no post names
 BATCH = 32  # chunks written before they are synced together
+WRITE_BEHIND = 3  # chunks handed to the writing thread and not yet written
 DEBRIS_AGE = 600  # seconds before an unregistered chunk file counts as debris
 SWEEP_EVERY = 3600  # seconds between walks of the chunk folders for debris
 
@@ -290,21 +291,34 @@ class BlobStore:
         hashes: list[bytes] = []
         fresh: list[tuple[bytes, int]] = []
         seen: set[bytes] = set()
-        # one flush at the end: chunks go past the page cache (nothing dirty piles
-        # up) and no row names them before it, so a crash leaves only debris
-        for i in range(count):
-            plain = src.read(min(mf.CHUNK, size - i * mf.CHUNK))
-            if len(plain) != min(mf.CHUNK, size - i * mf.CHUNK):
-                raise BadAttachment(f"{name} changed while it was being read; try again")
-            data = sealer.seal(i, i == count - 1, plain) if sealer else plain
-            h = mf.digest(data)
-            hashes.append(h)
-            if not self.has_chunk(h) and h not in seen:
-                self._write_chunk(h, data, sync=False)
-                fresh.append((h, len(data)))
-                seen.add(h)
-            if progress is not None:
-                progress(i * mf.CHUNK + len(plain))
+        # Chunk files are written by a helper thread while this one reads, seals
+        # and hashes the next (a direct write waits on the device, not the CPU);
+        # at most WRITE_BEHIND chunks in flight. One flush at the end: chunks go
+        # past the page cache (nothing dirty piles up) and no row names them
+        # before it, so a crash leaves only debris (`sweep`).
+        writes: deque[Future[None]] = deque()
+        with ThreadPoolExecutor(1, thread_name_prefix="chunk-write") as pool:
+            try:
+                for i in range(count):
+                    plain = src.read(min(mf.CHUNK, size - i * mf.CHUNK))
+                    if len(plain) != min(mf.CHUNK, size - i * mf.CHUNK):
+                        raise BadAttachment(f"{name} changed while it was being read; try again")
+                    data = sealer.seal(i, i == count - 1, plain) if sealer else plain
+                    h = mf.digest(data)
+                    hashes.append(h)
+                    if not self.has_chunk(h) and h not in seen:
+                        while len(writes) >= WRITE_BEHIND:
+                            writes.popleft().result()
+                        writes.append(pool.submit(self._write_chunk, h, data, False))
+                        fresh.append((h, len(data)))
+                        seen.add(h)
+                    if progress is not None:
+                        progress(i * mf.CHUNK + len(plain))
+                while writes:
+                    writes.popleft().result()
+            finally:
+                for w in writes:
+                    w.cancel()
         self.flush()
         m = Manifest(size, mf.clean_name(name), mime, tuple(hashes), sealer is not None)
         with self.home.store.transaction() as db:
@@ -368,14 +382,15 @@ class BlobStore:
             raise BadAttachment("this attachment is encrypted and its post gives no key")
         sealer = Sealer(key) if m.sealed and key is not None else None
         last = len(m.hashes) - 1
-        for i, h in enumerate(m.hashes):
-            data = self.read_chunk(h)
-            if data is None:
-                raise AttachmentIncomplete(
-                    f"chunk {i} of this attachment was damaged on disk and was dropped; "
-                    "sync again to get it back"
-                )
-            out.write(sealer.open(i, i == last, data) if sealer else data)
+        with self.read_ahead() as chunks:  # the next chunk is read while this one is written
+            for i, h in enumerate(m.hashes):
+                data = chunks.get(h, m.hashes[i + 1] if i < last else None)
+                if data is None:
+                    raise AttachmentIncomplete(
+                        f"chunk {i} of this attachment was damaged on disk and was dropped; "
+                        "sync again to get it back"
+                    )
+                out.write(sealer.open(i, i == last, data) if sealer else data)
         return m
 
     # --- forgetting --------------------------------------------------------
