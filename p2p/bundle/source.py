@@ -358,6 +358,7 @@ def open_bundle(
     *,
     stage: Stage | None = None,
     progress: Callable[[int], None] | None = None,
+    hash_file: bool = True,
 ) -> Iterator[Opened]:
     """Open one bundle (a file, or the parts of one) for reading.
 
@@ -366,7 +367,9 @@ def open_bundle(
     but attachment chunks, which go to `stage` (`BundleReader.prove`); only a
     bundle that passes has its records parsed: replayed from memory when they
     fit (`HOLD`), else read (and decrypted) again (docs/bundle-format.md, "What
-    a reader must do"). `progress(bytes read)` during the first reading."""
+    a reader must do"). `progress(bytes read)` during the first reading.
+    `hash_file=False`: the caller needs no SHA-256 of the file (`Opened.digest`
+    may then be None; an encrypted file's ciphertext is not hashed)."""
     keys = keys or Keys()
     first = paths[0]
     head = _head(first)
@@ -397,7 +400,7 @@ def open_bundle(
             stream: BinaryIO = parts.open_parts(files)  # type: ignore[assignment]
         else:
             stream = DirectStream(first)  # type: ignore[assignment]
-            if encrypted and not hashing:  # the proving pass also hashes the file
+            if encrypted and hash_file and not hashing:  # the proving pass hashes it too
                 hashing.append(_HashingReader(stream))
                 stream = hashing[0]  # type: ignore[assignment]
         closers.append(stream)
