@@ -199,7 +199,8 @@ def inventory_of(
         if kept is not None:
             return kept[2]
     listed = Listed()
-    with open_bundle(paths, keys) as opened:
+    # chunks are only hashed (the rest is held): a bundle with attachments is read once
+    with open_bundle(paths, keys, stage=hash_only, hash_file=False) as opened:
         for record in opened.reader.records():
             if record.get("t") == "inventory":
                 try:
