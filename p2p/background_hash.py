@@ -19,14 +19,17 @@ import queue
 import threading
 from typing import Any
 
+import blake3
+
 GATHER = 256 * 1024  # pieces smaller than this are gathered before the hand-over
 
 
 class BackgroundHash:
-    """`hashlib.new(name)` fed on a helper thread; `done()` returns the hash object."""
+    """`hashlib.new(name)` (or BLAKE3 for "blake3") fed on a helper thread;
+    `done()` returns the hash object."""
 
     def __init__(self, name: str = "sha256", depth: int = 8) -> None:
-        self._hash: Any = hashlib.new(name)
+        self._hash: Any = blake3.blake3() if name == "blake3" else hashlib.new(name)
         self._small = bytearray()
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
         self._thread: threading.Thread | None = None

@@ -280,3 +280,25 @@ def test_bitmap_union_holds_both(a: list[int], b: list[int]) -> None:
     aid = b"\x01" * 32
     merged = bx.union({aid: bits(a)}, {aid: bits(b)})[aid]
     assert {n for n in range(64) if bx.has_bit(merged, n)} == set(a) | set(b)
+
+
+def test_read_ahead_gives_each_chunk_checked_and_forgets_a_damaged_one(home) -> None:
+    """Chunks read one ahead on a helper thread come back in the order asked,
+    each checked; a rotten or missing one is None and no longer counted as held
+    (as read_chunk does), and a chunk read ahead but not asked for is dropped."""
+    store = BlobStore(home)
+    data = os.urandom(4 * CHUNK + 5)
+    aid, m = _add(store, data)
+    store.path(m.hashes[1]).write_bytes(b"rot")
+    store.path(m.hashes[3]).unlink()
+    with store.read_ahead() as chunks:
+        got = [
+            chunks.get(h, m.hashes[i + 1] if i + 1 < len(m.hashes) else None)
+            for i, h in enumerate(m.hashes)
+        ]
+        again = chunks.get(m.hashes[0], m.hashes[4])  # out of order: still right
+        last = chunks.get(m.hashes[2])  # the one read ahead (4) is dropped
+    assert got[0] == data[:CHUNK] and got[2] == data[2 * CHUNK : 3 * CHUNK]
+    assert got[4] == data[4 * CHUNK :] and got[1] is None and got[3] is None
+    assert again == data[:CHUNK] and last == data[2 * CHUNK : 3 * CHUNK]
+    assert store.presence(aid).have == 3

@@ -55,6 +55,7 @@ def test_written_in_place_whole_and_named_by_its_digest(sender, tmp_path: Path) 
     for paths, built in r.written:
         (path,) = paths
         assert built.sha256 == file_digest([path])  # remembered by what is on the stick
+        assert built.blake3 == stick.read_back(path)  # and checked by reading it back
         assert built.extra["attachments"].sent_bytes >= big.stat().st_size
     private = [paths[0] for paths, b in r.written if b.encrypted]
     assert len(private) == 1 and private[0].read_bytes().startswith(b"age-encryption.org/v1\n")
@@ -111,7 +112,7 @@ def test_bad_read_back_from_the_stick_removes_the_bundle(
     ana, _made, _big = sender
     s = tmp_path / "stick"
     s.mkdir()
-    monkeypatch.setattr(stick, "_hash_range", lambda *_a: b"\x00" * 32)  # a lying stick
+    monkeypatch.setattr(stick, "read_back", lambda *_a: b"\x00" * 32)  # a lying stick
     r = usb.sync(ana, s)
     assert isinstance(r.problem, WriteVerifyFailed) and "did not read back" in str(r.problem)
     assert _files(s) == []

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ from p2p.home import Home
 
 UNREFERENCED_BUDGET = 256 * 1024 * 1024  # bytes kept of attachments no post names
 BATCH = 32  # chunks written before they are synced together
+WRITE_BEHIND = 3  # chunks handed to the writing thread and not yet written
 DEBRIS_AGE = 600  # seconds before an unregistered chunk file counts as debris
 SWEEP_EVERY = 3600  # seconds between walks of the chunk folders for debris
 
@@ -288,21 +291,34 @@ class BlobStore:
         hashes: list[bytes] = []
         fresh: list[tuple[bytes, int]] = []
         seen: set[bytes] = set()
-        # one flush at the end: chunks go past the page cache (nothing dirty piles
-        # up) and no row names them before it, so a crash leaves only debris
-        for i in range(count):
-            plain = src.read(min(mf.CHUNK, size - i * mf.CHUNK))
-            if len(plain) != min(mf.CHUNK, size - i * mf.CHUNK):
-                raise BadAttachment(f"{name} changed while it was being read; try again")
-            data = sealer.seal(i, i == count - 1, plain) if sealer else plain
-            h = mf.digest(data)
-            hashes.append(h)
-            if not self.has_chunk(h) and h not in seen:
-                self._write_chunk(h, data, sync=False)
-                fresh.append((h, len(data)))
-                seen.add(h)
-            if progress is not None:
-                progress(i * mf.CHUNK + len(plain))
+        # Chunk files are written by a helper thread while this one reads, seals
+        # and hashes the next (a direct write waits on the device, not the CPU);
+        # at most WRITE_BEHIND chunks in flight. One flush at the end: chunks go
+        # past the page cache (nothing dirty piles up) and no row names them
+        # before it, so a crash leaves only debris (`sweep`).
+        writes: deque[Future[None]] = deque()
+        with ThreadPoolExecutor(1, thread_name_prefix="chunk-write") as pool:
+            try:
+                for i in range(count):
+                    plain = src.read(min(mf.CHUNK, size - i * mf.CHUNK))
+                    if len(plain) != min(mf.CHUNK, size - i * mf.CHUNK):
+                        raise BadAttachment(f"{name} changed while it was being read; try again")
+                    data = sealer.seal(i, i == count - 1, plain) if sealer else plain
+                    h = mf.digest(data)
+                    hashes.append(h)
+                    if not self.has_chunk(h) and h not in seen:
+                        while len(writes) >= WRITE_BEHIND:
+                            writes.popleft().result()
+                        writes.append(pool.submit(self._write_chunk, h, data, False))
+                        fresh.append((h, len(data)))
+                        seen.add(h)
+                    if progress is not None:
+                        progress(i * mf.CHUNK + len(plain))
+                while writes:
+                    writes.popleft().result()
+            finally:
+                for w in writes:
+                    w.cancel()
         self.flush()
         m = Manifest(size, mf.clean_name(name), mime, tuple(hashes), sealer is not None)
         with self.home.store.transaction() as db:
@@ -366,14 +382,15 @@ class BlobStore:
             raise BadAttachment("this attachment is encrypted and its post gives no key")
         sealer = Sealer(key) if m.sealed and key is not None else None
         last = len(m.hashes) - 1
-        for i, h in enumerate(m.hashes):
-            data = self.read_chunk(h)
-            if data is None:
-                raise AttachmentIncomplete(
-                    f"chunk {i} of this attachment was damaged on disk and was dropped; "
-                    "sync again to get it back"
-                )
-            out.write(sealer.open(i, i == last, data) if sealer else data)
+        with self.read_ahead() as chunks:  # the next chunk is read while this one is written
+            for i, h in enumerate(m.hashes):
+                data = chunks.get(h, m.hashes[i + 1] if i < last else None)
+                if data is None:
+                    raise AttachmentIncomplete(
+                        f"chunk {i} of this attachment was damaged on disk and was dropped; "
+                        "sync again to get it back"
+                    )
+                out.write(sealer.open(i, i == last, data) if sealer else data)
         return m
 
     # --- forgetting --------------------------------------------------------
@@ -500,15 +517,24 @@ class Staging:
     """The `stage` of a bundle's proving pass (`container.BundleReader.prove`):
     each chunk is written once, as it is read, into a folder of its own under
     `blobs/` that nothing reads from. Only `BlobStore.accept_staged`, after the
-    trailer has verified, moves a chunk into place; `discard()` removes the rest
-    (all of it when the bundle failed). Writeback starts as each file is written
-    (O_DIRECT), so the one sync before the rows commit is short."""
+    trailer has verified (and `settle()`), moves a chunk into place; `discard()`
+    removes the rest (all of it when the bundle failed).
+
+    Writes go past the page cache (O_DIRECT, p2p/direct.py), which makes each
+    one wait for the device: WRITERS helper threads do them while the reading
+    goes on (at most IN_FLIGHT chunks wait, so memory stays flat), and the one
+    sync before the rows commit is short."""
+
+    WRITERS = 2
+    IN_FLIGHT = 4
 
     def __init__(self, store: BlobStore) -> None:
         self.store = store
         self.dir: Path | None = None
         self._written: dict[bytes, Path] = {}
-        self._writer: DirectWriter | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: deque[Future[None]] = deque()
+        self._local = threading.local()  # one aligned buffer per helper thread
 
     def __call__(self, record: dict, digest: bytes) -> Staged | None:
         aid, n, data = record.get("id"), record.get("n"), record.get("data")
@@ -524,26 +550,43 @@ class Staging:
             self.store.root.mkdir(mode=0o700, parents=True, exist_ok=True)
             self.dir = self.store.root / f"{STAGING}{os.urandom(6).hex()}"
             self.dir.mkdir(mode=0o700)
+            self._pool = ThreadPoolExecutor(self.WRITERS, thread_name_prefix="staging")
+        assert self._pool is not None
         path = self.dir / digest.hex()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:  # past the page cache, as BlobStore writes chunks (p2p/direct.py)
-            if self._writer is None:
-                self._writer = DirectWriter(fd, mf.CHUNK + mf.TAG)
-            else:
-                self._writer.reopen(fd)
-            self._writer.write(data)
-            self._writer.flush()
-        finally:
-            if self._writer is not None:
-                self._writer.used = 0  # a failed write leaves nothing for the next file
-            os.close(fd)
+        while len(self._pending) >= self.IN_FLIGHT:
+            self._pending.popleft().result()  # raises a helper's error here
+        self._pending.append(self._pool.submit(self._write_file, path, data))
         self._written[digest] = path
         return path
 
+    def _write_file(self, path: Path, data: memoryview) -> None:
+        writer: DirectWriter | None = getattr(self._local, "writer", None)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            if writer is None:
+                writer = self._local.writer = DirectWriter(fd, mf.CHUNK + mf.TAG)
+            else:
+                writer.reopen(fd)
+            writer.write(data)
+            writer.flush()
+        finally:
+            if writer is not None:
+                writer.used = 0  # a failed write leaves nothing for the next file
+            os.close(fd)
+
+    def settle(self) -> None:
+        """Wait for every chunk written so far (raises the first write's error)."""
+        while self._pending:
+            self._pending.popleft().result()
+
     def discard(self) -> None:
         """Remove every chunk not moved into place, and the folder."""
+        while self._pending:  # no helper may write into the folder after it is gone
+            self._pending.popleft().exception()
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
         self._written.clear()
-        self._writer = None  # its buffer goes with it (every file was flushed and closed)

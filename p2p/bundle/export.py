@@ -69,6 +69,7 @@ class Built:
     encrypted: bool
     sha256: bytes = b""  # of the file as written
     inventory: bytes = b""  # digest of the full inventory it describes
+    blake3: bytes = b""  # of the file as written, with build(readback=True)
     extra: dict = field(default_factory=dict)
 
 
@@ -137,9 +138,11 @@ def build(
     base: bytes | None = None,
     plan: blob_exchange.Plan | None = None,
     out_dir: Path | None = None,
+    readback: bool = False,
 ) -> Built | None:
     """Write one domain's bundle into `scratch`; None when the peer lacks nothing.
     `plan`: the attachment budget and what the reader holds (default: send all).
+    `readback`: also take the file's BLAKE3 (`Built.blake3`), to check a read-back.
     `out_dir`: write it under a hidden temporary name in that folder instead (the
     destination's, so that `place` only renames it: the bytes are written once).
 
@@ -164,13 +167,18 @@ def build(
             yield r
 
     expected = exchange.stored_size(home, peer, ids) if progress else None
+    written_blake3 = b""
     encrypted = domain.recipient is not None or passphrase is not None
     final = (out_dir or scratch) / f".p2p-{os.urandom(8).hex()}.tmp"
     fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     try:
         # past the page cache, in large aligned writes (p2p/direct.py); the caller
         # (`place`) fsyncs it before giving it its name
-        with closing_fd(fd), DirectWriter(fd, background=True) as raw:
+        with closing_fd(fd), DirectWriter(fd, background=True) as direct:
+            # with `readback`, a BLAKE3 of the file too (a quarter of SHA-256's
+            # cost) for the caller to compare with what it reads back
+            check = _Hashing(direct, "blake3") if readback else None
+            raw = check or direct
             if encrypted:
                 sink = _Hashing(raw)
                 try:
@@ -191,6 +199,11 @@ def build(
                 out = _Counting(raw, lambda n: progress(n, expected, docs) if progress else None)
                 stats = write_bundle(out, home.identity, counted(), int(time.time()))  # type: ignore[arg-type]
                 sha = stats.file_sha256
+            if check is not None:
+                try:
+                    written_blake3 = bytes(check.hash.done().digest())
+                finally:
+                    check.hash.close()
         if peer is not None and docs == 0 and chunks == 0:
             final.unlink()
             return None
@@ -198,9 +211,11 @@ def build(
         final.unlink(missing_ok=True)
         raise
     inventories.remember(home, home.public_key, listed.scope, listed.full, bundle=sha)
-    return Built(
+    built = Built(
         domain, final, stats.count, docs, final.stat().st_size, encrypted, sha, listed.digest
     )
+    built.blake3 = written_blake3
+    return built
 
 
 BUFFER = 4 << 20  # large writes: fewer system calls for a big attachment
@@ -364,8 +379,8 @@ class _Hashing:
     """A file wrapper that hashes what goes through it (the file's SHA-256, on
     a helper thread: p2p/background_hash.py)."""
 
-    def __init__(self, out: Writable) -> None:
-        self.out, self.hash = out, BackgroundHash("sha256")
+    def __init__(self, out: Writable, name: str = "sha256") -> None:
+        self.out, self.hash = out, BackgroundHash(name)
 
     def write(self, data: bytes) -> int:
         self.hash.update(data)

@@ -151,10 +151,22 @@ def check_room(dest_dir: Path, need: int = MARGIN) -> None:
         )
 
 
-def settle(tmp: Path, dest_dir: Path, sha256: bytes) -> Path:
+def read_back(path: Path) -> bytes:
+    """BLAKE3 of the whole file, read past the page cache: what the stick holds,
+    not what the kernel remembers writing (p2p/direct.py)."""
+    digest = BackgroundHash("blake3", depth=2)  # memory: a few blocks in flight
+    try:
+        for block in read_blocks(path, READ_BLOCK):
+            digest.update(block)
+        return bytes(digest.done().digest())
+    finally:
+        digest.close()
+
+
+def settle(tmp: Path, dest_dir: Path, blake3: bytes) -> Path:
     """Give a bundle written in place on the stick (`tmp`, a hidden temporary name
     in `dest_dir`) its random name, durably and checked: fsync it, read it back
-    from the device and compare with the SHA-256 of the bytes written, rename it,
+    from the device and compare with the BLAKE3 of the bytes written, rename it,
     fsync the folder. On any failure the file is removed (nothing half-written
     is ever left under a bundle's name)."""
     final = dest_dir / (os.urandom(8).hex() + ".p2p")
@@ -164,7 +176,7 @@ def settle(tmp: Path, dest_dir: Path, sha256: bytes) -> Path:
             os.fsync(fd)
         finally:
             os.close(fd)
-        if _hash_range(tmp, 0, tmp.stat().st_size) != sha256:
+        if not blake3 or read_back(tmp) != blake3:
             raise WriteVerifyFailed(
                 f"{final.name} did not read back as written (a failing stick?); removed it"
             )

@@ -281,6 +281,7 @@ def sync(
                         base=base,
                         plan=plan,
                         out_dir=folder,
+                        readback=True,
                         progress=lambda n, total, docs: update(n, total=total, count=docs),
                     )
                     if built is None:
@@ -327,9 +328,9 @@ def _write_one(
             built.path.unlink(missing_ok=True)
     else:
         # the bundle as build() wrote it, byte for byte: read back from the stick and
-        # compared with the SHA-256 of every byte written, which is what a failing
+        # compared with the BLAKE3 of every byte written, which is what a failing
         # stick breaks (that our own writer writes valid bundles, the tests prove)
-        paths = [stick.settle(built.path, folder, built.sha256)]
+        paths = [stick.settle(built.path, folder, built.blake3)]
     for p in paths:
         os.utime(p, (stamp, stamp))
     # one file is the built bundle byte for byte (read back and verified above)
