@@ -168,3 +168,19 @@ def test_a_hostile_next_change_is_refused_and_the_store_keeps_loading(pair, atta
     assert bob.acceptor().accept(news_for(bob, alice)).applied == 1
     bob.docs.forget()
     assert bob.docs.load(ref.id) is not None
+
+
+def test_topo_order_keeps_a_causal_order_and_sorts_any_other() -> None:
+    from p2p import signing
+    from p2p.chunk import RawChange
+
+    def c(h: bytes, *deps: bytes) -> RawChange:
+        return RawChange(h, b"a" * 32, 1, deps, b"")
+
+    causal = {b"1": c(b"1"), b"2": c(b"2", b"1"), b"3": c(b"3", b"1"), b"4": c(b"4", b"2", b"3")}
+    assert signing.topo_order(causal) == [b"1", b"2", b"3", b"4"]
+    backwards = dict(reversed(list(causal.items())))
+    order = signing.topo_order(backwards)
+    assert sorted(order) == [b"1", b"2", b"3", b"4"]
+    for h in order:
+        assert all(order.index(d) < order.index(h) for d in causal[h].deps)
