@@ -38,6 +38,7 @@ from pathlib import Path
 from automerge.core import ROOT, Document, ObjType, ScalarType
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from bench import measure
 from p2p import community as cm
 from p2p import invites, signing
 from p2p.docref import FEED, PROFILE, DocRef
@@ -134,23 +135,19 @@ def raw_verify_rate(n: int) -> float:
 def p2p(home: Path, *args: str) -> tuple[float, int, str]:
     """One whole `p2p` command in its own process: (seconds, its peak RSS in KiB, stdout).
 
-    The child is reaped with os.wait4, whose ru_maxrss is that one process's
-    peak (RUSAGE_CHILDREN would report the largest child so far)."""
+    Its own peak, not the largest child so far (RUSAGE_CHILDREN) nor this process's
+    size when it forked (`bench/measure.py`)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("P2P_")}
     env["P2P_HOME"] = str(home)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t = time.perf_counter()
-        proc = subprocess.Popen(
+        got = measure.run(
             [sys.executable, "-m", "p2p.cli.main", *args], stdout=out, stderr=err, env=env
         )
-        _pid, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - t
-        proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        if proc.returncode != 0:
+        if got.returncode != 0:
             raise SystemExit(f"p2p {' '.join(args)} failed: {err.read().decode()[-2000:]}")
-        return elapsed, usage.ru_maxrss, out.read().decode()
+        return got.seconds, got.rss_kib, out.read().decode()
 
 
 INC_WORK = """

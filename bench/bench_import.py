@@ -24,9 +24,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from bench import measure
 from bench.bench_bundle import add_post, build_store, p2p, text
 from p2p import invites
 from p2p.home import Home
@@ -40,20 +40,18 @@ def timed_import(code: Path, home: Path, bundle: Path) -> tuple[float, int, floa
     env = {k: v for k, v in os.environ.items() if not k.startswith("P2P_")}
     env["P2P_HOME"] = str(home)
     env["PYTHONPATH"] = str(code)
-    t = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "p2p.cli.main", "import", str(bundle)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=env,
-        cwd=code,
-    )
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - t
-    if os.waitstatus_to_exitcode(status) != 0:
-        assert proc.stderr is not None
-        raise SystemExit(f"import failed ({code}): {proc.stderr.read().decode()[-2000:]}")
-    return elapsed, usage.ru_maxrss, usage.ru_utime + usage.ru_stime
+    with tempfile.TemporaryFile() as err:
+        got = measure.run(
+            [sys.executable, "-m", "p2p.cli.main", "import", str(bundle)],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=env,
+            cwd=code,
+        )
+        if got.returncode != 0:
+            err.seek(0)
+            raise SystemExit(f"import failed ({code}): {err.read().decode()[-2000:]}")
+    return got.seconds, got.rss_kib, got.cpu
 
 
 def build(tmp: Path, posts: int, authors: int, new: int) -> None:

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from automerge.core import ROOT, Document, ObjType, ScalarType
 
+from bench import measure
 from p2p import community as cm
 from p2p import signing
 from p2p.docref import CHAT, FEED, PROFILE, DocRef
@@ -122,27 +123,25 @@ def cached_home(posts: int, authors: int) -> tuple[Path, str]:
 
 
 def run(home: Path, args: list[str], old: Path | None = None) -> tuple[float, int, float]:
-    """One whole `p2p` command in its own process: (wall seconds, its own peak RSS in MiB,
+    """One whole `p2p` command in its own process: (wall seconds, its own peak RSS in MiB
+    (`bench/measure.py`: not this process's size when it forked),
     its CPU seconds: user + system, less distorted than wall time on a loaded machine)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("P2P_")}
     env["P2P_HOME"] = str(home)
     if old is not None:
         env["PYTHONPATH"] = str(old)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t = time.perf_counter()
-        proc = subprocess.Popen(
+        got = measure.run(
             [sys.executable, "-m", "p2p.cli.main", *args],
             stdout=out,
             stderr=err,
             env=env,
             cwd=str(old) if old is not None else None,
         )
-        _pid, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - t
-        if os.waitstatus_to_exitcode(status) != 0:
+        if got.returncode != 0:
             err.seek(0)
             raise SystemExit(f"p2p {' '.join(args)} failed: {err.read().decode()[-2000:]}")
-        return elapsed, usage.ru_maxrss // 1024, usage.ru_utime + usage.ru_stime
+        return got.seconds, got.rss_kib // 1024, got.cpu
 
 
 def old_code() -> Path | None:

@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 
 def test_bench_bundle_smoke() -> None:
     out = subprocess.run(
@@ -55,3 +57,16 @@ def test_bench_import_smoke() -> None:
     assert lines[0].startswith("p2p import benchmark")
     assert any(line.startswith("p2p import (fresh store)") for line in lines)
     assert any(line.startswith("p2p import, 3 new") for line in lines)
+
+
+def test_a_measured_peak_is_the_commands_own_not_the_parents() -> None:
+    """Linux counts a child's pre-exec copy of its parent in wait4's ru_maxrss."""
+    from bench import measure
+
+    if not measure.GNU_TIME:
+        pytest.skip("GNU time is not installed")
+    held = b"x" * (200 * 1024 * 1024)  # this process is now 200 MiB larger
+    got = measure.run([sys.executable, "-c", "pass"])
+    assert got.returncode == 0
+    assert 0 < got.rss_kib < 100 * 1024
+    assert len(held)
