@@ -218,3 +218,29 @@ def test_other_shapes_are_left_to_the_full_decoding() -> None:
     assert container._split_chunk(container.CHUNK_PREFIX + b"\xa4data\xc6\xff") is None
     text = msgpack.packb({"t": "blob-chunk", "id": b"i" * 32, "n": 1, "data": "str"})
     assert container._split_chunk(text) is None
+
+
+def test_a_full_disk_while_staging_keeps_nothing(
+    homes,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import errno
+
+    a, b, c = homes
+    _post_file(a, c, os.urandom(3 * CHUNK))
+    _bundle(a, tmp_path / "x.p2p")
+    real = blob_store.Staging._write_file
+    done: list[int] = []
+
+    def full(self: blob_store.Staging, path: Path, data: memoryview) -> None:
+        if done:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        done.append(1)
+        real(self, path, data)
+
+    monkeypatch.setattr(blob_store.Staging, "_write_file", full)
+    before = dump(b)
+    with pytest.raises(OSError, match="No space"):
+        import_bundle(b, [tmp_path / "x.p2p"])
+    assert dump(b) == before and _files(b) == []

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -516,15 +517,24 @@ class Staging:
     """The `stage` of a bundle's proving pass (`container.BundleReader.prove`):
     each chunk is written once, as it is read, into a folder of its own under
     `blobs/` that nothing reads from. Only `BlobStore.accept_staged`, after the
-    trailer has verified, moves a chunk into place; `discard()` removes the rest
-    (all of it when the bundle failed). Writeback starts as each file is written
-    (O_DIRECT), so the one sync before the rows commit is short."""
+    trailer has verified (and `settle()`), moves a chunk into place; `discard()`
+    removes the rest (all of it when the bundle failed).
+
+    Writes go past the page cache (O_DIRECT, p2p/direct.py), which makes each
+    one wait for the device: WRITERS helper threads do them while the reading
+    goes on (at most IN_FLIGHT chunks wait, so memory stays flat), and the one
+    sync before the rows commit is short."""
+
+    WRITERS = 2
+    IN_FLIGHT = 4
 
     def __init__(self, store: BlobStore) -> None:
         self.store = store
         self.dir: Path | None = None
         self._written: dict[bytes, Path] = {}
-        self._writer: DirectWriter | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: deque[Future[None]] = deque()
+        self._local = threading.local()  # one aligned buffer per helper thread
 
     def __call__(self, record: dict, digest: bytes) -> Staged | None:
         aid, n, data = record.get("id"), record.get("n"), record.get("data")
@@ -540,26 +550,43 @@ class Staging:
             self.store.root.mkdir(mode=0o700, parents=True, exist_ok=True)
             self.dir = self.store.root / f"{STAGING}{os.urandom(6).hex()}"
             self.dir.mkdir(mode=0o700)
+            self._pool = ThreadPoolExecutor(self.WRITERS, thread_name_prefix="staging")
+        assert self._pool is not None
         path = self.dir / digest.hex()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:  # past the page cache, as BlobStore writes chunks (p2p/direct.py)
-            if self._writer is None:
-                self._writer = DirectWriter(fd, mf.CHUNK + mf.TAG)
-            else:
-                self._writer.reopen(fd)
-            self._writer.write(data)
-            self._writer.flush()
-        finally:
-            if self._writer is not None:
-                self._writer.used = 0  # a failed write leaves nothing for the next file
-            os.close(fd)
+        while len(self._pending) >= self.IN_FLIGHT:
+            self._pending.popleft().result()  # raises a helper's error here
+        self._pending.append(self._pool.submit(self._write_file, path, data))
         self._written[digest] = path
         return path
 
+    def _write_file(self, path: Path, data: memoryview) -> None:
+        writer: DirectWriter | None = getattr(self._local, "writer", None)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            if writer is None:
+                writer = self._local.writer = DirectWriter(fd, mf.CHUNK + mf.TAG)
+            else:
+                writer.reopen(fd)
+            writer.write(data)
+            writer.flush()
+        finally:
+            if writer is not None:
+                writer.used = 0  # a failed write leaves nothing for the next file
+            os.close(fd)
+
+    def settle(self) -> None:
+        """Wait for every chunk written so far (raises the first write's error)."""
+        while self._pending:
+            self._pending.popleft().result()
+
     def discard(self) -> None:
         """Remove every chunk not moved into place, and the folder."""
+        while self._pending:  # no helper may write into the folder after it is gone
+            self._pending.popleft().exception()
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
         self._written.clear()
-        self._writer = None  # its buffer goes with it (every file was flushed and closed)

@@ -233,6 +233,7 @@ def _import(
 ) -> ImportResult:
     read = (lambda n: progress(n, 0)) if progress else None
     with open_bundle(paths, keys, stage=staging, progress=read) as opened:
+        staging.settle()  # every staged chunk on disk (a full disk fails here, nothing kept)
         # the file's SHA-256 comes from the proving pass (parts: hashed here)
         digest = digest or opened.digest or file_digest(paths)
         reader = opened.reader

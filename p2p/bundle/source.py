@@ -7,9 +7,9 @@ private community never lands on disk), and the container reader is returned.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
+import queue
 import shutil
 import subprocess
 import threading
@@ -22,6 +22,7 @@ from typing import BinaryIO
 from pyrage import x25519
 
 from p2p import direct
+from p2p.background_hash import BackgroundHash
 from p2p.bundle import crypt, parts
 from p2p.bundle.container import BundleReader, HeldReader, Stage
 from p2p.errors import NotABundle, P2PError, WrongKey
@@ -247,12 +248,44 @@ class DirectStream:
     """A bundle file read past the page cache (O_DIRECT, p2p/direct.py) in large
     aligned blocks: read once, a GiB through the cache costs the kernel far more
     than the copy out of one reused buffer does here (and a stick is read from
-    the stick). Plain reads where the file system refuses O_DIRECT."""
+    the stick). A direct read waits for the device, so a helper thread reads
+    AHEAD blocks in advance (the kernel's read-ahead does that for cached reads).
+    Plain reads where the file system refuses O_DIRECT."""
+
+    AHEAD = 2
+    BLOCK = 2 << 20  # bytes per direct read (AHEAD + 2 of them in memory at most)
 
     def __init__(self, path: Path) -> None:
-        self._blocks = direct.read_blocks(path, READ)
+        self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(self.AHEAD)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(path,), daemon=True)
+        self._thread.start()
+        self._blocks = iter(self._take, None)
         self._block = b""
         self._at = 0
+
+    def _run(self, path: Path) -> None:
+        blocks = direct.read_blocks(path, self.BLOCK)
+        try:
+            for block in blocks:
+                if self._stop.is_set():
+                    break
+                self._queue.put(block)
+            self._queue.put(None)
+        except BaseException as exc:  # handed to the reading side
+            self._queue.put(exc)
+        finally:
+            close = getattr(blocks, "close", None)
+            if close is not None:
+                close()
+
+    def _take(self) -> bytes | None:
+        got = self._queue.get()
+        if isinstance(got, BaseException):
+            raise got
+        if got is None:
+            self._blocks = iter(())  # the end: every later read is empty
+        return got
 
     def read(self, n: int = -1) -> bytes:
         if n < 0:
@@ -281,18 +314,23 @@ class DirectStream:
         return len(data)
 
     def close(self) -> None:
-        close = getattr(self._blocks, "close", None)  # a generator: closes its file
-        if close is not None:
-            close()
+        self._stop.set()
+        while self._thread.is_alive():  # make room so the helper sees the stop
+            try:
+                self._queue.get(timeout=0.1)
+            except queue.Empty:
+                pass
 
 
 class _HashingReader:
     """The file's bytes as read, hashed on the way (its SHA-256 names it in
-    bundles_seen): the proving pass gives it, so no pass of its own is needed."""
+    bundles_seen): the proving pass gives it, so no pass of its own is needed.
+    The hashing runs on a helper thread (BackgroundHash): whoever reads (the
+    thread feeding age) only reads."""
 
     def __init__(self, fh: BinaryIO) -> None:
         self._fh = fh
-        self.hash = hashlib.sha256()
+        self.hash = BackgroundHash()
 
     def read(self, n: int = -1) -> bytes:
         data = self._fh.read(n)
@@ -302,16 +340,17 @@ class _HashingReader:
     def readinto(self, buf: memoryview) -> int:
         got = self._fh.readinto(buf)  # type: ignore[attr-defined]
         if got:
-            self.hash.update(memoryview(buf)[:got])
+            self.hash.update(bytes(memoryview(buf)[:got]))
         return got
 
     def finish(self) -> bytes:
         """The digest of the whole file (whatever the reader left unread is hashed too)."""
         while block := self._fh.read(READ):
             self.hash.update(block)
-        return self.hash.digest()
+        return self.hash.done().digest()
 
     def close(self) -> None:
+        self.hash.close()
         self._fh.close()
 
 
@@ -322,6 +361,7 @@ def open_bundle(
     *,
     stage: Stage | None = None,
     progress: Callable[[int], None] | None = None,
+    hash_file: bool = True,
 ) -> Iterator[Opened]:
     """Open one bundle (a file, or the parts of one) for reading.
 
@@ -330,7 +370,9 @@ def open_bundle(
     but attachment chunks, which go to `stage` (`BundleReader.prove`); only a
     bundle that passes has its records parsed: replayed from memory when they
     fit (`HOLD`), else read (and decrypted) again (docs/bundle-format.md, "What
-    a reader must do"). `progress(bytes read)` during the first reading."""
+    a reader must do"). `progress(bytes read)` during the first reading.
+    `hash_file=False`: the caller needs no SHA-256 of the file (`Opened.digest`
+    may then be None; an encrypted file's ciphertext is not hashed)."""
     keys = keys or Keys()
     first = paths[0]
     head = _head(first)
@@ -361,7 +403,7 @@ def open_bundle(
             stream: BinaryIO = parts.open_parts(files)  # type: ignore[assignment]
         else:
             stream = DirectStream(first)  # type: ignore[assignment]
-            if encrypted and not hashing:  # the proving pass also hashes the file
+            if encrypted and hash_file and not hashing:  # the proving pass hashes it too
                 hashing.append(_HashingReader(stream))
                 stream = hashing[0]  # type: ignore[assignment]
         closers.append(stream)

@@ -102,7 +102,7 @@ def verify_bundle(
 ) -> VerifyResult:
     """Raises a BundleError for a structural fault; content faults are listed."""
     read = (lambda n: progress(n, 0)) if progress else None
-    with open_bundle(paths, keys, stage=hash_only, progress=read) as opened:
+    with open_bundle(paths, keys, stage=hash_only, progress=read, hash_file=False) as opened:
         reader = opened.reader
         result = VerifyResult(reader.header.exporter, reader.header.created, opened.encrypted)
         owners: dict[bytes, bytes] = {}
@@ -199,7 +199,8 @@ def inventory_of(
         if kept is not None:
             return kept[2]
     listed = Listed()
-    with open_bundle(paths, keys) as opened:
+    # chunks are only hashed (the rest is held): a bundle with attachments is read once
+    with open_bundle(paths, keys, stage=hash_only, hash_file=False) as opened:
         for record in opened.reader.records():
             if record.get("t") == "inventory":
                 try:
