@@ -7,7 +7,6 @@ private community never lands on disk), and the container reader is returned.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import queue
@@ -23,6 +22,7 @@ from typing import BinaryIO
 from pyrage import x25519
 
 from p2p import direct
+from p2p.background_hash import BackgroundHash
 from p2p.bundle import crypt, parts
 from p2p.bundle.container import BundleReader, HeldReader, Stage
 from p2p.errors import NotABundle, P2PError, WrongKey
@@ -324,11 +324,13 @@ class DirectStream:
 
 class _HashingReader:
     """The file's bytes as read, hashed on the way (its SHA-256 names it in
-    bundles_seen): the proving pass gives it, so no pass of its own is needed."""
+    bundles_seen): the proving pass gives it, so no pass of its own is needed.
+    The hashing runs on a helper thread (BackgroundHash): whoever reads (the
+    thread feeding age) only reads."""
 
     def __init__(self, fh: BinaryIO) -> None:
         self._fh = fh
-        self.hash = hashlib.sha256()
+        self.hash = BackgroundHash()
 
     def read(self, n: int = -1) -> bytes:
         data = self._fh.read(n)
@@ -338,16 +340,17 @@ class _HashingReader:
     def readinto(self, buf: memoryview) -> int:
         got = self._fh.readinto(buf)  # type: ignore[attr-defined]
         if got:
-            self.hash.update(memoryview(buf)[:got])
+            self.hash.update(bytes(memoryview(buf)[:got]))
         return got
 
     def finish(self) -> bytes:
         """The digest of the whole file (whatever the reader left unread is hashed too)."""
         while block := self._fh.read(READ):
             self.hash.update(block)
-        return self.hash.digest()
+        return self.hash.done().digest()
 
     def close(self) -> None:
+        self.hash.close()
         self._fh.close()
 
 
