@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from p2p.blobs import manifest as mf
-from p2p.bundle.container import Staged
+from p2p.blobs.staged import Staged
 from p2p.errors import BadAttachment
 
 MAX_HASHES = 1_000_000  # 32 MiB of hashes: manifests for a terabyte of chunks

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from p2p.blobs import entries
 from p2p.blobs.attach import limits, over_limit
 from p2p.blobs.entries import Ref
+from p2p.blobs.staged import Staged
 from p2p.blobs.store import BlobStore, ReadAhead
-from p2p.bundle.container import Staged
 from p2p.errors import BadAttachment
 from p2p.home import Home
 

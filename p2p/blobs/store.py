@@ -25,7 +25,7 @@ from typing import BinaryIO
 from p2p.blobs import manifest as mf
 from p2p.blobs.manifest import Manifest
 from p2p.blobs.seal import Sealer
-from p2p.bundle.container import Staged
+from p2p.blobs.staged import Staged
 from p2p.direct import DirectReader, DirectWriter
 from p2p.errors import AttachmentIncomplete, BadAttachment
 from p2p.home import Home

@@ -17,13 +17,13 @@ import struct
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import BinaryIO
 
 import blake3
 import msgpack
 
 from p2p.background_hash import BackgroundHash
+from p2p.blobs.staged import Staged
 from p2p.errors import (
     BadBundleSignature,
     BundleCorrupt,
@@ -45,17 +45,6 @@ TRAILER = 8 + 32 + 64
 # proving pass may stage such a record's chunk (see BundleReader.prove).
 CHUNK_PREFIX = b"\x84\xa1t\xaablob-chunk"
 HOLD = 32 * 1024 * 1024  # record bytes (chunks aside) the proving pass keeps for a replay
-
-
-@dataclass(frozen=True)
-class Staged:
-    """A chunk the proving pass set aside: in the record that stands for it (its
-    "t", "id" and "n", and "staged" = this, instead of "data"). Never made from a
-    bundle's bytes (msgpack builds no such object), so a record cannot forge one."""
-
-    size: int
-    hash: bytes  # BLAKE3 of the chunk
-    path: Path | None = None  # where stage() put it (None: it wrote nothing)
 
 
 # stage(record with "data" a memoryview into the record's bytes, BLAKE3 of that
