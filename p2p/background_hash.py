@@ -31,7 +31,7 @@ class BackgroundHash:
     def __init__(self, name: str = "sha256", depth: int = 8) -> None:
         self._hash: Any = blake3.blake3() if name == "blake3" else hashlib.new(name)
         self._small = bytearray()
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
+        self._queue: queue.Queue[bytes | bytearray | None] = queue.Queue(maxsize=depth)
         self._thread: threading.Thread | None = None
         self._finished = False
 
@@ -39,23 +39,27 @@ class BackgroundHash:
         while (piece := self._queue.get()) is not None:
             self._hash.update(piece)
 
-    def _hand_over(self, piece: bytes) -> None:
+    def _hand_over(self, piece: bytes | bytearray) -> None:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="hash", daemon=True)
             self._thread.start()
         self._queue.put(piece)
+
+    def _take_small(self) -> bytearray:
+        """The gathered small pieces, handed over as they are (no copy): the
+        helper owns that buffer from now on, and gathering starts a new one."""
+        small, self._small = self._small, bytearray()
+        return small
 
     def update(self, data: bytes | bytearray | memoryview) -> None:
         assert not self._finished, "update after done()"
         if len(data) < GATHER:
             self._small += data
             if len(self._small) >= GATHER:
-                self._hand_over(bytes(self._small))
-                self._small.clear()
+                self._hand_over(self._take_small())
             return
         if self._small:
-            self._hand_over(bytes(self._small))
-            self._small.clear()
+            self._hand_over(self._take_small())
         self._hand_over(data if isinstance(data, bytes) else bytes(data))
 
     def done(self) -> Any:
@@ -66,7 +70,7 @@ class BackgroundHash:
                 self._hash.update(self._small)
             else:
                 if self._small:
-                    self._queue.put(bytes(self._small))
+                    self._queue.put(self._take_small())
                 self._queue.put(None)
                 self._thread.join()
             self._small.clear()

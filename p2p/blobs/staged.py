@@ -1,8 +1,7 @@
-"""A chunk set aside while a bundle is proven (`bundle.container.BundleReader.prove`).
+"""A chunk set aside while a bundle is proven, before its trailer verified.
 
-Its own module so that the blob store and the receiving side can name it
-without loading the bundle code (everyday commands never import p2p.bundle).
-"""
+Here, not in p2p.bundle, so the store and the commands that write posts never
+import the bundle code (`p2p post` starts fast)."""
 
 from __future__ import annotations
 

@@ -296,6 +296,11 @@ class HandOver:
 
     # the writing side
 
+    def _take_small(self) -> bytearray:
+        """The gathered small writes, handed over as they are (no copy)."""
+        small, self._small = self._small, bytearray()
+        return small
+
     def write(self, data: bytes) -> int:
         n = len(data)
         if n < self.GATHER:
@@ -303,12 +308,10 @@ class HandOver:
                 raise BrokenPipeError("the encrypting side stopped")
             self._small += data
             if len(self._small) >= self.GATHER:
-                self._put(bytes(self._small))
-                self._small.clear()
+                self._put(self._take_small())
             return n
         if self._small:
-            self._put(bytes(self._small))
-            self._small.clear()
+            self._put(self._take_small())
         self._put(data if isinstance(data, bytes) else bytes(data))
         return n
 
@@ -327,8 +330,7 @@ class HandOver:
 
     def close(self) -> None:
         if self._small:
-            self._put(bytes(self._small))
-            self._small.clear()
+            self._put(self._take_small())
         self._put(self._END)
 
     def abort(self) -> None:
