@@ -62,11 +62,7 @@ def write_file(dest: Path, fill: Callable[[BinaryIO], None], *, force: bool = Fa
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fd = os.open(dest.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _fsync(dest.parent, os.O_RDONLY)
     return dest
 
 
@@ -77,21 +73,22 @@ def move_into_place(tmp: Path, dest: Path, *, force: bool = False) -> Path:
     dest = Path(dest)
     check_destination(dest, force)
     try:
-        fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync(tmp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         _move_into_place(Path(tmp), dest, force)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    fd = os.open(dest.parent, os.O_RDONLY)
+    _fsync(dest.parent, os.O_RDONLY)
+    return dest
+
+
+def _fsync(path: Path, flags: int) -> None:
+    """fsync a file or a folder (so a rename in it is durable) by path."""
+    fd = os.open(path, flags)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-    return dest
 
 
 def _move_into_place(tmp: Path, dest: Path, force: bool) -> None:

@@ -42,6 +42,18 @@ def _set_direct(fd: int, on: bool) -> bool:
     return on
 
 
+def _open_direct(path: os.PathLike | str) -> int:
+    """`path` opened for reading with O_DIRECT; -1 where the file system refuses it."""
+    if not O_DIRECT:
+        return -1
+    try:
+        return os.open(path, os.O_RDONLY | O_DIRECT)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        return -1
+
+
 def _write_all(fd: int, view: memoryview, offset: int) -> None:
     """pwrite until everything went (regular files may write short on signals)."""
     done = 0
@@ -179,12 +191,7 @@ def read_blocks(path: os.PathLike | str, block: int = BUFFER) -> Iterator[bytes]
     from the device itself, not from what the page cache remembers of it (a
     read-back check of a stick must see the stick)."""
     size = max(ALIGN, block - block % ALIGN)
-    try:
-        fd = os.open(path, os.O_RDONLY | O_DIRECT) if O_DIRECT else -1
-    except OSError as exc:
-        if exc.errno != errno.EINVAL:
-            raise
-        fd = -1
+    fd = _open_direct(path)
     if fd < 0:
         with open(path, "rb") as fh:
             while piece := fh.read(size):
@@ -224,12 +231,7 @@ class DirectReader:
 
     def read(self, path: os.PathLike | str) -> bytes | None:
         """The file's bytes, or None when it is larger than `largest`."""
-        try:
-            fd = os.open(path, os.O_RDONLY | O_DIRECT) if O_DIRECT else -1
-        except OSError as exc:
-            if exc.errno != errno.EINVAL:
-                raise
-            fd = -1
+        fd = _open_direct(path)
         got = 0
         if fd >= 0:
             try:

@@ -124,23 +124,12 @@ class BlobStore:
         """`accept_chunk` for a chunk a proven bundle's first reading set aside
         (`Staging`): the same checks, by its size and hash, then its file is moved
         into place. Counts as present after `commit()`."""
-        m = self.manifest(aid)
-        if m is None:
-            raise BadAttachment("a chunk arrived for an attachment whose manifest is unknown")
-        if type(index) is not int or not 0 <= index < len(m.hashes):
-            raise BadAttachment("a chunk's index is outside its attachment")
-        if staged.size != m.chunk_len(index):
-            raise BadAttachment(
-                f"chunk {index} of {m.name!r} has {staged.size} bytes where its manifest "
-                f"says {m.chunk_len(index)}; refused"
-            )
-        want = m.hashes[index]
-        if self.has_chunk(want):
+        expected = self._expected(aid, index, staged.size)
+        if expected is None:
             return False
+        m, want = expected
         if staged.hash != want:
-            raise BadAttachment(
-                f"chunk {index} of {m.name!r} does not match its hash (damaged or forged); refused"
-            )
+            raise _forged(m, index)
         if staged.path is None or not staged.path.exists():
             return False  # it was here when staged (and has gone since): a later sync brings it
         dest = self.path(want)
@@ -231,27 +220,32 @@ class BlobStore:
         q = "SELECT 1 FROM blob_chunks WHERE hash = ?"
         return self.db.execute(q, (chunk_hash,)).fetchone() is not None
 
-    def accept_chunk(self, aid: bytes, index: int, data: bytes, batch: bool = False) -> bool:
-        """Store chunk `index` of attachment `aid` if it hashes to what the manifest
-        says; True when it was new. BadAttachment for anything else. With `batch`
-        the chunk counts as present only after `commit()` (many synced at once)."""
+    def _expected(self, aid: bytes, index: int, size: int) -> tuple[Manifest, bytes] | None:
+        """The manifest and the hash chunk `index` of `aid` must have, checked by index
+        and size; None when that chunk is already here. BadAttachment else."""
         m = self.manifest(aid)
         if m is None:
             raise BadAttachment("a chunk arrived for an attachment whose manifest is unknown")
         if type(index) is not int or not 0 <= index < len(m.hashes):
             raise BadAttachment("a chunk's index is outside its attachment")
-        if len(data) != m.chunk_len(index):
+        if size != m.chunk_len(index):
             raise BadAttachment(
-                f"chunk {index} of {m.name!r} has {len(data)} bytes where its manifest "
+                f"chunk {index} of {m.name!r} has {size} bytes where its manifest "
                 f"says {m.chunk_len(index)}; refused"
             )
         want = m.hashes[index]
-        if self.has_chunk(want):
+        return None if self.has_chunk(want) else (m, want)
+
+    def accept_chunk(self, aid: bytes, index: int, data: bytes, batch: bool = False) -> bool:
+        """Store chunk `index` of attachment `aid` if it hashes to what the manifest
+        says; True when it was new. BadAttachment for anything else. With `batch`
+        the chunk counts as present only after `commit()` (many synced at once)."""
+        expected = self._expected(aid, index, len(data))
+        if expected is None:
             return False
+        m, want = expected
         if mf.digest(data) != want:
-            raise BadAttachment(
-                f"chunk {index} of {m.name!r} does not match its hash (damaged or forged); refused"
-            )
+            raise _forged(m, index)
         self._write_chunk(want, data, sync=False)
         self._pending.append((want, len(data)))
         self._pending_set.add(want)
@@ -590,3 +584,9 @@ class Staging:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
         self._written.clear()
+
+
+def _forged(m: Manifest, index: int) -> BadAttachment:
+    return BadAttachment(
+        f"chunk {index} of {m.name!r} does not match its hash (damaged or forged); refused"
+    )

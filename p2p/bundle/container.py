@@ -140,6 +140,16 @@ def _split_chunk(body: bytes) -> tuple[dict, memoryview] | None:
     return record, memoryview(body)[len(body) - len(data) :]
 
 
+def _record(body: dict | bytes, limit: int, number: int) -> dict:
+    """A record from its bytes (or the stand-in a stage() returned for a staged chunk)."""
+    if isinstance(body, dict):
+        return dict(body)
+    record = _unpack(body, limit)
+    if not isinstance(record, dict) or not isinstance(record.get("t"), str):
+        raise BundleCorrupt(f"record {number} of this bundle has no type")
+    return record
+
+
 class _HashingWriter:
     """Writes through to `out` and feeds the SHA-256 on a helper thread (the
     trailer digest and, with one `copy`, the file's own: one pass over the bytes)."""
@@ -310,13 +320,7 @@ class BundleReader:
         the stand-in its stage() returned (no "data")."""
         try:
             for body in self._bodies():
-                if isinstance(body, dict):
-                    yield dict(body)
-                    continue
-                record = _unpack(body, self.max_record)
-                if not isinstance(record, dict) or not isinstance(record.get("t"), str):
-                    raise BundleCorrupt(f"record {self.stats.count} of this bundle has no type")
-                yield record
+                yield _record(body, self.max_record, self.stats.count)
             self._trailer()
         finally:
             self.close()
@@ -473,13 +477,9 @@ class HeldReader:
     def records(self) -> Iterator[dict]:
         held = self.stats.held or []
         for i, body in enumerate(held):
-            if isinstance(body, dict):
-                yield dict(body)
-                continue
-            record = _unpack(body, self.max_record)
-            if not isinstance(record, dict) or not isinstance(record.get("t"), str):
-                raise BundleCorrupt(f"record {i + 1} of this bundle has no type")
-            held[i] = b""  # the bytes go as they are used
+            record = _record(body, self.max_record, i + 1)
+            if not isinstance(body, dict):
+                held[i] = b""  # the bytes go as they are used
             yield record
 
 

@@ -29,13 +29,7 @@ def _hash_range(path: Path, start: int, length: int) -> bytes:
     """SHA-256 of a slice of a file; a whole file (the read-back check) is read
     past the page cache, from the device (p2p/direct.py)."""
     if start == 0 and length == path.stat().st_size:
-        whole = BackgroundHash("sha256", depth=2)  # memory: a few blocks in flight
-        try:
-            for block in read_blocks(path, READ_BLOCK):
-                whole.update(block)
-            return bytes(whole.done().digest())
-        finally:
-            whole.close()
+        return _from_device(path, "sha256")
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         fh.seek(start)
@@ -154,7 +148,12 @@ def check_room(dest_dir: Path, need: int = MARGIN) -> None:
 def read_back(path: Path) -> bytes:
     """BLAKE3 of the whole file, read past the page cache: what the stick holds,
     not what the kernel remembers writing (p2p/direct.py)."""
-    digest = BackgroundHash("blake3", depth=2)  # memory: a few blocks in flight
+    return _from_device(path, "blake3")
+
+
+def _from_device(path: Path, algorithm: str) -> bytes:
+    """The digest of a whole file read past the page cache, hashed on a helper thread."""
+    digest = BackgroundHash(algorithm, depth=2)  # memory: a few blocks in flight
     try:
         for block in read_blocks(path, READ_BLOCK):
             digest.update(block)
