@@ -4,8 +4,8 @@
 
 One file of SIZE MiB of random bytes (incompressible, as photos and films are).
 Every step is a whole command in its own process (start-up included), timed
-(wall and CPU seconds, user+sys of the command and its children from
-os.wait4), with its own peak RSS. Each timed step starts with nothing dirty in
+(wall and CPU seconds, user+sys of the command and its children), with its
+own peak RSS (both from `bench/measure.py`). Each timed step starts with nothing dirty in
 the page cache (`sync` before it, untimed), so no step pays for an earlier
 one's writes (the 1 GiB source file is made, then synced, before anything):
 
@@ -37,13 +37,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from bench import measure
+
 MiB = 1024 * 1024
-
-
-TIME = shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else None)
 
 
 class Timed(tuple):
@@ -60,30 +58,16 @@ def timed(wall: float, rss: int, out: str, cpu: float) -> Timed:
 
 def run(cmd: list[str], env: dict[str, str] | None = None, stdin=None, stdout=None) -> Timed:  # noqa: ANN001
     """(seconds, peak RSS in KiB of that one command, stdout text); `.cpu` its
-    user+sys seconds (children included: wait4 counts what the child reaped).
-    A `sync` first (untimed): the command starts with nothing dirty to flush.
-
-    The peak comes from GNU time's %M when it is installed: its child is forked
-    from `time` itself (a few MiB), so the figure is the command's own. Else
-    from os.wait4, where a forked child may start from this bench's own peak."""
+    user+sys seconds. A `sync` first (untimed): the command starts with nothing
+    dirty to flush. Measured by `bench/measure.py` (the command's own peak)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        with tempfile.NamedTemporaryFile("r") as rss_file:
-            wrapped = [TIME, "-f", "%M", "-o", rss_file.name, *cmd] if TIME else cmd
-            os.sync()
-            t = time.perf_counter()
-            proc = subprocess.Popen(wrapped, stdout=stdout or out, stderr=err, stdin=stdin, env=env)
-            _pid, status, usage = os.wait4(proc.pid, 0)
-            elapsed = time.perf_counter() - t
-            rss = usage.ru_maxrss
-            cpu = usage.ru_utime + usage.ru_stime
-            if TIME:
-                text = rss_file.read().strip().splitlines()
-                rss = int(text[-1]) if text and text[-1].isdigit() else rss
-        if os.waitstatus_to_exitcode(status) != 0:
+        os.sync()
+        got = measure.run(cmd, env=env, stdin=stdin, stdout=stdout or out, stderr=err)
+        if got.returncode != 0:
             err.seek(0)
             raise SystemExit(f"{' '.join(cmd)} failed: {err.read().decode()[-2000:]}")
         out.seek(0)
-        return timed(elapsed, rss, out.read().decode(errors="replace"), cpu)
+        return timed(got.seconds, got.rss_kib, out.read().decode(errors="replace"), got.cpu)
 
 
 def p2p(home: Path, *args: str) -> Timed:

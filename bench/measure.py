@@ -44,13 +44,16 @@ def run(
     cwd: str | os.PathLike[str] | None = None,
     stdout: IO[bytes] | int | None = None,
     stderr: IO[bytes] | int | None = None,
+    stdin: IO[bytes] | int | None = None,
 ) -> Measured:
     with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
         wrapped = cmd
         if GNU_TIME:
             wrapped = ["/usr/bin/time", "-f", "%M %U %S", "-o", report.name, *cmd]
         t = time.perf_counter()
-        proc = subprocess.Popen(wrapped, stdout=stdout, stderr=stderr, env=env, cwd=cwd)
+        proc = subprocess.Popen(
+            wrapped, stdout=stdout, stderr=stderr, stdin=stdin, env=env, cwd=cwd
+        )
         _pid, status, usage = os.wait4(proc.pid, 0)
         elapsed = time.perf_counter() - t
         code = os.waitstatus_to_exitcode(status)
