@@ -278,7 +278,7 @@ class Documents:
                             " VALUES (?, ?, ?, ?, ?, ?)",
                             (doc_id, ref.community, ref.kind, ref.owner, b"", b""),
                         )
-                    self._append(db, doc_id, doc, change)
+                    self._append(db, doc_id, doc, [change])
                     self.set_tip(db, ref, change)
                     notify(db, ref, doc, before)
                     db.execute(
@@ -291,19 +291,28 @@ class Documents:
             self._remember(doc_id, doc)
             return change
 
-    def _append(self, db: Any, doc_id: bytes, doc: Document, change: RawChange) -> None:
+    def _append(self, db: Any, doc_id: bytes, doc: Document, changes: list[RawChange]) -> None:
+        """Add `changes` (which `doc` already holds) to the stored change log; once
+        the log is long, fold it into a fresh snapshot instead, and only if that
+        snapshot loads back (else the log stays: it loads, it is only slower)."""
         count = db.execute("SELECT count(*) FROM changes WHERE doc = ?", (doc_id,)).fetchone()[0]
-        if count >= COMPACT_AFTER:
-            db.execute("DELETE FROM changes WHERE doc = ?", (doc_id,))
-            db.execute(
-                "UPDATE docs SET snapshot = ?, heads = ? WHERE id = ?",
-                (doc.save(), pack_heads(doc.get_heads()), doc_id),
-            )
-            return
-        db.execute(
-            "INSERT INTO changes (doc, n, data) VALUES (?, ?, ?)", (doc_id, count, change.data)
+        heads = pack_heads(doc.get_heads())
+        if count + len(changes) > COMPACT_AFTER:
+            try:
+                snapshot = binding.save(doc)
+                binding.reloads(snapshot)
+            except DamagedData:
+                snapshot = None
+            if snapshot is not None:
+                db.execute("DELETE FROM changes WHERE doc = ?", (doc_id,))
+                fold = "UPDATE docs SET snapshot = ?, heads = ? WHERE id = ?"
+                db.execute(fold, (snapshot, heads, doc_id))
+                return
+        db.executemany(
+            "INSERT INTO changes (doc, n, data) VALUES (?, ?, ?)",
+            [(doc_id, count + i, c.data) for i, c in enumerate(changes)],
         )
-        db.execute("UPDATE docs SET heads = ? WHERE id = ?", (pack_heads(doc.get_heads()), doc_id))
+        db.execute("UPDATE docs SET heads = ? WHERE id = ?", (heads, doc_id))
 
     def extend(
         self, db: Any, ref: DocRef, doc: Document, changes: list[RawChange], old_heads: list[bytes]
@@ -317,24 +326,7 @@ class Documents:
         shape `p2p.exchange` reads deltas from. Once the log is long it is folded into
         the snapshot, and only if the saved form loads back; else the log stays (it
         loads, it is only slower)."""
-        doc_id = ref.id
-        count = self.store.db.execute(
-            "SELECT count(*) FROM changes WHERE doc = ?", (doc_id,)
-        ).fetchone()[0]
-        if count + len(changes) > COMPACT_AFTER:
-            try:
-                snapshot = binding.save(doc)
-                binding.reloads(snapshot)
-            except DamagedData:
-                snapshot = None
-            if snapshot is not None:
-                self.replace(db, ref, doc, snapshot)
-                return
-        db.executemany(
-            "INSERT INTO changes (doc, n, data) VALUES (?, ?, ?)",
-            [(doc_id, count + i, c.data) for i, c in enumerate(changes)],
-        )
-        db.execute("UPDATE docs SET heads = ? WHERE id = ?", (pack_heads(doc.get_heads()), doc_id))
+        self._append(db, ref.id, doc, changes)
         notify(db, ref, doc, old_heads)
 
     def tip(self, ref: DocRef) -> tuple[bytes, int] | None:
