@@ -6,10 +6,8 @@ is busy reading chunks, packing records and writing. hashlib releases the GIL
 while it hashes a large buffer, so a second thread runs it on the other core.
 
 Bytes are handed over in order through a bounded queue (at most `depth`
-pieces in flight, so memory stays flat); small pieces are gathered into one
-buffer first, so a bundle of a million small records does not pay a queue
-hand-over per record. Callers must not change a buffer after `update` (bytes
-are immutable; `update` copies anything else).
+pieces in flight, so memory stays flat), small pieces gathered first
+(p2p/gather.py). Callers must not change a buffer after `update`.
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ from typing import Any
 
 import blake3
 
-GATHER = 256 * 1024  # pieces smaller than this are gathered before the hand-over
+from p2p.gather import Gather
 
 
 class BackgroundHash:
@@ -30,7 +28,7 @@ class BackgroundHash:
 
     def __init__(self, name: str = "sha256", depth: int = 8) -> None:
         self._hash: Any = blake3.blake3() if name == "blake3" else hashlib.new(name)
-        self._small = bytearray()
+        self._gather = Gather(self._hand_over)
         self._queue: queue.Queue[bytes | bytearray | None] = queue.Queue(maxsize=depth)
         self._thread: threading.Thread | None = None
         self._finished = False
@@ -45,35 +43,20 @@ class BackgroundHash:
             self._thread.start()
         self._queue.put(piece)
 
-    def _take_small(self) -> bytearray:
-        """The gathered small pieces, handed over as they are (no copy): the
-        helper owns that buffer from now on, and gathering starts a new one."""
-        small, self._small = self._small, bytearray()
-        return small
-
     def update(self, data: bytes | bytearray | memoryview) -> None:
         assert not self._finished, "update after done()"
-        if len(data) < GATHER:
-            self._small += data
-            if len(self._small) >= GATHER:
-                self._hand_over(self._take_small())
-            return
-        if self._small:
-            self._hand_over(self._take_small())
-        self._hand_over(data if isinstance(data, bytes) else bytes(data))
+        self._gather.add(data)
 
     def done(self) -> Any:
         """Wait for every byte to be hashed; the hashlib object (copy() it to go on)."""
         if not self._finished:
             self._finished = True
             if self._thread is None:  # everything was small: no thread was needed
-                self._hash.update(self._small)
+                self._hash.update(self._gather.take())
             else:
-                if self._small:
-                    self._queue.put(self._take_small())
+                self._gather.flush()
                 self._queue.put(None)
                 self._thread.join()
-            self._small.clear()
         return self._hash
 
     def close(self) -> None:

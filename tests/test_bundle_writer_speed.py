@@ -15,9 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from p2p.background_hash import GATHER, BackgroundHash
+from p2p.background_hash import BackgroundHash
 from p2p.bundle import container
 from p2p.direct import ALIGN, DirectReader, DirectWriter
+from p2p.gather import GATHER
 from p2p.identity import Identity
 
 

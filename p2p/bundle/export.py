@@ -31,6 +31,7 @@ from p2p.bundle.records import community_record, inventory_records
 from p2p.community import Community, all_communities
 from p2p.direct import DirectWriter
 from p2p.exchange import Inventory
+from p2p.gather import Gather
 from p2p.home import Home
 
 Progress = Callable[[int, int | None, int], None]  # (bytes written, bytes expected, documents)
@@ -284,36 +285,22 @@ class HandOver:
     and `close` (or `abort`); the reader's `read(n)` returns n bytes, fewer only
     at the end, like a buffered file. Small writes are gathered first."""
 
-    GATHER = 256 * 1024
     _END, _ABORT = object(), object()
 
     def __init__(self, depth: int = 8) -> None:
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._small = bytearray()
+        self._gather = Gather(self._put)
         self._cur = memoryview(b"")
         self._eof = False
         self._refused = False
 
     # the writing side
 
-    def _take_small(self) -> bytearray:
-        """The gathered small writes, handed over as they are (no copy)."""
-        small, self._small = self._small, bytearray()
-        return small
-
     def write(self, data: bytes) -> int:
-        n = len(data)
-        if n < self.GATHER:
-            if self._refused:
-                raise BrokenPipeError("the encrypting side stopped")
-            self._small += data
-            if len(self._small) >= self.GATHER:
-                self._put(self._take_small())
-            return n
-        if self._small:
-            self._put(self._take_small())
-        self._put(data if isinstance(data, bytes) else bytes(data))
-        return n
+        if self._refused:
+            raise BrokenPipeError("the encrypting side stopped")
+        self._gather.add(data)
+        return len(data)
 
     def _put(self, item: object) -> None:
         while True:
@@ -329,8 +316,7 @@ class HandOver:
         pass
 
     def close(self) -> None:
-        if self._small:
-            self._put(self._take_small())
+        self._gather.flush()
         self._put(self._END)
 
     def abort(self) -> None:
