@@ -462,10 +462,7 @@ class Acceptor:
                     if h in pool or h in known_changes
                 ],
             )
-            db.executemany(
-                "INSERT OR IGNORE INTO sigs (doc, hash, signer, sig) VALUES (?, ?, ?, ?)",
-                [(doc_id, h, s, g) for (h, s), g in valid.items() if h in lost],
-            )
+            _keep_sigs(db, doc_id, valid, lost)
         if ready or lost_known:
             ready = list(ready)
             refused = self._commit(
@@ -476,11 +473,7 @@ class Acceptor:
                 if h in incoming_hashes:
                     report.rejected.append(Rejection(doc_id, h, reason))
         if ready or lost_known:
-            accepted = set(ready)
-            db.executemany(
-                "INSERT OR IGNORE INTO sigs (doc, hash, signer, sig) VALUES (?, ?, ?, ?)",
-                [(doc_id, h, s, g) for (h, s), g in valid.items() if h in accepted],
-            )
+            _keep_sigs(db, doc_id, valid, set(ready))
             report.applied += len(ready)
             report.set_aside += len(lost_known)
             report.docs_changed.append(ref)
@@ -573,15 +566,8 @@ class Acceptor:
             report.rejected.append(Rejection(doc_id, h, reason))
         if not ready:
             return report
-        self.docs.extend(db, ref, merged, [pool[h] for h in ready], old_heads)
-        self.docs.set_tip(db, ref, pool[ready[-1]])
-        if self.committed is not None:
-            self.committed(ref, merged)
-        accepted = set(ready)
-        db.executemany(
-            "INSERT OR IGNORE INTO sigs (doc, hash, signer, sig) VALUES (?, ?, ?, ?)",
-            [(doc_id, h, s, g) for (h, s), g in verdict.valid.items() if h in accepted],
-        )
+        self._extend(db, ref, merged, [pool[h] for h in ready], old_heads)
+        _keep_sigs(db, doc_id, verdict.valid, set(ready))
         report.applied += len(ready)
         report.docs_changed.append(ref)
         return report
@@ -635,10 +621,7 @@ class Acceptor:
                     and _chained(old_heads, ready, pool)
                 ):
                     # the stored bytes and these changes just loaded: append, no save
-                    self.docs.extend(db, ref, merged, [pool[h] for h in ready], old_heads)
-                    self.docs.set_tip(db, ref, pool[ready[-1]])
-                    if self.committed is not None:
-                        self.committed(ref, merged)
+                    self._extend(db, ref, merged, [pool[h] for h in ready], old_heads)
                     return refused
                 saved = binding.save(merged)
                 again = binding.reloads(saved)
@@ -661,6 +644,16 @@ class Acceptor:
                 self.committed(ref, again)
             return refused
         raise DamagedData("too many changes of this document fail to apply")
+
+    def _extend(
+        self, db: Any, ref: DocRef, merged: Document, line: list[RawChange], old_heads: list[bytes]
+    ) -> None:
+        """Store a line of accepted changes that `merged` (stored bytes + `line`)
+        just loaded with, by appending them; its last change is the owner's tip."""
+        self.docs.extend(db, ref, merged, line, old_heads)
+        self.docs.set_tip(db, ref, line[-1])
+        if self.committed is not None:
+            self.committed(ref, merged)
 
     @staticmethod
     def _first_bad(
@@ -862,4 +855,14 @@ def describe_fork(ref: DocRef, fork: Fork, name: str) -> str:
         f"fork: {who} signed two different versions of change #{fork.seq} in their "
         f"{ref.kind} (one identity used on two devices, or a hostile member); every peer "
         "keeps the same one, the other is set aside and kept as proof"
+    )
+
+
+def _keep_sigs(
+    db: Any, doc_id: bytes, valid: Mapping[tuple[bytes, bytes], bytes], hashes: set[bytes]
+) -> None:
+    """Store the valid signatures of the changes `hashes` (accepted or held)."""
+    db.executemany(
+        "INSERT OR IGNORE INTO sigs (doc, hash, signer, sig) VALUES (?, ?, ?, ?)",
+        [(doc_id, h, s, g) for (h, s), g in valid.items() if h in hashes],
     )
