@@ -93,12 +93,7 @@ def big_pipe() -> tuple[int, int]:
     """A pipe with a 1 MiB kernel buffer where Linux allows it (64 KiB by
     default): far fewer thread switches for a large bundle through age."""
     r, w = os.pipe()
-    try:
-        import fcntl
-
-        fcntl.fcntl(w, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
-    except (OSError, ImportError):
-        pass
+    _widen(w)
     return r, w
 
 
@@ -181,6 +176,7 @@ class _AgeReader:
 
 
 def _widen(fd: int) -> None:
+    """A 1 MiB kernel buffer for this pipe where Linux allows it."""
     try:
         import fcntl
 

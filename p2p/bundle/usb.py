@@ -246,6 +246,13 @@ def sync(
     # one bundle of ours to another by when or in which order it was written
     # (docs/threat-model.md)
     todo = domains(select(home, communities))
+    # attachments: never what a bundle on the stick already carries (the same for
+    # every domain: read once)
+    blob_have = blob_exchange.union(
+        blob_exchange.on_stick(home, present),
+        blob_exchange.all_have([blob_exchange.known_have(home, x) for x in exporters]),
+    )
+    wants = blob_exchange.known_wants(home)
     random.SystemRandom().shuffle(todo)
     stamp = _session_time()
     with scratch_dir(home) as tmp:
@@ -263,14 +270,7 @@ def sync(
                 if not prune:
                     peers = [_union(exchange.known_by(home, x), carried) for x in sorted(exporters)]
                     peers = peers or [carried]
-                # attachments: never what a bundle on the stick already carries
-                blob_have = blob_exchange.union(
-                    blob_exchange.on_stick(home, present),
-                    blob_exchange.all_have([blob_exchange.known_have(home, x) for x in exporters]),
-                )
-                plan = blob_exchange.Plan(
-                    max_size, attachments, blob_have, blob_exchange.known_wants(home)
-                )
+                plan = blob_exchange.Plan(max_size, attachments, blob_have, wants)
                 stick.check_room(folder)
                 with meter("writing to the stick", None, "documents") as update:
                     built = build(
