@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -161,6 +161,9 @@ CREATE TABLE IF NOT EXISTS ix_bad (
     key TEXT NOT NULL,
     PRIMARY KEY (doc, top, key)
 );
+-- set while ix_posts' secondary indexes are built once after a bulk insert instead of row by
+-- row (p2p/index/update.py): rows numbered above `base` still wait for full-text and linking
+CREATE TABLE IF NOT EXISTS ix_deferred (base INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS ix_flags (
     community BLOB NOT NULL,
     flag TEXT NOT NULL,
@@ -361,6 +364,16 @@ def _private_files(path: Path) -> None:
             os.chmod(p, FILE_MODE)
 
 
+class Connection(sqlite3.Connection):
+    """A connection that knows whether a `Store.transaction` is open, and what must run
+    just before it commits (work deferred to the end of the transaction)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.depth = 0
+        self.before_commit: list[Callable[[sqlite3.Connection], None]] = []
+
+
 class Store:
     """A connection to a home's database.
 
@@ -384,6 +397,7 @@ class Store:
                 uri=True,
                 isolation_level=None,
                 check_same_thread=False,
+                factory=Connection,
             )
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
@@ -403,9 +417,18 @@ class Store:
             raise
         _private_files(path)
 
+    @property
+    def _depth(self) -> int:
+        return self.db.depth
+
+    @_depth.setter
+    def _depth(self, value: int) -> None:
+        self.db.depth = value
+
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic unit of work; nested calls join the outer one."""
+    def transaction(self) -> Iterator[Connection]:
+        """One atomic unit of work; nested calls join the outer one. Work registered in
+        `db.before_commit` runs just before the outermost one commits (inside it)."""
         if self._depth:
             self._depth += 1
             try:
@@ -414,10 +437,14 @@ class Store:
                 self._depth -= 1
             return
         self._depth = 1
+        self.db.before_commit.clear()
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
+            while self.db.before_commit:
+                self.db.before_commit.pop(0)(self.db)
         except BaseException:
+            self.db.before_commit.clear()
             self.db.execute("ROLLBACK")
             raise
         else:

@@ -26,6 +26,18 @@ from p2p.documents import Documents, get_obj, pack_heads, to_py
 from p2p.index import entries, patches
 
 MAX_CHAIN = 10_000  # reply-chain steps followed when looking for a cycle
+MAX_ENDS = 200_000  # chain ends remembered while checking many rows for cycles
+
+# A bulk insert into an ix_posts holding fewer rows than this (a first import, a rebuild)
+# drops the secondary indexes and the full-text trigger and builds them once at the end of
+# the transaction: one sort instead of a random B-tree insert per row and index.
+DEFER_EXISTING = 50_000
+DEFER_MIN = 1_000  # ... when one feed brings at least this many posts
+DEFERRED_INDEXES = ("ix_posts_by_id", "ix_posts_by_parent", "ix_posts_roots")
+DEFERRED_TRIGGER = "ix_posts_ai"
+# SQLite sorts an index build in memory up to the page cache's size, then in temporary
+# files: a bounded cache keeps a big import's peak memory where it was
+SETTLE_CACHE = -16_384  # KiB
 
 # per kind: top-level objects whose entries are indexed one by one
 TOPS = {FEED: ("posts", "reactions"), CHAT: ("messages",), DM: ("boxes",)}
@@ -114,6 +126,8 @@ def _entries(db: Any, ref: DocRef, doc: Document, top: str, keys: set[str]) -> N
         if top == "messages" and not indexed and obj is not None:
             _bulk_messages(db, ref, doc, obj, sorted(keys))
             return
+    if top == "posts":
+        settle(db)
     for key in sorted(keys):
         got = doc.get(obj, key) if obj is not None else None
         value: Any = None
@@ -128,21 +142,38 @@ def _bulk_posts(db: Any, ref: DocRef, doc: Document, obj: bytes, keys: list[str]
     """A feed the index holds nothing of yet (first use, rebuild, a new author): its posts
     in a few set-wise statements instead of a handful per post; same rows as `_put_post`."""
     c, owner = ref.community, ref.owner
+    prefix = owner[:4].hex()
     rows, bad = [], []
-    every = _read(doc, ObjType.Map, obj)
+    names, values = doc.keys(obj), doc.values(obj)
+    if len(names) != len(values):
+        every = to_py(doc, obj)
+        got = {k: (every[k], None) for k in every}
+    else:
+        got = dict(zip(names, values, strict=True))
     for key in keys:
-        if key not in every:
+        if key not in got:
             continue
-        value: Any = every[key]
-        row = entries.post(value)
-        if row is None:
+        kind, oid = got[key]
+        row = _plain_post(doc, oid) if kind == ObjType.Map else None
+        if row is not None:
+            rows.append((c, owner, key, prefix + key, row[1], row[2], row[0], None, 0, None))
+            continue
+        value: Any = kind if oid is None else _value_of(doc, kind, oid)
+        post = entries.post(value)
+        if post is None:
             bad.append((ref.id, "posts", key))
             continue
-        text, ts, parent, edited, deleted = row
-        pid = owner[:4].hex() + key
+        text, ts, parent, edited, deleted = post
         att = entries.attachments(value)
-        rows.append((c, owner, key, pid, ts, parent, text, edited, int(deleted), att))
+        rows.append((c, owner, key, prefix + key, ts, parent, text, edited, int(deleted), att))
     db.executemany("INSERT OR IGNORE INTO ix_bad (doc, top, key) VALUES (?, ?, ?)", bad)
+    if _deferring(db, len(rows)):  # no trigger now: straight in; linked etc. in `settle`
+        db.executemany(
+            f"INSERT INTO ix_posts ({POST_COLUMNS}, orphan)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+            rows,
+        )
+        return
     _insert_posts(db, rows)
     # which of these have their parent here, and which posts (anyone's) were waiting for them
     db.execute(
@@ -183,16 +214,150 @@ def _bulk_posts(db: Any, ref: DocRef, doc: Document, obj: bytes, keys: list[str]
         "SELECT id, parent FROM ix_posts WHERE community = ? AND author = ? AND orphan = 0",
         (c, owner),
     ).fetchall()
+    _check_cycles(db, c, linked)
+
+
+def _check_cycles(db: Any, c: bytes, linked: list[tuple[str, str]]) -> None:
+    """Flag the community if any of these (id, parent) rows starts a cycle (or too long a
+    chain); chains already followed to their end are not followed again."""
+    ends: dict[str, int] = {}
     for pid, parent in linked:
-        if _cycles(db, c, pid, parent):
+        if _cycles(db, c, pid, parent, ends):
             _flag(db, c, "cycle")
-            break
+            return
+
+
+def _deferring(db: Any, new_rows: int) -> bool:
+    """Whether bulk-inserted posts skip the secondary indexes until `settle`: already so in
+    this transaction, or worth starting (a big insert into a small table, inside a
+    `Store.transaction` whose commit will settle)."""
+    if db.execute("SELECT 1 FROM ix_deferred").fetchone():
+        return True
+    if new_rows < DEFER_MIN or not getattr(db, "depth", 0):
+        return False
+    held = db.execute(
+        "SELECT count(*) FROM (SELECT 1 FROM ix_posts LIMIT ?)", (DEFER_EXISTING,)
+    ).fetchone()[0]
+    if held >= DEFER_EXISTING:
+        return False
+    base = db.execute("SELECT coalesce(max(n), 0) FROM ix_posts").fetchone()[0]
+    db.execute("INSERT INTO ix_deferred (base) VALUES (?)", (base,))
+    for name in DEFERRED_INDEXES:
+        db.execute(f"DROP INDEX IF EXISTS {name}")
+    db.execute(f"DROP TRIGGER IF EXISTS {DEFERRED_TRIGGER}")
+    db.before_commit.append(settle)
+    return True
+
+
+def _deferred_schema() -> list[str]:
+    """The store's own statements creating what `_deferring` drops."""
+    from p2p.store import SCHEMA, statements
+
+    names = (*DEFERRED_INDEXES, DEFERRED_TRIGGER)
+    return [st for st in statements(SCHEMA) if any(f" {n} " in st for n in names)]
+
+
+def settle(db: Any) -> None:
+    """Finish a deferred bulk insert: build the indexes and the full-text trigger again,
+    put the new rows into the full-text index, then link and check them as `_bulk_posts`
+    does, set-wise. A no-op when nothing is deferred; also run before anything else reads
+    or changes ix_posts, and by `refresh` should a store ever be left unsettled."""
+    row = db.execute("SELECT min(base) FROM ix_deferred").fetchone()
+    if row[0] is None:
+        return
+    base = row[0]
+    cache = db.execute("PRAGMA cache_size").fetchone()[0]
+    db.execute(f"PRAGMA cache_size = {SETTLE_CACHE}")  # what each index build may sort in
+    try:
+        for statement in _deferred_schema():
+            db.execute(statement)
+    finally:
+        db.execute(f"PRAGMA cache_size = {int(cache)}")
+    db.execute(
+        "INSERT INTO ix_posts_fts (rowid, text) SELECT n, text FROM ix_posts WHERE n > ?", (base,)
+    )
+    # new rows whose parent is here (anyone's), and older rows that were waiting for them
+    exists = (
+        "EXISTS (SELECT 1 FROM ix_posts p INDEXED BY ix_posts_by_id"
+        " WHERE p.community = ix_posts.community AND p.id = ix_posts.parent{})"
+    )
+    db.execute(
+        "UPDATE ix_posts SET orphan = 0 WHERE n > ? AND parent IS NOT NULL AND "
+        + exists.format(""),
+        (base,),
+    )
+    db.execute(
+        "UPDATE ix_posts SET orphan = 0 WHERE n <= ? AND orphan = 1 AND parent IS NOT NULL AND "
+        + exists.format(" AND p.n > ?"),
+        (base, base),
+    )
+    # two posts can share an id only if their authors share the key prefix
+    sharing = db.execute(
+        "SELECT DISTINCT a.community, a.owner FROM ix_docs a JOIN ix_docs b"
+        " ON b.community = a.community AND b.kind = a.kind AND b.owner != a.owner"
+        " AND substr(b.owner, 1, 4) = substr(a.owner, 1, 4) WHERE a.kind = ?",
+        (FEED,),
+    ).fetchall()
+    for c, owner in sharing:
+        twin = db.execute(
+            "SELECT 1 FROM ix_posts WHERE community = ? AND author = ? AND EXISTS"
+            " (SELECT 1 FROM ix_posts p INDEXED BY ix_posts_by_id"
+            " WHERE p.community = ix_posts.community AND p.id = ix_posts.id AND p.n != ix_posts.n)"
+            " LIMIT 1",
+            (c, owner),
+        ).fetchone()
+        if twin:
+            _flag(db, c, "collision")
+    communities = [
+        c for (c,) in db.execute("SELECT DISTINCT community FROM ix_posts WHERE n > ?", (base,))
+    ]
+    for c in communities:
+        linked = db.execute(
+            "SELECT id, parent FROM ix_posts WHERE n > ? AND community = ? AND orphan = 0",
+            (base, c),
+        ).fetchall()
+        _check_cycles(db, c, linked)
+    db.execute("DELETE FROM ix_deferred")
 
 
 def _prefix_range(owner: bytes) -> tuple[str, str]:
     """[low, high): every text starting with the author's id prefix (`owner[:4].hex()`)."""
     low = owner[:4].hex()
     return low, low[:-1] + chr(ord(low[-1]) + 1)
+
+
+PLAIN = ["text", "ts"]
+PLAIN_REPLY = ["parent", "text", "ts"]
+
+
+def _plain_post(doc: Document, obj: bytes) -> tuple[str, int, str | None] | None:
+    """(text, ts, parent) of a post map holding exactly `text`, `ts` and maybe `parent`, of
+    the types `entries.post` accepts; None for any other post (read the general way).
+    Two binding calls and no dict: a fresh import reads a million of these."""
+    names = doc.keys(obj)
+    if names != PLAIN and names != PLAIN_REPLY:
+        return None
+    values = doc.values(obj)
+    if len(values) != len(names):
+        return None
+    parent = None
+    if len(values) == 3:
+        got = values[0][0]
+        if not isinstance(got, tuple) or type(got[1]) is not str:
+            return None
+        parent = got[1]
+    text, ts = values[-2][0], values[-1][0]
+    if not isinstance(text, tuple) or not isinstance(ts, tuple):
+        return None
+    text, ts = text[1], ts[1]
+    if type(text) is not str or type(ts) is not int or not 0 <= ts <= entries.MAX_TS:
+        return None
+    return text, ts, parent
+
+
+def _value_of(doc: Document, kind: Any, oid: bytes) -> Any:
+    """One entry of a map's `values()` as plain Python (see `_read`)."""
+    return _read(doc, kind, oid) if isinstance(kind, ObjType) else kind[1]
 
 
 def _read(doc: Document, kind: ObjType, obj: bytes) -> Any:
@@ -338,7 +503,8 @@ def _put_post(
     attached: bytes | None,
 ) -> None:
     pid = owner[:4].hex() + local
-    orphan = parent is None or not _exists(db, c, parent)
+    # a post naming itself as parent is linked (to itself: a cycle), as in `_bulk_posts`
+    orphan = parent is None or (parent != pid and not _exists(db, c, parent))
     old = db.execute(
         "SELECT text, ts, parent, edited, deleted, attachments FROM ix_posts"
         " WHERE community = ? AND author = ? AND local = ?",
@@ -390,17 +556,31 @@ def _exists(db: Any, c: bytes, pid: str) -> bool:
     )
 
 
-def _cycles(db: Any, c: bytes, start: str, parent: str | None) -> bool:
-    """Whether following parents from `start` comes back to it (or goes on too long)."""
-    cur, steps = parent, 0
+def _cycles(
+    db: Any, c: bytes, start: str, parent: str | None, ends: dict[str, int] | None = None
+) -> bool:
+    """Whether following parents from `start` comes back to it (or goes on too long).
+
+    `ends` (shared between calls): for ids whose chain was followed to its end, how many
+    ids that chain visits; a walk reaching one of them stops there with the same answer."""
+    cur, steps, path = parent, 0, []
     while cur is not None:
         if cur == start or steps > MAX_CHAIN:
             return True
+        if ends is not None and cur in ends:
+            if steps + ends[cur] - 1 > MAX_CHAIN:
+                return True
+            steps += ends[cur]
+            break
+        path.append(cur)
         row = db.execute(
             "SELECT parent FROM ix_posts WHERE community = ? AND id = ?", (c, cur)
         ).fetchone()
         cur = row[0] if row else None
         steps += 1
+    if ends is not None and len(ends) < MAX_ENDS:
+        for i, pid in enumerate(path):
+            ends[pid] = steps - i
     return False
 
 
@@ -453,6 +633,7 @@ def clear_doc(db: Any, ref: DocRef) -> None:
     """Every index row one document contributed."""
     c, o = ref.community, ref.owner
     if ref.kind == FEED:
+        settle(db)
         for (local,) in db.execute(
             "SELECT local FROM ix_posts WHERE community = ? AND author = ?", (c, o)
         ).fetchall():
@@ -475,6 +656,7 @@ TABLES = ("ix_posts", "ix_reactions", "ix_chat", "ix_dm", "ix_profiles", "ix_mod
 
 def forget_community(db: Any, community: bytes) -> None:
     """Drop every index row of a community (when leaving it, or to rebuild)."""
+    settle(db)
     for table in (*TABLES, "ix_flags", "ix_docs"):
         db.execute(f"DELETE FROM {table} WHERE community = ?", (community,))
     db.execute("DELETE FROM ix_bad WHERE doc NOT IN (SELECT doc FROM ix_docs)")
@@ -506,6 +688,9 @@ def refresh(docs: Documents, community: bytes, progress: Progress | None = None)
     """Bring one community's indexes up to date (first use, or after a bypass); how many
     documents were read."""
     db = docs.store.db
+    if db.execute("SELECT 1 FROM ix_deferred").fetchone():  # left unsettled: settle first
+        with docs.store.transaction():
+            settle(db)
     memo = _fresh.setdefault(docs, {})
     if memo.get(community) == _stamp(db):
         return 0  # nothing was written to this store since the last look
