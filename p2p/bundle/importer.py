@@ -140,9 +140,7 @@ class Carried:
     docs: Inventory = field(default_factory=dict)
 
     def add(self, inc: Incoming) -> None:
-        hashes = {c.hash for c in inc.changes}
-        deps = {d for c in inc.changes for d in c.deps}
-        heads = set(self.docs.get(inc.ref.id, [])) | (hashes - deps)
+        heads = set(self.docs.get(inc.ref.id, [])) | set(inc.heads())
         self.docs[inc.ref.id] = sorted(heads)[:MAX_KNOWN_HASHES]
 
     def save(self, home: Home, bundle: bytes) -> None:
