@@ -16,7 +16,7 @@ import shutil
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -485,7 +485,7 @@ class ReadAhead:
             return None
         return data if data is not None and mf.digest(data) == chunk_hash else None
 
-    def get(self, chunk_hash: bytes, then: bytes | list[bytes] | None = None) -> bytes | None:
+    def get(self, chunk_hash: bytes, then: bytes | Sequence[bytes] | None = None) -> bytes | None:
         """The chunk `chunk_hash`; `then`: the hash (or hashes, in order) the
         caller will ask for next, read meanwhile."""
         if self.ahead and self.ahead[0][0] == chunk_hash:
