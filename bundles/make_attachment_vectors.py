@@ -1,10 +1,11 @@
 """Regenerate the attachment vectors (docs/bundle-format.md §8.7) in vectors/.
 
-    python bundles/make_attachment_vectors.py
+    python bundles/make_attachment_vectors.py [--version 1|2]
 
-Writes vectors/attachment.p2p, vectors/attachment-bad-chunk.p2p and
-vectors/attachment-invite.p2p, and adds their entries to vectors/manifest.json
-(other entries are left as they are). The attached file is fixed (seeded
+Writes attachment.p2p, attachment-bad-chunk.p2p and attachment-invite.p2p into
+the folder of that container version (vectors/ for 1, vectors/v2/ for 2, the
+default), and adds their entries to its manifest.json (other entries are left
+as they are). make_bundles.py runs it too. The attached file is fixed (seeded
 bytes); keys are fresh on every run, the tests check outcomes, not bytes.
 """
 
@@ -30,8 +31,8 @@ from p2p.home import Home  # noqa: E402
 SIZE = 1024 * 1024 + 4096  # two chunks: a whole one and a short last one
 
 
-def main() -> None:
-    vectors = HERE / "vectors"
+def main(version: int = 2) -> None:
+    vectors = HERE / "vectors" if version == 1 else HERE / "vectors" / f"v{version}"
     data = random.Random(13).randbytes(SIZE)
     with tempfile.TemporaryDirectory() as tmp:
         home = Home(Path(tmp) / "home")
@@ -44,19 +45,19 @@ def main() -> None:
         content.post(home, c, "The survey of the river crossing.", attachments=[entry.as_doc()])
         records = [r for d in domains([c]) for r in _records(home, d, None, None)]
         with (vectors / "attachment.p2p").open("wb") as out:
-            write_bundle(out, home.identity, records)
+            write_bundle(out, home.identity, records, version=version)
         bad = []
         for r in records:
             if r["t"] == "blob-chunk" and r["n"] == 1:
                 r = {**r, "data": bytes([r["data"][0] ^ 0x01]) + r["data"][1:]}
             bad.append(r)
         with (vectors / "attachment-bad-chunk.p2p").open("wb") as out:
-            write_bundle(out, home.identity, bad)
+            write_bundle(out, home.identity, bad, version=version)
         (vectors / "attachment-invite.p2p").write_bytes(invites.write(home, c))
         home.close()
     described = {"hash": entry.id.hex(), "sha256": hashlib.sha256(data).hexdigest(), "size": SIZE}
     path = vectors / "manifest.json"
-    manifest = json.loads(path.read_text())
+    manifest = json.loads(path.read_text()) if path.exists() else {}
     manifest["attachment.p2p"] = {
         "expect": "valid",
         "invite": "attachment-invite.p2p",
@@ -75,4 +76,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--version", type=int, choices=(1, 2), default=2)
+    main(parser.parse_args().version)

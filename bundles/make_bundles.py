@@ -1,14 +1,17 @@
-"""Regenerate the demo community and the golden test bundles in this folder.
+"""Regenerate the golden test bundles (and the demo community) in this folder.
 
-    python bundles/make_bundles.py
+    python bundles/make_bundles.py                # container version 2: vectors/v2/
+    python bundles/make_bundles.py --version 1    # version 1: vectors/, and the demo
 
-Writes:
+Writes, for `--version 1`:
   demo.p2p, demo-invite.p2p     an open community with a few members, posts,
                                 replies, reactions, chat and one sealed direct
                                 message (what `p2p demo` shows)
   vectors/*.p2p                 golden bundles, and vectors/manifest.json saying
                                 what a correct reader must do with each
   vectors/keys/*.txt            the age identities the encrypted vectors need
+and for `--version 2` the same golden bundles, manifest and keys in vectors/v2/
+(the version 1 ones are left as they are: readers keep reading both).
 
 Keys are fresh on every run; the tests check outcomes, not bytes.
 """
@@ -131,29 +134,44 @@ def build_demo(tmp: Path) -> tuple[Home, list[Home], cm.Community]:
     return owner, homes, c
 
 
-def plain_bundle(home: Home, c: cm.Community, out: Path, records: list[dict] | None = None) -> None:
+def plain_bundle(
+    home: Home, c: cm.Community, out: Path, records: list[dict] | None = None, version: int = 2
+) -> None:
     if records is None:
         records = [community_record(home, c), *inventory_records(inventory(home, [c.id]))]
         records += list(records_for(home, None, [c.id]))
     with out.open("wb") as fh:
-        write_bundle(fh, home.identity, records, int(time.time()))
+        write_bundle(fh, home.identity, records, int(time.time()), version=version)
 
 
-def main() -> None:
-    vectors = HERE / "vectors"
-    if vectors.exists():
-        shutil.rmtree(vectors)
-    (vectors / "keys").mkdir(parents=True)
+def folder(version: int) -> Path:
+    """Where the vectors of a container version live."""
+    return HERE / "vectors" if version == 1 else HERE / "vectors" / f"v{version}"
+
+
+def _clear(vectors: Path) -> None:
+    """Remove this version's vectors (the files, not another version's folder)."""
+    vectors.mkdir(parents=True, exist_ok=True)
+    for p in vectors.iterdir():
+        if p.is_file():
+            p.unlink()
+    shutil.rmtree(vectors / "keys", ignore_errors=True)
+    (vectors / "keys").mkdir()
+
+
+def main(version: int = 2) -> None:
+    vectors = folder(version)
+    _clear(vectors)
     manifest: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         owner, homes, c = build_demo(tmp)
-        plain_bundle(owner, c, HERE / "demo.p2p")
-        (HERE / "demo-invite.p2p").write_bytes(invites.write(owner, c))
-
         valid = vectors / "valid.p2p"
-        shutil.copy(HERE / "demo.p2p", valid)
-        shutil.copy(HERE / "demo-invite.p2p", vectors / "valid-invite.p2p")
+        plain_bundle(owner, c, valid, version=version)
+        (vectors / "valid-invite.p2p").write_bytes(invites.write(owner, c))
+        if version == 1:  # the demo ships as the version 1 vector (older p2p read it too)
+            shutil.copy(valid, HERE / "demo.p2p")
+            shutil.copy(vectors / "valid-invite.p2p", HERE / "demo-invite.p2p")
         manifest["valid.p2p"] = {
             "expect": "valid",
             "invite": "valid-invite.p2p",
@@ -176,12 +194,14 @@ def main() -> None:
         records = [community_record(owner, c), *records_for(owner, None, [c.id])]
         with (vectors / "wrong-signer.p2p").open("wb") as fh:
             # a valid body whose trailer is signed by a key other than the header's
-            write_bundle(fh, owner.identity, records, int(time.time()), signer=stranger)
+            write_bundle(
+                fh, owner.identity, records, int(time.time()), signer=stranger, version=version
+            )
         manifest["wrong-signer.p2p"] = {"expect": "bad signature", "error": "BadBundleSignature"}
 
         # a well-formed bundle carrying a change forged by a member in another's feed
         forged = _forged_records(owner, homes[1], c)
-        plain_bundle(homes[1], c, vectors / "forged-change.p2p", forged)
+        plain_bundle(homes[1], c, vectors / "forged-change.p2p", forged, version)
         manifest["forged-change.p2p"] = {"expect": "forged change", "error": "ForgedChange"}
 
         (vectors / "empty.p2p").write_bytes(b"")
@@ -193,7 +213,7 @@ def main() -> None:
         priv = cm.create(owner, "Night school", private=True)
         content.post(owner, priv, "Lessons move to Tuesday.")
         with ex.scratch_dir(owner) as s:
-            built = ex.build(owner, ex.domains([priv])[0], Path(s))
+            built = ex.build(owner, ex.domains([priv])[0], Path(s), version=version)
             assert built is not None
             shutil.copy(built.path, vectors / "encrypted.p2p")
         (vectors / "keys" / "encrypted.txt").write_text(priv.secret + "\n")
@@ -218,12 +238,16 @@ def main() -> None:
     (vectors / "manifest.json").write_text(
         json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
     )
-    print(f"wrote demo.p2p, demo-invite.p2p and {len(manifest)} vectors in {vectors}")
-    # the incremental-inventory vectors are reproducible byte for byte: rewrite them too
-    import inventory_vectors
+    print(f"wrote {len(manifest)} version {version} vectors in {vectors}")
+    import make_attachment_vectors
 
-    for name, data in inventory_vectors.build().items():
-        (vectors / name).write_bytes(data)
+    make_attachment_vectors.main(version)
+    if version == 1:
+        # the incremental-inventory vectors are reproducible byte for byte: rewrite them too
+        import inventory_vectors
+
+        for name, data in inventory_vectors.build().items():
+            (vectors / name).write_bytes(data)
 
 
 def _forged_records(owner: Home, intruder: Home, c: cm.Community) -> list[dict]:
@@ -255,4 +279,8 @@ def _forged_records(owner: Home, intruder: Home, c: cm.Community) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--version", type=int, choices=(1, 2), default=2)
+    main(parser.parse_args().version)

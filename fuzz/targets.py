@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import blake3
 import msgpack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +45,7 @@ VECTORS = ROOT / "bundles" / "vectors"
 
 
 def _vector_files() -> list[Path]:
-    return sorted(p for p in VECTORS.glob("*.p2p") if p.is_file())
+    return sorted(p for p in VECTORS.glob("**/*.p2p") if p.is_file())  # v1, and v2/
 
 
 def _vector_records() -> Iterator[dict]:
@@ -147,8 +148,8 @@ def _signed_bundle(data: bytes) -> bytes:
             out += struct.pack(">I", len(record)) + record
             count += 1
     out += struct.pack(">I", 0)
-    digest = hashlib.sha256(out).digest()
-    sig = exporter.sign(c.TAG + digest + struct.pack(">Q", count))
+    digest = blake3.blake3(out).digest()  # version 2 (c.VERSION): BLAKE3, tag v2
+    sig = exporter.sign(c.TAGS[c.VERSION] + digest + struct.pack(">Q", count))
     return bytes(out) + struct.pack(">Q", count) + digest + sig
 
 

@@ -22,12 +22,12 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 from automerge.core import Document
 
-from p2p import binding, chunk, moderation, sequence, signing
+from p2p import amformat, binding, chunk, moderation, sequence, signing
 from p2p.chunk import RawChange
 from p2p.docref import COMMUNITY, KINDS, OWNED_KINDS, DocRef
 from p2p.documents import Documents
@@ -44,16 +44,58 @@ PENDING_EXPIRY = 60 * 24 * 3600  # seconds: a dependency that never came in 60 d
 MAX_PROOFS = 16  # forks kept as proof per author and document
 
 
-@dataclass
-class Incoming:
-    """One document's worth of changes from outside, with the signatures sent."""
+class Line(NamedTuple):
+    """A saved author-owned document that is its owner's one line of changes
+    (`amformat.line_of`): how many, and the last one, its one head."""
 
-    ref: DocRef
-    claimed_id: bytes
-    changes: list[RawChange]
-    sigs: list[signing.Sig]
-    loaded: Document | None = None  # set when the changes came as a saved document
-    saved: bytes | None = None  # the received save() bytes, stored as they are if accepted whole
+    changes: int
+    head: bytes
+
+
+class Incoming:
+    """One document's worth of changes from outside, with the signatures sent.
+
+    `loaded`/`saved`: set when the changes came as a saved document (the bytes are
+    stored as they are if accepted whole). `line`: set when those bytes are the
+    owner's one line; its changes are then listed only if something asks for them
+    (listing a 20k-change document costs more than loading it)."""
+
+    __slots__ = ("ref", "claimed_id", "sigs", "loaded", "saved", "line", "_changes")
+
+    def __init__(
+        self,
+        ref: DocRef,
+        claimed_id: bytes,
+        changes: list[RawChange] | None,
+        sigs: list[signing.Sig],
+        loaded: Document | None = None,
+        saved: bytes | None = None,
+        line: Line | None = None,
+    ) -> None:
+        if changes is None and loaded is None:
+            raise ValueError("changes or a loaded document are needed")
+        self.ref, self.claimed_id, self.sigs = ref, claimed_id, sigs
+        self.loaded, self.saved, self.line = loaded, saved, line
+        self._changes = changes
+
+    @property
+    def changes(self) -> list[RawChange]:
+        """Every change, in causal order; ValueError if the binding cannot list them."""
+        if self._changes is None:
+            assert self.loaded is not None
+            try:
+                with _no_cycle_collection():
+                    self._changes = binding.changes(self.loaded)
+            except DamagedData as exc:
+                raise ValueError(f"saved document does not load: {exc}") from None
+        return self._changes
+
+    def heads(self) -> list[bytes]:
+        """The hashes no carried change depends on."""
+        if self.line is not None:
+            return [self.line.head]
+        hashes = {c.hash for c in self.changes}
+        return sorted(hashes - {d for c in self.changes for d in c.deps})
 
 
 @dataclass
@@ -147,6 +189,11 @@ def from_record(record: dict) -> Incoming:
             raise ValueError("empty saved document")
         try:
             loaded = binding.load(data)
+            line = amformat.line_of(data, ref.owner) if ref.kind in OWNED_KINDS else None
+            if line is not None:
+                heads = binding.call("document heads could not be read", loaded.get_heads)
+                if heads == [line[1]]:
+                    return Incoming(ref, claimed, None, sigs, loaded, data, Line(*line))
             with _no_cycle_collection():
                 changes = binding.changes(loaded)
         except DamagedData as exc:
@@ -353,7 +400,7 @@ class Acceptor:
 
     def _accept_doc(self, db: Any, doc_id: bytes, items: list[Incoming]) -> Report:
         ref = items[0].ref
-        quick = self._owner_next(db, ref, items)
+        quick = self._new_line(db, ref, items) or self._owner_next(db, ref, items)
         if quick is not None:
             return quick
         report = Report()
@@ -486,6 +533,40 @@ class Acceptor:
         db.executemany("DELETE FROM pending_sigs WHERE doc = ? AND hash = ?", done)
         report.pending += len([h for h in waiting if h in incoming_hashes])
         return report
+
+    def _new_line(self, db: Any, ref: DocRef, items: list[Incoming]) -> Report | None:
+        """A document this store has never held, arriving saved as its owner's one line
+        (`Incoming.line`) with the owner's signature on its one head: every rule holds
+        without listing its changes. They are all by the owner (its only actor), each
+        follows the one before (no gap, no fork), and the signature on the head vouches
+        for every change beneath it, since `Document.load` refused the bytes unless the
+        hashes it rebuilt from them match the heads they name. Anything else (another
+        signature, pending or held changes of it, a stored copy) returns None, and the
+        full path decides."""
+        if len(items) != 1 or items[0].line is None or ref.kind not in OWNED_KINDS:
+            return None
+        inc, doc_id = items[0], ref.id
+        line = inc.line
+        assert line is not None and inc.loaded is not None and inc.saved is not None
+        for table, column in (
+            ("docs", "id"),
+            ("pending", "doc"),
+            ("pending_sigs", "doc"),
+            ("forks_held", "doc"),
+        ):
+            sql = f"SELECT 1 FROM {table} WHERE {column} = ? LIMIT 1"
+            if db.execute(sql, (doc_id,)).fetchone():
+                return None
+        if not inc.sigs or any(h != line.head or who != ref.owner for h, who, _ in inc.sigs):
+            return None
+        if not all(signing.check(doc_id, sig) for sig in inc.sigs):
+            return None
+        self.docs.replace(db, ref, inc.loaded, inc.saved)
+        self.docs.set_tip(db, ref, RawChange(line.head, ref.owner, line.changes, (), b""))
+        if self.committed is not None:
+            self.committed(ref, inc.loaded)
+        _keep_sigs(db, doc_id, {(h, who): sig for h, who, sig in inc.sigs}, {line.head})
+        return Report(applied=line.changes, docs_changed=[ref], new_docs=[ref])
 
     def _owner_next(self, db: Any, ref: DocRef, items: list[Incoming]) -> Report | None:
         """The everyday case, judged without loading the stored document's history:

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import blake3
 import msgpack
+import pytest
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from tests.test_bundle_spec import read_container
+from tests.test_bundle_spec import FOLDERS, read_container
 
-VECTORS = Path(__file__).resolve().parents[1] / "bundles" / "vectors"
 CHUNK = 1048576
 
 
@@ -25,9 +25,9 @@ def _b3(data: bytes) -> bytes:
     return blake3.blake3(data).digest()
 
 
-def _read(name: str) -> tuple[dict, dict, list[str]]:
+def _read(name: str, folder: Path) -> tuple[dict, dict, list[str]]:
     """(manifest, {n: chunk}, faults) for the one attachment of a vector."""
-    _header, records = read_container((VECTORS / name).read_bytes())
+    _header, records = read_container((folder / name).read_bytes())
     manifests = {r["id"]: r["data"] for r in records if r["t"] == "blob-manifest"}
     assert len(manifests) == 1
     ((aid, data),) = manifests.items()
@@ -52,18 +52,22 @@ def _read(name: str) -> tuple[dict, dict, list[str]]:
     return {**m, "id": aid}, chunks, faults
 
 
-def test_second_reader_rebuilds_the_attachment() -> None:
-    spec = json.loads((VECTORS / "manifest.json").read_text())["attachment.p2p"]["attachment"]
-    m, chunks, faults = _read("attachment.p2p")
+@pytest.mark.parametrize("version", sorted(FOLDERS))
+def test_second_reader_rebuilds_the_attachment(version: int) -> None:
+    folder = FOLDERS[version]
+    spec = json.loads((folder / "manifest.json").read_text())["attachment.p2p"]["attachment"]
+    m, chunks, faults = _read("attachment.p2p", folder)
     assert faults == [] and m["id"].hex() == spec["hash"] and m["size"] == spec["size"]
     assert sorted(chunks) == list(range(len(m["hashes"])))
     data = b"".join(chunks[i] for i in sorted(chunks))
     assert hashlib.sha256(data).hexdigest() == spec["sha256"]
 
 
-def test_second_reader_finds_the_bad_chunk() -> None:
-    spec = json.loads((VECTORS / "manifest.json").read_text())["attachment-bad-chunk.p2p"]
-    _m, chunks, faults = _read("attachment-bad-chunk.p2p")
+@pytest.mark.parametrize("version", sorted(FOLDERS))
+def test_second_reader_finds_the_bad_chunk(version: int) -> None:
+    folder = FOLDERS[version]
+    spec = json.loads((folder / "manifest.json").read_text())["attachment-bad-chunk.p2p"]
+    _m, chunks, faults = _read("attachment-bad-chunk.p2p", folder)
     assert faults == [f"chunk {spec['attachment']['bad_chunk']}"]
     assert spec["attachment"]["bad_chunk"] not in chunks
 

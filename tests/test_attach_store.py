@@ -14,7 +14,7 @@ from p2p import content
 from p2p.blobs import attach, entries, media, seal
 from p2p.blobs import manifest as mf
 from p2p.blobs.manifest import CHUNK, Manifest
-from p2p.blobs.store import BlobStore
+from p2p.blobs.store import BlobStore, ReadAhead
 from p2p.errors import AttachmentIncomplete, AttachmentRefused, BadAttachment
 from tests.helpers import make_home
 
@@ -302,3 +302,21 @@ def test_read_ahead_gives_each_chunk_checked_and_forgets_a_damaged_one(home) -> 
     assert got[4] == data[4 * CHUNK :] and got[1] is None and got[3] is None
     assert again == data[:CHUNK] and last == data[2 * CHUNK : 3 * CHUNK]
     assert store.presence(aid).have == 3
+
+
+def test_read_ahead_keeps_several_reads_in_flight_and_follows_a_change_of_plan(home) -> None:
+    """With the next hashes given (up to DEPTH read meanwhile), chunks still come
+    back in the order asked and checked; a shorter or different list of next
+    hashes (a budget ran out) drops what was read ahead, and nothing is mixed up."""
+    store = BlobStore(home)
+    data = os.urandom(9 * CHUNK + 7)
+    _aid, m = _add(store, data)
+    want = [data[i * CHUNK : (i + 1) * CHUNK] for i in range(len(m.hashes))]
+    with store.read_ahead() as chunks:
+        got = [chunks.get(h, m.hashes[i + 1 :]) for i, h in enumerate(m.hashes[:5])]
+        assert len(chunks.ahead) == ReadAhead.DEPTH  # 5..8 in flight, no more
+        got.append(chunks.get(m.hashes[8], [m.hashes[2]]))  # skipped 5..7: dropped
+        got.append(chunks.get(m.hashes[2], []))
+        assert not chunks.ahead
+        got.append(chunks.get(m.hashes[9]))
+    assert got == want[:5] + [want[8], want[2], want[9]]

@@ -8,6 +8,7 @@ import struct
 import time
 from pathlib import Path
 
+import blake3
 import msgpack
 import pytest
 from hypothesis import given, settings
@@ -56,8 +57,8 @@ def raw_bundle(identity: Identity, body: bytes, version: int = 1) -> bytes:
     pre = container.MAGIC + struct.pack(">HI", version, len(header)) + header + body
     pre += struct.pack(">I", 0)
     count = 1
-    digest = hashlib.sha256(pre).digest()
-    sig = identity.sign(container.TAG + digest + struct.pack(">Q", count))
+    digest = hashlib.sha256(pre).digest() if version == 1 else blake3.blake3(pre).digest()
+    sig = identity.sign(container.TAGS.get(version, b"") + digest + struct.pack(">Q", count))
     return pre + struct.pack(">Q", count) + digest + sig
 
 
@@ -142,12 +143,48 @@ def test_oversized_msgpack_containers(setup, tmp_path: Path) -> None:
         container.read_all(io.BytesIO(out.getvalue()), max_record=1000)
 
 
-def test_unknown_version(setup, tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [0, 3, 65535])
+def test_unknown_version(setup, tmp_path: Path, version: int) -> None:
     alice, bob, _c, _ = setup
     rec = msgpack.packb({"t": "x"})
-    data = raw_bundle(alice.identity, struct.pack(">I", len(rec)) + rec, version=2)
+    data = raw_bundle(alice.identity, struct.pack(">I", len(rec)) + rec, version=version)
     msg = refused(bob, tmp_path, data, UnsupportedVersion)
-    assert "upgrade" in msg
+    assert "upgrade" in msg and f"version {version};" in msg
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_hand_made_bundle_of_each_version_reads(version: int) -> None:
+    """The trailer as docs/bundle-format.md §1 says, per version (raw_bundle is
+    written from it): SHA-256 and tag v1, or BLAKE3 and tag v2."""
+    me = Identity.generate()
+    rec = msgpack.packb({"t": "x"})
+    data = raw_bundle(me, struct.pack(">I", len(rec)) + rec, version=version)
+    reader = container.BundleReader(io.BytesIO(data))
+    assert list(reader.records()) == [{"t": "x"}] and reader.header.version == version
+
+
+def test_a_signature_of_one_version_does_not_verify_as_the_other(setup, tmp_path: Path) -> None:
+    """The signed message names the version (its tag): a v2 trailer whose
+    signature was made over the v1 message is refused, whatever the digest."""
+    alice, bob, _c, _ = setup
+    rec = msgpack.packb({"t": "x"})
+    data = bytearray(raw_bundle(alice.identity, struct.pack(">I", len(rec)) + rec, version=2))
+    digest, count = bytes(data[-96:-64]), bytes(data[-104:-96])
+    data[-64:] = alice.identity.sign(container.TAGS[1] + digest + count)
+    refused(bob, tmp_path, bytes(data), BadBundleSignature)
+
+
+def test_a_v2_digest_that_does_not_match_is_refused(setup, tmp_path: Path) -> None:
+    """A version 2 trailer with its BLAKE3 altered (and signed again, by the
+    exporter): the digest no longer matches the bytes."""
+    alice, bob, _c, path = setup
+    data = bytearray(path.read_bytes())
+    assert data[8:10] == b"\x00\x02"
+    data[-96] ^= 1
+    digest, count = bytes(data[-96:-64]), bytes(data[-104:-96])
+    data[-64:] = alice.identity.sign(container.TAGS[2] + digest + count)
+    msg = refused(bob, tmp_path, bytes(data), BundleCorrupt)
+    assert "altered or damaged" in msg
 
 
 def test_duplicate_records(setup, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from p2p import content, invites
 from p2p.bundle import export as ex
 from p2p.bundle import inventories
 from p2p.bundle.container import read_all
-from p2p.bundle.importer import import_bundle
+from p2p.bundle.importer import file_digest, import_bundle
 from p2p.exchange import inventory, known_by, records_for
 from p2p.home import Home
 from tests.helpers import cli, make_home
@@ -131,7 +131,7 @@ def test_a_wrong_digest_claim_is_not_believed(tmp_path: Path) -> None:
         ]
         write_bundle(fh, alice.identity, records, 0)
     import_bundle(bob, [path])
-    assert inventories.of_bundle(bob, ex.file_sha256(path)) is None
+    assert inventories.of_bundle(bob, file_digest([path])) is None
     assert set(full[feed]) <= set(known_by(bob, alice.public_key)[feed])
     alice.close()
     bob.close()

@@ -9,6 +9,7 @@ import json
 import struct
 from pathlib import Path
 
+import blake3
 import msgpack
 import pytest
 from automerge.core import Document
@@ -16,15 +17,24 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 VECTORS = Path(__file__).resolve().parents[1] / "bundles" / "vectors"
+# the vectors of each container version: version 1 at the top, the others in vN/
+FOLDERS = {1: VECTORS, 2: VECTORS / "v2"}
 MAGIC = b"P2PBNDL\n"
+# §1: per version, the trailer digest's hash and the signed message's tag
+DIGESTS = {
+    1: lambda data: hashlib.sha256(data).digest(),
+    2: lambda data: blake3.blake3(data).digest(),
+}
+TAGS = {1: b"p2p/bundle/v1\x00", 2: b"p2p/bundle/v2\x00"}
 
 
 class Fault(Exception):
     pass
 
 
-def read_container(data: bytes) -> tuple[dict, list[dict]]:
-    """Section 1, step by step."""
+def read_container(data: bytes, versions: tuple[int, ...] = (1, 2)) -> tuple[dict, list[dict]]:
+    """Section 1, step by step. `versions`: those this reader knows (`(1,)` is
+    a reader as p2p was before version 2)."""
     if not data.startswith(MAGIC):
         raise Fault("NotABundle")
     pos = len(MAGIC)
@@ -37,7 +47,7 @@ def read_container(data: bytes) -> tuple[dict, list[dict]]:
         return data[pos - n : pos]
 
     version, header_len = struct.unpack(">HI", take(6))
-    if version != 1:
+    if version not in versions:
         raise Fault("UnsupportedVersion")
     if header_len > 65536:
         raise Fault("BundleTooLarge")
@@ -53,20 +63,20 @@ def read_container(data: bytes) -> tuple[dict, list[dict]]:
         if body in seen:
             raise Fault("BundleCorrupt")
         seen.add(body)
-        records.append(msgpack.unpackb(body, raw=False))
+        records.append(body)  # decoded only once the trailer has verified
     digest_end = pos
     count, digest, signature = struct.unpack(">Q32s64s", take(104))
     if pos != len(data):
         raise Fault("BundleCorrupt")
-    if hashlib.sha256(data[:digest_end]).digest() != digest or count != len(records):
+    if DIGESTS[version](data[:digest_end]) != digest or count != len(records):
         raise Fault("BundleCorrupt")
     try:
         Ed25519PublicKey.from_public_bytes(header["exporter"]).verify(
-            signature, b"p2p/bundle/v1\x00" + digest + struct.pack(">Q", count)
+            signature, TAGS[version] + digest + struct.pack(">Q", count)
         )
     except InvalidSignature as exc:
         raise Fault("BadBundleSignature") from exc
-    return header, records
+    return header, [msgpack.unpackb(body, raw=False) for body in records]
 
 
 def check_records(records: list[dict]) -> tuple[int, int]:
@@ -111,14 +121,18 @@ def check_records(records: list[dict]) -> tuple[int, int]:
     return docs, sigs
 
 
-def test_second_reader_accepts_the_valid_vector() -> None:
-    header, records = read_container((VECTORS / "valid.p2p").read_bytes())
+@pytest.mark.parametrize("version", sorted(FOLDERS))
+def test_second_reader_accepts_the_valid_vector(version: int) -> None:
+    data = (FOLDERS[version] / "valid.p2p").read_bytes()
+    assert struct.unpack(">H", data[8:10]) == (version,)
+    header, records = read_container(data)
     assert len(header["exporter"]) == 32 and header["created"] > 1_600_000_000
     docs, sigs = check_records(records)
     assert docs > 0 and sigs >= docs
     assert {r["t"] for r in records} >= {"community", "inventory", "doc"}
 
 
+@pytest.mark.parametrize("version", sorted(FOLDERS))
 @pytest.mark.parametrize(
     "name",
     [
@@ -130,12 +144,30 @@ def test_second_reader_accepts_the_valid_vector() -> None:
         "garbage.p2p",
     ],
 )
-def test_second_reader_finds_the_documented_fault(name: str) -> None:
-    expected = json.loads((VECTORS / "manifest.json").read_text())[name]["error"]
+def test_second_reader_finds_the_documented_fault(name: str, version: int) -> None:
+    folder = FOLDERS[version]
+    expected = json.loads((folder / "manifest.json").read_text())[name]["error"]
     with pytest.raises(Fault) as caught:
-        read_container((VECTORS / name).read_bytes())
+        read_container((folder / name).read_bytes())
     if expected != "BundleError":  # "any bundle error": which one depends on the byte hit
         assert str(caught.value) == expected
+
+
+def test_a_version_1_reader_refuses_version_2_and_reads_version_1() -> None:
+    """A reader as p2p was before version 2 (§1 with `version` 1 only) says
+    UnsupportedVersion for every version 2 vector, and reads the version 1 ones."""
+    with pytest.raises(Fault, match="UnsupportedVersion"):
+        read_container((FOLDERS[2] / "valid.p2p").read_bytes(), versions=(1,))
+    read_container((FOLDERS[1] / "valid.p2p").read_bytes(), versions=(1,))
+
+
+def test_the_digest_of_one_version_is_not_accepted_as_the_other() -> None:
+    """A version 2 vector whose version field is set to 1: the digest is now
+    checked as SHA-256 (and the byte changed anyway), so it is refused."""
+    data = bytearray((FOLDERS[2] / "valid.p2p").read_bytes())
+    data[8:10] = struct.pack(">H", 1)
+    with pytest.raises(Fault, match="BundleCorrupt"):
+        read_container(bytes(data))
 
 
 def inventory_digest(inv: dict) -> bytes:

@@ -10,6 +10,7 @@ import io
 import os
 from pathlib import Path
 
+import blake3
 import msgpack
 import pytest
 from hypothesis import given, settings
@@ -38,7 +39,8 @@ def test_pack_record_is_msgpack_byte_for_byte(n: int, index: int, extra: bool) -
     assert (len(tail) > 0 and tail is data) == (n >= container.BIG and not extra)
 
 
-def test_written_bundle_is_the_same_as_the_plain_writer(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [1, 2])
+def test_written_bundle_is_the_same_as_the_plain_writer(tmp_path: Path, version: int) -> None:
     """A bundle with small and large records, written through the fast paths,
     equals one packed and hashed the plain way, and reads back."""
     me = Identity.generate()
@@ -48,17 +50,20 @@ def test_written_bundle_is_the_same_as_the_plain_writer(tmp_path: Path) -> None:
         for i in range(5)
     ]
     out = io.BytesIO()
-    stats = container.write_bundle(out, me, records, created=1)
+    stats = container.write_bundle(out, me, records, created=1, version=version)
     body = bytearray(container.MAGIC)
     header = msgpack.packb({"exporter": me.public_key, "created": 1}, use_bin_type=True)
-    body += (1).to_bytes(2, "big") + len(header).to_bytes(4, "big") + header
+    body += version.to_bytes(2, "big") + len(header).to_bytes(4, "big") + header
     for r in records:
         packed = msgpack.packb(r, use_bin_type=True)
         body += len(packed).to_bytes(4, "big") + packed
     body += bytes(4)
     assert out.getvalue()[: len(body)] == bytes(body)
-    assert stats.sha256 == hashlib.sha256(body).digest()
-    assert stats.file_sha256 == hashlib.sha256(out.getvalue()).digest()
+    algorithm = hashlib.sha256 if version == 1 else lambda b: blake3.blake3(b)
+    assert stats.digest == algorithm(bytes(body)).digest()
+    assert stats.name == blake3.blake3(out.getvalue()).digest()  # the file's name
+    if version == 1:  # and the name earlier versions gave it
+        assert stats.legacy == hashlib.sha256(out.getvalue()).digest()
     out.seek(0)
     _h, got = container.read_all(out)
     assert got == records

@@ -175,11 +175,13 @@ def _chunk_records(
             if not plan.fits(size + extra):
                 missing += m.chunk_len(n)
                 continue
-            then = None  # read the next one meanwhile, if it will fit too
-            if i + 1 < len(wanted):
-                nxt = wanted[i + 1]
-                if plan.fits(size + extra + m.chunk_len(nxt) + RECORD_OVERHEAD):
-                    then = m.hashes[nxt]
+            then = []  # read the next ones meanwhile, those that will fit too
+            need = size + extra
+            for nxt in wanted[i + 1 : i + 1 + ReadAhead.DEPTH]:
+                need += m.chunk_len(nxt) + RECORD_OVERHEAD
+                if not plan.fits(need):
+                    break
+                then.append(m.hashes[nxt])
             chunk = chunks.get(h, then)
             if chunk is None:
                 continue

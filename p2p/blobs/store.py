@@ -16,7 +16,7 @@ import shutil
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -378,7 +378,7 @@ class BlobStore:
         last = len(m.hashes) - 1
         with self.read_ahead() as chunks:  # the next chunk is read while this one is written
             for i, h in enumerate(m.hashes):
-                data = chunks.get(h, m.hashes[i + 1] if i < last else None)
+                data = chunks.get(h, m.hashes[i + 1 : i + 1 + ReadAhead.DEPTH])
                 if data is None:
                     raise AttachmentIncomplete(
                         f"chunk {i} of this attachment was damaged on disk and was dropped; "
@@ -457,45 +457,63 @@ class BlobStore:
 
 
 class ReadAhead:
-    """Reads (and checks) the next chunk on a helper thread while the caller sends
-    this one: a direct read waits on the device, and the caller has work to do
-    meanwhile (packing, hashing, writing). One chunk in flight: memory stays flat.
-    `get(hash, then=next_hash)`; a damaged or missing chunk gives None and is
+    """Reads (and checks) the next chunks on helper threads while the caller sends
+    this one: a direct read waits on the device, and one 1 MiB read at a time
+    leaves the device idle between them (its queue empty), so up to DEPTH reads
+    are in flight, on WORKERS threads. Memory stays flat: DEPTH chunks at most.
+    `get(hash, then=next hashes)`; a damaged or missing chunk gives None and is
     forgotten, as `read_chunk` does (the store is only touched on this thread)."""
+
+    DEPTH = 4
+    WORKERS = 2
 
     def __init__(self, store: BlobStore) -> None:
         self.store = store
-        self.reader = DirectReader(mf.CHUNK + mf.TAG)  # the helper's own buffer
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="chunk-read")
-        self.ahead: tuple[bytes, Future[bytes | None]] | None = None
+        self.local = threading.local()  # each helper its own aligned buffer
+        self.readers: list[DirectReader] = []
+        self.pool = ThreadPoolExecutor(self.WORKERS, thread_name_prefix="chunk-read")
+        self.ahead: deque[tuple[bytes, Future[bytes | None]]] = deque()
 
     def _load(self, chunk_hash: bytes) -> bytes | None:
+        reader = getattr(self.local, "reader", None)
+        if reader is None:
+            reader = self.local.reader = DirectReader(mf.CHUNK + mf.TAG)
+            self.readers.append(reader)
         try:
-            data = self.reader.read(self.store.path(chunk_hash))
+            data = reader.read(self.store.path(chunk_hash))
         except OSError:
             return None
         return data if data is not None and mf.digest(data) == chunk_hash else None
 
-    def get(self, chunk_hash: bytes, then: bytes | None = None) -> bytes | None:
-        ahead, self.ahead = self.ahead, None
-        if ahead is not None and ahead[0] == chunk_hash:
-            pending = ahead[1]
+    def get(self, chunk_hash: bytes, then: bytes | Sequence[bytes] | None = None) -> bytes | None:
+        """The chunk `chunk_hash`; `then`: the hash (or hashes, in order) the
+        caller will ask for next, read meanwhile."""
+        if self.ahead and self.ahead[0][0] == chunk_hash:
+            pending = self.ahead.popleft()[1]
         else:
-            if ahead is not None:
-                ahead[1].result()  # not wanted after all (a budget ran out)
+            self._drop()  # not wanted after all (a budget ran out)
             pending = self.pool.submit(self._load, chunk_hash)
+        nexts = [then] if isinstance(then, bytes) else list(then or ())
+        queued = [h for h, _f in self.ahead]
+        if queued != nexts[: len(queued)]:
+            self._drop()
+            queued = []
+        for h in nexts[len(queued) : self.DEPTH]:
+            self.ahead.append((h, self.pool.submit(self._load, h)))
         data = pending.result()
-        if then is not None:
-            self.ahead = (then, self.pool.submit(self._load, then))
         if data is None:
             self.store._forget(chunk_hash)
         return data
 
+    def _drop(self) -> None:
+        while self.ahead:
+            self.ahead.popleft()[1].result()
+
     def close(self) -> None:
-        if self.ahead is not None:
-            self.ahead[1].result()
-            self.ahead = None
+        self._drop()
         self.pool.shutdown()
+        for reader in self.readers:
+            reader.close()
 
     def __enter__(self) -> ReadAhead:
         return self

@@ -9,7 +9,6 @@ leaves nothing half-written behind.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import queue
 import shutil
@@ -26,7 +25,7 @@ from p2p import atomic, exchange
 from p2p.background_hash import BackgroundHash
 from p2p.blobs import exchange as blob_exchange
 from p2p.bundle import crypt, inventories
-from p2p.bundle.container import BundleStats, write_bundle
+from p2p.bundle.container import VERSION, BundleStats, write_bundle
 from p2p.bundle.records import community_record, inventory_records
 from p2p.community import Community, all_communities
 from p2p.direct import DirectWriter
@@ -68,9 +67,14 @@ class Built:
     docs: int
     size: int
     encrypted: bool
-    sha256: bytes = b""  # of the file as written
+    name: bytes = b""  # BLAKE3 of the file as written: its name (bundles_seen, the stick)
     inventory: bytes = b""  # digest of the full inventory it describes
-    blake3: bytes = b""  # of the file as written, with build(readback=True)
+
+    @property
+    def blake3(self) -> bytes:
+        """What a read-back of the file must hash to (BLAKE3): its name."""
+        return self.name
+
     extra: dict = field(default_factory=dict)
 
 
@@ -140,10 +144,13 @@ def build(
     plan: blob_exchange.Plan | None = None,
     out_dir: Path | None = None,
     readback: bool = False,
+    version: int = VERSION,
 ) -> Built | None:
     """Write one domain's bundle into `scratch`; None when the peer lacks nothing.
     `plan`: the attachment budget and what the reader holds (default: send all).
-    `readback`: also take the file's BLAKE3 (`Built.blake3`), to check a read-back.
+    `readback` is kept for callers: the file's BLAKE3 (`Built.blake3`, to check a
+    read-back) is its name, always taken. `version`: the container format (1 only
+    for recipients whose p2p predates version 2).
     `out_dir`: write it under a hidden temporary name in that folder instead (the
     destination's, so that `place` only renames it: the bytes are written once).
 
@@ -151,9 +158,9 @@ def build(
     earlier inventories, by digest; default our latest of these communities).
 
     One pass: the records are packed, hashed (container trailer and the file's
-    own SHA-256, which names it in bundles_seen) and, for a private community,
-    encrypted through a pipe as they are written, so neither a plain copy nor
-    a second read of the file is ever made."""
+    own BLAKE3, which names it: in version 2 one hash gives both) and, for a
+    private community, encrypted through a queue as they are written, so neither
+    a plain copy nor a second read of the file is ever made."""
     docs = chunks = 0
     ids = [c.id for c in domain.communities]
     listed = listing(home, ids, (base or True) if peer is not None else None)
@@ -168,7 +175,6 @@ def build(
             yield r
 
     expected = exchange.stored_size(home, peer, ids) if progress else None
-    written_blake3 = b""
     encrypted = domain.recipient is not None or passphrase is not None
     final = (out_dir or scratch) / f".p2p-{os.urandom(8).hex()}.tmp"
     fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
@@ -176,12 +182,8 @@ def build(
         # past the page cache, in large aligned writes (p2p/direct.py); the caller
         # (`place`) fsyncs it before giving it its name
         with closing_fd(fd), DirectWriter(fd, background=True) as direct:
-            # with `readback`, a BLAKE3 of the file too (a quarter of SHA-256's
-            # cost) for the caller to compare with what it reads back
-            check = _Hashing(direct, "blake3") if readback else None
-            raw = check or direct
-            if encrypted:
-                sink = _Hashing(raw)
+            if encrypted:  # named by the BLAKE3 of the ciphertext, taken as it is written
+                sink = _Hashing(direct, "blake3")
                 try:
                     stats = _sealed(
                         home,
@@ -192,31 +194,31 @@ def build(
                         progress,
                         expected,
                         lambda: docs,
+                        version,
                     )
-                    sha = sink.hash.done().digest()
+                    name = bytes(sink.hash.done().digest())
                 finally:
                     sink.hash.close()
-            else:
-                out = _Counting(raw, lambda n: progress(n, expected, docs) if progress else None)
-                stats = write_bundle(out, home.identity, counted(), int(time.time()))  # type: ignore[arg-type]
-                sha = stats.file_sha256
-            if check is not None:
-                try:
-                    written_blake3 = bytes(check.hash.done().digest())
-                finally:
-                    check.hash.close()
+            else:  # the container is the file: its own hash names it
+                out = _Counting(direct, lambda n: progress(n, expected, docs) if progress else None)
+                stats = write_bundle(
+                    out,  # type: ignore[arg-type]
+                    home.identity,
+                    counted(),
+                    int(time.time()),
+                    version=version,
+                )
+                name = stats.name
         if peer is not None and docs == 0 and chunks == 0:
             final.unlink()
             return None
     except BaseException:
         final.unlink(missing_ok=True)
         raise
-    inventories.remember(home, home.public_key, listed.scope, listed.full, bundle=sha)
-    built = Built(
-        domain, final, stats.count, docs, final.stat().st_size, encrypted, sha, listed.digest
+    inventories.remember(home, home.public_key, listed.scope, listed.full, bundle=name)
+    return Built(
+        domain, final, stats.count, docs, final.stat().st_size, encrypted, name, listed.digest
     )
-    built.blake3 = written_blake3
-    return built
 
 
 BUFFER = 4 << 20  # large writes: fewer system calls for a big attachment
@@ -239,6 +241,7 @@ def _sealed(
     progress: Progress | None,
     expected: int | None,
     docs: Callable[[], int],
+    version: int = VERSION,
 ) -> BundleStats:
     """Write the container into a hand-over queue that age (pyrage) encrypts into
     `sink` on a thread: the plain bundle never touches the disk and is never
@@ -262,7 +265,14 @@ def _sealed(
     thread.start()
     try:
         out = _Counting(handover, lambda n: progress(n, expected, docs()) if progress else None)
-        stats = write_bundle(out, home.identity, records, int(time.time()))  # type: ignore[arg-type]
+        stats = write_bundle(
+            out,  # type: ignore[arg-type]
+            home.identity,
+            records,
+            int(time.time()),
+            version=version,
+            name=False,  # the file is the ciphertext: named by its own hash
+        )
         handover.close()
     except BrokenPipeError:
         thread.join()  # the encrypting side stopped first: its error is the one
@@ -364,10 +374,10 @@ class Writable(Protocol):
 
 
 class _Hashing:
-    """A file wrapper that hashes what goes through it (the file's SHA-256, on
-    a helper thread: p2p/background_hash.py)."""
+    """A file wrapper that hashes what goes through it (the file's name, on a
+    helper thread: p2p/background_hash.py)."""
 
-    def __init__(self, out: Writable, name: str = "sha256") -> None:
+    def __init__(self, out: Writable, name: str = "blake3") -> None:
         self.out, self.hash = out, BackgroundHash(name)
 
     def write(self, data: bytes) -> int:
@@ -388,14 +398,6 @@ class _Counting:
         self.n += len(data)
         self.tick(self.n)
         return self.out.write(data)
-
-
-def file_sha256(path: Path) -> bytes:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.digest()
 
 
 def scratch_dir(home: Home) -> tempfile.TemporaryDirectory:

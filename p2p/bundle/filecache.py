@@ -1,8 +1,9 @@
 """The digests of bundle files already read, keyed by what `stat` says of them.
 
-Why: `usb sync` names each bundle on a stick by its file's SHA-256 (to skip
-those already imported or written by this home). Hashing every bundle on the
-stick at every sync reads all of it again (a second or more per GiB); a file
+Why: `usb sync` names each bundle on a stick by its file's BLAKE3 (its name
+digest, docs/bundle-format.md §5; rows written before container version 2 hold
+its SHA-256), to skip those already imported or written by this home.
+Hashing every bundle on the stick at every sync reads all of it again; a file
 whose size, modification and change times and inode are those of a file
 already hashed here has its digest looked up instead. A file not known here
 is imported directly and named by the digest its import computed as it read

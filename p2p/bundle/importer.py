@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import blake3
 import msgpack
 
 from p2p.accept import Incoming, Rejection, Report, from_record
@@ -51,7 +53,7 @@ class ImportResult:
     attachments: Received = field(default_factory=Received)
     listed: Listed | None = None  # its inventory, to learn again once its base is known
     learnt_whole: bool = False  # the exporter's whole inventory was rebuilt from it
-    digest: bytes = b""  # the SHA-256 of its file(s), which names it in bundles_seen
+    digest: bytes = b""  # the name of its file(s) (BLAKE3 of the bytes): bundles_seen
 
     @property
     def exporter_fingerprint(self) -> str:
@@ -138,9 +140,7 @@ class Carried:
     docs: Inventory = field(default_factory=dict)
 
     def add(self, inc: Incoming) -> None:
-        hashes = {c.hash for c in inc.changes}
-        deps = {d for c in inc.changes for d in c.deps}
-        heads = set(self.docs.get(inc.ref.id, [])) | (hashes - deps)
+        heads = set(self.docs.get(inc.ref.id, [])) | set(inc.heads())
         self.docs[inc.ref.id] = sorted(heads)[:MAX_KNOWN_HASHES]
 
     def save(self, home: Home, bundle: bytes) -> None:
@@ -171,15 +171,25 @@ def keys_for(home: Home, identity: bool = True) -> Keys:
     return Keys(ids)
 
 
-def file_digest(paths: list[Path]) -> bytes:
-    h = hashlib.sha256()
+def file_digest(paths: list[Path], algorithm: str = "blake3") -> bytes:
+    """A bundle's name: the BLAKE3 of its file's bytes (of its parts' in name
+    order), which anyone holding the file can compute, key or not
+    (docs/bundle-format.md §5). `algorithm="sha256"`: the name p2p gave it before
+    container version 2 (`legacy_digest`)."""
+    h: Any = blake3.blake3() if algorithm == "blake3" else hashlib.new(algorithm)
     for p in sorted(paths):
         if not p.is_file():
             raise NotABundle(f"{p} is not a file, so not a bundle")
         with p.open("rb") as fh:
-            while block := fh.read(1 << 20):
+            while block := fh.read(4 << 20):
                 h.update(block)
-    return h.digest()
+    return bytes(h.digest())
+
+
+def legacy_digest(paths: list[Path]) -> bytes:
+    """The SHA-256 a version of p2p before container version 2 named this file by
+    (rows it wrote are keyed by it)."""
+    return file_digest(paths, "sha256")
 
 
 IMPORT_CACHE_KIB = 65536  # SQLite page cache while importing (the default is 2 MiB)
@@ -234,13 +244,19 @@ def _import(
     read = (lambda n: progress(n, 0)) if progress else None
     with open_bundle(paths, keys, stage=staging, progress=read) as opened:
         staging.settle()  # every staged chunk on disk (a full disk fails here, nothing kept)
-        # the file's SHA-256 comes from the proving pass (parts: hashed here)
-        digest = digest or opened.digest or file_digest(paths)
         reader = opened.reader
+        names = [digest] if digest else []
+        if not names:  # the file's name comes from the proving pass (parts: hashed here)
+            names.append(opened.digest or file_digest(paths))
+            # a version 1 file may be known by the name p2p gave it before version 2
+            if reader.header.version == 1:
+                names.append(opened.legacy or legacy_digest(paths))
+        digest = names[0]
         result = ImportResult(reader.header.exporter, reader.header.created, opened.files)
         result.digest = digest
         seen_before = home.store.db.execute(
-            "SELECT 1 FROM bundles_seen WHERE sha256 = ?", (digest,)
+            f"SELECT 1 FROM bundles_seen WHERE sha256 IN ({', '.join('?' * len(names))})",
+            names,
         ).fetchone()
         acceptor = home.acceptor()
         listed = Listed()

@@ -114,7 +114,7 @@ def latest(home: Home, owner: bytes, scope: bytes) -> tuple[bytes, Inventory] | 
 
 
 def of_bundle(home: Home, sha256: bytes) -> tuple[bytes, bytes, Inventory] | None:
-    """(owner, digest, inventory) carried by the bundle file with this SHA-256, if kept."""
+    """(owner, digest, inventory) carried by the bundle file with this name digest, if kept."""
     row = home.store.db.execute(
         "SELECT b.owner, b.digest, i.inventory FROM bundle_inventories b JOIN inventories i"
         " ON i.owner = b.owner AND i.digest = b.digest WHERE b.sha256 = ?",

@@ -234,7 +234,11 @@ class Opened:
     reader: BundleReader | HeldReader
     encrypted: bool
     files: list[Path]
-    digest: bytes | None = None  # SHA-256 of the file as stored (single files), same pass
+    # the file's name (single files, from the same pass): BLAKE3 of its bytes as stored
+    digest: bytes | None = None
+    # a version 1 container's file: the SHA-256 of its bytes, the name p2p gave it
+    # before version 2 (so that rows written then still recognise it)
+    legacy: bytes | None = None
 
 
 READ = 4 << 20  # large reads: fewer system calls for a big attachment
@@ -319,34 +323,59 @@ class DirectStream:
 
 
 class _HashingReader:
-    """The file's bytes as read, hashed on the way (its SHA-256 names it in
+    """The file's bytes as read, hashed on the way (its BLAKE3 names it in
     bundles_seen): the proving pass gives it, so no pass of its own is needed.
-    The hashing runs on a helper thread (BackgroundHash): whoever reads (the
-    thread feeding age) only reads."""
+    The hashing runs on helper threads (BackgroundHash): whoever reads (the
+    thread feeding age) only reads.
+
+    Its SHA-256 too (the name p2p gave files before container version 2) until
+    `modern()` says the container inside is version 2: then only the first few
+    MiB (read ahead before the header was decrypted) were hashed for nothing."""
 
     def __init__(self, fh: BinaryIO) -> None:
         self._fh = fh
-        self.hash = BackgroundHash()
+        self.hash = BackgroundHash("blake3")
+        self._legacy: BackgroundHash | None = BackgroundHash("sha256")
+        self._modern = False
+
+    def modern(self) -> None:
+        """The container is version 2: no SHA-256 is needed (from any thread)."""
+        self._modern = True
+
+    def _update(self, data: bytes) -> None:
+        self.hash.update(data)
+        legacy = self._legacy
+        if legacy is not None:
+            if self._modern:  # dropped on the reading thread, the only one updating
+                self._legacy = None
+                legacy.close()
+            else:
+                legacy.update(data)
 
     def read(self, n: int = -1) -> bytes:
         data = self._fh.read(n)
-        self.hash.update(data)
+        self._update(data)
         return data
 
     def readinto(self, buf: memoryview) -> int:
         got = self._fh.readinto(buf)  # type: ignore[attr-defined]
         if got:
-            self.hash.update(bytes(memoryview(buf)[:got]))
+            self._update(bytes(memoryview(buf)[:got]))
         return got
 
-    def finish(self) -> bytes:
-        """The digest of the whole file (whatever the reader left unread is hashed too)."""
+    def finish(self) -> tuple[bytes, bytes | None]:
+        """(BLAKE3, SHA-256 or None) of the whole file (whatever the reader left
+        unread is hashed too)."""
         while block := self._fh.read(READ):
-            self.hash.update(block)
-        return self.hash.done().digest()
+            self._update(block)
+        legacy = self._legacy
+        old = None if legacy is None or self._modern else bytes(legacy.done().digest())
+        return bytes(self.hash.done().digest()), old
 
     def close(self) -> None:
         self.hash.close()
+        if self._legacy is not None:
+            self._legacy.close()
         self._fh.close()
 
 
@@ -367,7 +396,7 @@ def open_bundle(
     bundle that passes has its records parsed: replayed from memory when they
     fit (`HOLD`), else read (and decrypted) again (docs/bundle-format.md, "What
     a reader must do"). `progress(bytes read)` during the first reading.
-    `hash_file=False`: the caller needs no SHA-256 of the file (`Opened.digest`
+    `hash_file=False`: the caller needs no name of the file (`Opened.digest`
     may then be None; an encrypted file's ciphertext is not hashed)."""
     keys = keys or Keys()
     first = paths[0]
@@ -415,18 +444,22 @@ def open_bundle(
         return stream
 
     try:
-        first_reading = BundleReader(container(), progress=progress)
+        direct_file = hash_file and not split and not encrypted
+        first_reading = BundleReader(container(), progress=progress, name=direct_file)
+        if hashing and first_reading.header.version != 1:
+            hashing[0].modern()
         stats = first_reading.prove(stage)
-        digest = None  # the file's SHA-256, from this same pass where it can be had:
+        digest = legacy = None  # the file's names, from this same pass where they can be had:
         if hashing:  # an encrypted file: its ciphertext was hashed as it was read
-            digest = hashing[0].finish()
-        elif not split and not encrypted:
-            digest = stats.file_sha256  # a plain file is the container, byte for byte
+            digest, legacy = hashing[0].finish()
+        elif direct_file:  # a plain file is the container, byte for byte
+            digest, legacy = stats.name, stats.legacy or None
         _close(closers)
         if stats.held is not None:
-            yield Opened(HeldReader(first_reading.header, stats), encrypted, files, digest)
+            reader: BundleReader | HeldReader = HeldReader(first_reading.header, stats)
         else:
-            yield Opened(BundleReader(container(), proven=stats), encrypted, files, digest)
+            reader = BundleReader(container(), proven=stats)
+        yield Opened(reader, encrypted, files, digest, legacy)
     finally:
         _close(closers)
 

@@ -23,9 +23,17 @@ import msgpack
 from p2p import exchange
 from p2p.blobs import exchange as blob_exchange
 from p2p.bundle import crypt, filecache, inventories, parts, stick
-from p2p.bundle.container import MAGIC
+from p2p.bundle.container import MAGIC, VERSION
 from p2p.bundle.export import Built, build, domains, scratch_dir, select
-from p2p.bundle.importer import ImportResult, contents, file_digest, import_bundle, keys_for, learn
+from p2p.bundle.importer import (
+    ImportResult,
+    contents,
+    file_digest,
+    import_bundle,
+    keys_for,
+    learn,
+    legacy_digest,
+)
 from p2p.bundle.source import Keys, part_set
 from p2p.bundle.verify import verify_bundle
 from p2p.community import Community
@@ -79,6 +87,7 @@ def scan(
     damaged: list[tuple[str, str]] | None = None,
     known: Callable[[list[Path]], bytes | None] | None = None,
     hash_names: Container[str] = (),
+    mine: Container[bytes] = (),
 ) -> list[Found]:
     """Bundles in `folder` (parts grouped into one), skipping temporary files.
     A `*.p2p` file that cannot be read, is not a bundle or whose part set is
@@ -103,6 +112,11 @@ def scan(
             digest = known(files) if known is not None else None
             if digest is None and (known is None or len(files) > 1 or path.name in hash_names):
                 digest = file_digest(files)
+                if path.name in hash_names and digest not in mine:
+                    # one of ours written before container version 2: its row has
+                    # the name p2p gave files then (SHA-256)
+                    old = legacy_digest(files)
+                    digest = old if old in mine else digest
             found.append(Found(files, digest))
         except (P2PError, OSError) as exc:
             seen.add(path)
@@ -161,10 +175,12 @@ def sync(
     max_size: int | None = None,
     attachments: bool = True,
     meter: Meter | None = None,
+    version: int = VERSION,
 ) -> SyncResult:
     """Each file on the stick is judged on its own: one that is damaged, cut
     short, hostile or not a bundle is set aside (named, with the reason) and
-    the rest is imported and written all the same."""
+    the rest is imported and written all the same. `version`: the container
+    format written (1 only for readers whose p2p predates version 2)."""
     say = say or (lambda _m: None)
     meter = meter or _no_meter
     if not folder.is_dir():
@@ -180,7 +196,7 @@ def sync(
 
     # a bundle file read before is named by the digest it had; another one is
     # imported directly, named by the digest its one reading computed
-    on_stick = scan(folder, result.damaged, lambda fs: filecache.known(home, fs), ours)
+    on_stick = scan(folder, result.damaged, lambda fs: filecache.known(home, fs), ours, mine)
     for found in on_stick:
         label = found.files[0].name
         if found.digest is not None:
@@ -283,6 +299,7 @@ def sync(
                         out_dir=folder,
                         readback=True,
                         progress=lambda n, total, docs: update(n, total=total, count=docs),
+                        version=version,
                     )
                     if built is None:
                         continue
@@ -334,7 +351,7 @@ def _write_one(
     for p in paths:
         os.utime(p, (stamp, stamp))
     # one file is the built bundle byte for byte (read back and verified above)
-    digest = built.sha256 if len(paths) == 1 and built.sha256 else file_digest(paths)
+    digest = built.name if len(paths) == 1 and built.name else file_digest(paths)
     blob_exchange.remember_carried(home, digest, built.extra["attachments"].carried)
     inventory = exchange.inventory(home, [c.id for c in built.domain.communities])
     with home.store.transaction() as db:

@@ -18,7 +18,8 @@ from automerge.core import ROOT, ObjType
 from p2p.accept import evaluate, from_record
 from p2p.blobs.check import BlobCheck, hash_only
 from p2p.bundle import inventories
-from p2p.bundle.importer import Listed, file_digest
+from p2p.bundle.container import MAGIC
+from p2p.bundle.importer import Listed, file_digest, legacy_digest
 from p2p.bundle.records import parse_community, parse_inventory
 from p2p.bundle.source import Keys, open_bundle
 from p2p.docref import CHAT, COMMUNITY, DM, FEED, PROFILE
@@ -183,6 +184,26 @@ def _check_doc(
         result.faults.append(f"{what}: change {h.hex()[:12]} {reason}")
 
 
+def kept_inventory(home: Home, paths: list[Path]) -> tuple[bytes, bytes, Inventory] | None:
+    """(owner, digest, inventory) of a bundle this home wrote or imported, by the
+    file's name; a file that may be a version 1 container is also looked up by
+    the name p2p gave files before version 2 (its SHA-256)."""
+    kept = inventories.of_bundle(home, file_digest(paths))
+    if kept is None and _maybe_v1(paths):
+        kept = inventories.of_bundle(home, legacy_digest(paths))
+    return kept
+
+
+def _maybe_v1(paths: list[Path]) -> bool:
+    """Whether the bundle may be a version 1 container (a plain single file says
+    so in its first bytes; an encrypted one or parts only once opened)."""
+    if len(paths) != 1:
+        return True
+    with paths[0].open("rb") as fh:
+        head = fh.read(len(MAGIC) + 2)
+    return not head.startswith(MAGIC) or head[len(MAGIC) :] == b"\x00\x01"
+
+
 def inventory_of(
     paths: list[Path], keys: Keys | None = None, home: Home | None = None
 ) -> Inventory:
@@ -195,7 +216,7 @@ def inventory_of(
     only the documents it lists are known: an export after it sends more, never less).
     """
     if home is not None:
-        kept = inventories.of_bundle(home, file_digest(paths))
+        kept = kept_inventory(home, paths)
         if kept is not None:
             return kept[2]
     listed = Listed()

@@ -13,10 +13,8 @@ from p2p import community as cm
 from p2p.blobs.attach import parse_size
 from p2p.blobs.exchange import Plan, known_have, known_wants
 from p2p.bundle import export as ex
-from p2p.bundle import inventories
-from p2p.bundle.importer import file_digest
 from p2p.bundle.source import bundle_paths
-from p2p.bundle.verify import inventory_of
+from p2p.bundle.verify import inventory_of, kept_inventory
 from p2p.cli import bundle_keys
 from p2p.cli.cmd_attach import plan_lines
 from p2p.cli.context import (
@@ -35,6 +33,14 @@ from p2p.cli.progress import meter
 from p2p.errors import P2PError
 from p2p.exchange import known_by, merge
 from p2p.peers import resolve_peer
+
+bundle_version_option = click.option(
+    "--bundle-version",
+    type=click.IntRange(1, 2),
+    default=2,
+    show_default=True,
+    help="Bundle format: 1 only for recipients whose p2p is older (it cannot read 2).",
+)
 
 
 @click.command("export")
@@ -71,6 +77,7 @@ from p2p.peers import resolve_peer
     help="Fit within SIZE (e.g. 700M): all text first, then attachments newest first.",
 )
 @click.option("--no-attachments", is_flag=True, help="Send only text, no attachment data.")
+@bundle_version_option
 @json_option
 @pass_ctx
 def export(
@@ -83,6 +90,7 @@ def export(
     use_passphrase: bool,
     max_size: str | None,
     no_attachments: bool,
+    bundle_version: int,
     as_json: bool,
 ) -> None:
     """Write COMMUNITIES (default: all) to a bundle file for a USB stick."""
@@ -101,7 +109,7 @@ def export(
     base = None
     if since:
         paths = bundle_paths(since)
-        kept = inventories.of_bundle(home, file_digest(paths))
+        kept = kept_inventory(home, paths)
         if kept is not None:
             earlier = kept[2]
             if kept[0] == home.public_key:
@@ -140,6 +148,7 @@ def export(
                     plan=blobs,
                     # written once, in the destination's folder, then renamed
                     out_dir=dest.parent if dest.parent.is_dir() else None,
+                    version=bundle_version,
                 )
             if built is None:
                 continue

@@ -11,6 +11,7 @@ from p2p.bundle import usb
 from p2p.bundle.stick import DEFAULT_MAX_FILE_SIZE
 from p2p.cli import safe
 from p2p.cli.cmd_attach import attachment_lines, plan_lines
+from p2p.cli.cmd_export import bundle_version_option
 from p2p.cli.cmd_import import describe, summary_line
 from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural, say
 from p2p.cli.progress import meter
@@ -44,6 +45,7 @@ def usb_group() -> None:
     help="Write at most SIZE per bundle: all text first, then attachments newest first.",
 )
 @click.option("--no-attachments", is_flag=True, help="Write only text, no attachment data.")
+@bundle_version_option
 @json_option
 @pass_ctx
 def sync(
@@ -53,6 +55,7 @@ def sync(
     max_file_size: str,
     max_size: str | None,
     no_attachments: bool,
+    bundle_version: int,
     as_json: bool,
 ) -> None:
     """Import new bundles from FOLDER, then write what the others there lack."""
@@ -64,6 +67,7 @@ def sync(
         max_size=parse_size(max_size) if max_size else None,
         attachments=not no_attachments,
         meter=meter,
+        version=bundle_version,
     )
     if as_json:
         emit_json(
