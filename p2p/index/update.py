@@ -143,8 +143,10 @@ def _bulk_posts(db: Any, ref: DocRef, doc: Document, obj: bytes, keys: list[str]
     in a few set-wise statements instead of a handful per post; same rows as `_put_post`."""
     c, owner = ref.community, ref.owner
     prefix = owner[:4].hex()
-    rows, bad = [], []
+    rows: list[tuple] = []
+    bad = []
     names, values = doc.keys(obj), doc.values(obj)
+    got: dict[str, tuple[Any, bytes | None]]
     if len(names) != len(values):
         every = to_py(doc, obj)
         got = {k: (every[k], None) for k in every}
@@ -154,7 +156,7 @@ def _bulk_posts(db: Any, ref: DocRef, doc: Document, obj: bytes, keys: list[str]
         if key not in got:
             continue
         kind, oid = got[key]
-        row = _plain_post(doc, oid) if kind == ObjType.Map else None
+        row = _plain_post(doc, oid) if oid is not None and kind == ObjType.Map else None
         if row is not None:
             rows.append((c, owner, key, prefix + key, row[1], row[2], row[0], None, 0, None))
             continue
@@ -346,10 +348,10 @@ def _plain_post(doc: Document, obj: bytes) -> tuple[str, int, str | None] | None
         if not isinstance(got, tuple) or type(got[1]) is not str:
             return None
         parent = got[1]
-    text, ts = values[-2][0], values[-1][0]
-    if not isinstance(text, tuple) or not isinstance(ts, tuple):
+    got_text, got_ts = values[-2][0], values[-1][0]
+    if not isinstance(got_text, tuple) or not isinstance(got_ts, tuple):
         return None
-    text, ts = text[1], ts[1]
+    text, ts = got_text[1], got_ts[1]
     if type(text) is not str or type(ts) is not int or not 0 <= ts <= entries.MAX_TS:
         return None
     return text, ts, parent
