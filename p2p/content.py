@@ -76,7 +76,8 @@ def find_post(home: Home, community: Community, wanted: str) -> dict:
     exact = [r for r in rows if r[2] == wanted]
     if len({r[2] for r in rows}) > 1 and not exact:
         raise UnknownPost(f"{wanted!r} matches several posts: give more of the id")
-    chosen = max(exact or rows, key=lambda r: r[0])  # of two posts with one id, the later author's
+    # of two posts with one id, the later author's (authors compare as keys)
+    chosen = max(exact or rows, key=lambda r: view.member[r[0]])
     post = view.post(chosen)
     post["attachments"] = describe_all(home, post["attachments"]) if post["attachments"] else []
     view.react({post["id"]: post}, view.reactions([post["id"]]))

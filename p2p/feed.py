@@ -35,10 +35,13 @@ def _collect(home: Home, community: Community) -> list[dict]:
     view = View(home.docs, community.id)
     posts: dict[str, dict] = {}
     for row in view.db.execute(
-        f"SELECT {_COLUMNS} FROM ix_posts WHERE community = ? ORDER BY author, local",
-        (community.id,),
+        f"SELECT {_COLUMNS} FROM ix_posts INDEXED BY ix_posts_key WHERE community = ? ORDER BY id",
+        (view.cnum,),
     ):
-        posts[row[2]] = view.post(row)  # a later author's post of the same id wins, as ever
+        # of two posts with one id, the later author's wins, as ever (hex compares as bytes)
+        seen = posts.get(row[2])
+        if seen is None or view.member[row[0]].hex() > seen["author"]:
+            posts[row[2]] = view.post(row)
     _describe(home, posts.values())
     view.react(
         posts,
@@ -160,7 +163,7 @@ def _trees(home: Home, view: View, roots: list[tuple]) -> list[list[dict]]:
         for r in view.db.execute(
             f"SELECT {_COLUMNS} FROM ix_posts INDEXED BY ix_posts_by_parent"
             f" WHERE community = ? AND orphan = 0 AND parent IN ({marks})",
-            (view.cid, *batch),
+            (view.cnum, *batch),
         ).fetchall():
             top = root_of[r[4]]
             root_of[r[2]] = top
@@ -198,7 +201,7 @@ def _roots(view: View, newest_first: bool) -> Any:
     return view.db.execute(
         f"SELECT {_COLUMNS} FROM ix_posts INDEXED BY ix_posts_roots"
         f" WHERE community = ? AND orphan = 1 ORDER BY ts {order}, id {order}",
-        (view.cid,),
+        (view.cnum,),
     )
 
 
@@ -225,14 +228,14 @@ def latest(home: Home, community: Community, last: int) -> tuple[list[dict], int
 
 def _count_threads(view: View) -> int:
     """Threads shown in all: top posts not removed, plus removed ones with a shown reply."""
-    banned = sorted(view.banned)
+    banned = sorted(view.banned_nums)
     bmarks = ",".join("?" * len(banned))
     hidden = "id IN (SELECT key FROM ix_moderation WHERE community = ? AND what = 'hidden')"
     removed = f"(author IN ({bmarks}) OR {hidden})" if banned else hidden
     kept = view.db.execute(
         f"SELECT count(*) FROM ix_posts INDEXED BY ix_posts_roots"
         f" WHERE community = ? AND orphan = 1 AND NOT {removed}",
-        (view.cid, *banned, view.cid),
+        (view.cnum, *banned, view.cid),
     ).fetchone()[0]
     # removed top posts that keep a place: only those with replies can (one set-wise query),
     # and only their replies are looked at
@@ -241,7 +244,7 @@ def _count_threads(view: View) -> int:
         f" WHERE r.community = ? AND r.orphan = 1 AND {removed.replace('id IN', 'r.id IN')}"
         " AND EXISTS (SELECT 1 FROM ix_posts c INDEXED BY ix_posts_by_parent"
         " WHERE c.community = r.community AND c.parent = r.id AND c.orphan = 0)",
-        (view.cid, *banned, view.cid),
+        (view.cnum, *banned, view.cid),
     ).fetchall()
     for (pid,) in gone:
         if _has_reply(view, pid):
@@ -257,9 +260,9 @@ def _has_reply(view: View, pid: str) -> bool:
         for author, child in view.db.execute(
             "SELECT author, id FROM ix_posts INDEXED BY ix_posts_by_parent"
             " WHERE community = ? AND orphan = 0 AND parent = ?",
-            (view.cid, cur),
+            (view.cnum, cur),
         ):
-            if author not in view.banned and child not in view.hidden:
+            if author not in view.banned_nums and child not in view.hidden:
                 return True
             frontier.append(child)
     return False

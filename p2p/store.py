@@ -16,6 +16,11 @@ from pathlib import Path
 from p2p.errors import NoHome, StoreCorrupt
 
 SCHEMA_VERSION = 1
+# The layout of the derived ix_* tables. A store written with another layout has them
+# dropped and made anew when it opens; views then index every document again (they are
+# derived from the documents: nothing is lost). 2: ix_posts holds numbers (ix_keys) for
+# community and author, no `local`, one unique (community, id, author) index.
+INDEX_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB);
@@ -169,24 +174,26 @@ CREATE TABLE IF NOT EXISTS ix_flags (
     flag TEXT NOT NULL,
     PRIMARY KEY (community, flag)
 );
+-- community ids and member keys as small numbers: ix_posts holds these, not 32-byte keys
+CREATE TABLE IF NOT EXISTS ix_keys (k INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS ix_posts (
     n INTEGER PRIMARY KEY,
-    community BLOB NOT NULL,
-    author BLOB NOT NULL,
-    local TEXT NOT NULL,
-    id TEXT NOT NULL,
+    community INTEGER NOT NULL,  -- ix_keys.k
+    author INTEGER NOT NULL,  -- ix_keys.k
+    id TEXT NOT NULL,  -- the author's key prefix (8 hex digits) + the post's key in the feed
     ts INTEGER NOT NULL,
     parent TEXT,
     text TEXT NOT NULL,
     edited INTEGER,
     deleted INTEGER NOT NULL,
     orphan INTEGER NOT NULL,
-    attachments BLOB,
-    UNIQUE (community, author, local)
+    attachments BLOB
 );
-CREATE INDEX IF NOT EXISTS ix_posts_by_id ON ix_posts (community, id);
-CREATE INDEX IF NOT EXISTS ix_posts_by_parent ON ix_posts (community, parent);
-CREATE INDEX IF NOT EXISTS ix_posts_roots ON ix_posts (community, orphan, ts, id, author);
+CREATE UNIQUE INDEX IF NOT EXISTS ix_posts_key ON ix_posts (community, id, author);
+CREATE INDEX IF NOT EXISTS ix_posts_by_parent ON ix_posts (community, parent)
+    WHERE parent IS NOT NULL;
+CREATE INDEX IF NOT EXISTS ix_posts_roots ON ix_posts (community, ts, id, author)
+    WHERE orphan = 1;
 -- only the posts naming attachments: what an export's blob records read (O(attachments))
 CREATE INDEX IF NOT EXISTS ix_posts_attached ON ix_posts (community)
     WHERE attachments IS NOT NULL;
@@ -364,6 +371,29 @@ def _private_files(path: Path) -> None:
             os.chmod(p, FILE_MODE)
 
 
+def _drop_old_indexes(db: sqlite3.Connection) -> None:
+    """Drop every ix_* table (with its indexes and triggers) of a store whose index layout
+    is not INDEX_VERSION: SCHEMA then makes them anew, and views re-index on first use."""
+    tables = dict(
+        db.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'table'"
+            " AND substr(name, 1, 3) = 'ix_'"
+        ).fetchall()
+    )
+    if not tables:
+        return  # a new store
+    row = db.execute("SELECT value FROM meta WHERE key = 'index'").fetchone()
+    if row is not None and row[0] == INDEX_VERSION:
+        return
+    for name, sql in tables.items():  # full-text tables first: they drop their own parts
+        if sql.upper().startswith("CREATE VIRTUAL"):
+            db.execute(f"DROP TABLE IF EXISTS {name}")
+    for (name,) in db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND substr(name, 1, 3) = 'ix_'"
+    ).fetchall():
+        db.execute(f"DROP TABLE IF EXISTS {name}")
+
+
 class Connection(sqlite3.Connection):
     """A connection that knows whether a `Store.transaction` is open, and what must run
     just before it commits (work deferred to the end of the transaction)."""
@@ -405,11 +435,16 @@ class Store:
             self.db.execute("PRAGMA busy_timeout=60000")  # another process may be importing
             self._depth = 0
             with self.transaction():
+                _drop_old_indexes(self.db)
                 for statement in statements(SCHEMA):
                     self.db.execute(statement)
                 self.db.execute(
                     "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)",
                     (SCHEMA_VERSION,),
+                )
+                self.db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('index', ?)",
+                    (INDEX_VERSION,),
                 )
         except sqlite3.DatabaseError as exc:
             if is_corrupt(exc):

@@ -60,7 +60,8 @@ def test_bulk_insert_indexes_posts_and_flags_an_id_collision(tmp_path: Path) -> 
         update.observe(db, DocRef(c, FEED, two), _feed(two, {"k2": "d"}), [])
         assert update.flags(db, c) == {"collision"}
         rows = db.execute(
-            "SELECT author, local, text, orphan FROM ix_posts ORDER BY text"
+            "SELECT k.key, substr(p.id, 9), text, orphan FROM ix_posts p"
+            " JOIN ix_keys k ON k.k = p.author ORDER BY text"
         ).fetchall()
         assert rows == [
             (one, "k1", "a", 1),
@@ -105,7 +106,10 @@ def test_replies_indexed_before_their_parents_are_linked_when_the_parents_come(
             _replies(replier, {"r1": pre + "k1", "r2": pre + "nope", "r3": "aa" + "k1"}),
             [],
         )
-        orphans = "SELECT local, orphan FROM ix_posts WHERE author = ? ORDER BY local"
+        orphans = (
+            "SELECT substr(p.id, 9), orphan FROM ix_posts p JOIN ix_keys k ON k.k = p.author"
+            " WHERE k.key = ? ORDER BY p.id"
+        )
         assert db.execute(orphans, (replier,)).fetchall() == [("r1", 1), ("r2", 1), ("r3", 1)]
         update.observe(db, DocRef(c, FEED, author), _feed(author, {"k1": "root"}), [])
         assert db.execute(orphans, (replier,)).fetchall() == [("r1", 0), ("r2", 1), ("r3", 1)]

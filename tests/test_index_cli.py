@@ -5,6 +5,7 @@ writer's own documents, and post-id prefixes."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -208,3 +209,53 @@ def test_direct_messages_from_the_index_skip_hostile_boxes(pair) -> None:
     assert [m["text"] for m in shown] == ["a real message"]
     assert cli(alice.path, "dm", "show", c.hex).returncode == 0
     assert [m["text"] for m in dm.messages(bob, bc)] == ["a real message"]
+
+
+# ix_posts as index layout 1 wrote it (store.INDEX_VERSION 1): 32-byte keys and `local`
+V1_POSTS = """
+CREATE TABLE ix_posts (
+    n INTEGER PRIMARY KEY, community BLOB NOT NULL, author BLOB NOT NULL, local TEXT NOT NULL,
+    id TEXT NOT NULL, ts INTEGER NOT NULL, parent TEXT, text TEXT NOT NULL, edited INTEGER,
+    deleted INTEGER NOT NULL, orphan INTEGER NOT NULL, attachments BLOB,
+    UNIQUE (community, author, local));
+CREATE INDEX ix_posts_by_id ON ix_posts (community, id);
+CREATE INDEX ix_posts_by_parent ON ix_posts (community, parent);
+CREATE INDEX ix_posts_roots ON ix_posts (community, orphan, ts, id, author);
+CREATE VIRTUAL TABLE ix_posts_fts USING fts5 (text, content = 'ix_posts', content_rowid = 'n');
+"""
+
+
+def test_a_store_with_the_old_index_layout_is_reindexed_with_the_same_views(pair) -> None:
+    alice, bob, c, bc = pair
+    first = content.post(alice, c, "the river is high")
+    share(alice, bob)
+    content.post(bob, bc, "a river reply", reply_to=first["id"])
+    hidden = content.post(bob, bc, "hidden river")
+    share(bob, alice)
+    cm.hide(alice, c, hidden["id"])
+    views = [("feed", c.hex, "--json", "--last", "0"), ("search", c.hex, "river", "--json")]
+    before = [js(cli(alice.path, *v)) for v in views]
+    assert len(before[0]) == 1 and len(before[1]) == 2
+    path = alice.store.path
+    alice.close()
+    # rewrite the index tables as layout 1 left them, rows included
+    db = sqlite3.connect(path, isolation_level=None)
+    names = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE name LIKE 'ix_posts%'")]
+    assert "ix_keys" not in names
+    db.execute("DROP TABLE ix_posts_fts")
+    db.execute("DROP TABLE ix_posts")
+    db.executescript(V1_POSTS)
+    db.execute(
+        "INSERT INTO ix_posts (community, author, local, id, ts, text, deleted, orphan)"
+        " VALUES (?, ?, 'zz', 'stale', 1, 'left from layout 1', 0, 1)",
+        (c.id, bob.public_key),
+    )
+    db.execute("DELETE FROM meta WHERE key = 'index'")
+    db.close()
+    assert [js(cli(alice.path, *v)) for v in views] == before
+    reopened = Home(alice.path)
+    db = reopened.store.db
+    assert db.execute("SELECT value FROM meta WHERE key = 'index'").fetchone() == (2,)
+    columns = {r[1] for r in db.execute("PRAGMA table_info(ix_posts)")}
+    assert "local" not in columns and db.execute("SELECT count(*) FROM ix_posts").fetchone() == (3,)
+    reopened.close()

@@ -103,15 +103,17 @@ def deferring(at: int) -> Iterator[None]:
 
 def _state(db: sqlite3.Connection) -> tuple:
     rows = db.execute(
-        "SELECT community, author, local, id, ts, parent, text, edited, deleted, orphan,"
-        " attachments FROM ix_posts ORDER BY community, author, local"
+        "SELECT kc.key, ka.key, substr(p.id, 9), p.id, ts, parent, text, edited, deleted,"
+        " orphan, attachments FROM ix_posts p JOIN ix_keys kc ON kc.k = p.community"
+        " JOIN ix_keys ka ON ka.k = p.author ORDER BY 1, 2, 3"
     ).fetchall()
     bad = db.execute("SELECT doc, top, key FROM ix_bad ORDER BY 1, 2, 3").fetchall()
     flags = update.flags(db, C)
     found = {
         w: sorted(
             db.execute(
-                "SELECT author, local FROM ix_posts WHERE n IN"
+                "SELECT ka.key, substr(p.id, 9) FROM ix_posts p JOIN ix_keys ka"
+                " ON ka.k = p.author WHERE n IN"
                 " (SELECT rowid FROM ix_posts_fts WHERE ix_posts_fts MATCH ?)",
                 (f'"{w}"',),
             ).fetchall()

@@ -241,7 +241,7 @@ def index_rows(home: Home) -> dict[str, list]:
     db = home.store.db
     out = {}
     for table, order in [
-        ("ix_posts", "community, author, local"),
+        ("ix_posts", "1, 2, 3"),
         ("ix_reactions", "1, 2, 3, 4"),
         ("ix_chat", "community, author, local"),
         ("ix_profiles", "1, 2"),
@@ -257,7 +257,14 @@ def index_rows(home: Home) -> dict[str, list]:
                 else "community, author, local, id, room, text, ts"
             )
         )
-        out[table] = db.execute(f"SELECT {cols} FROM {table} ORDER BY {order}").fetchall()
+        source = table
+        if table == "ix_posts":  # community and author are numbers (ix_keys): compare keys
+            cols = cols.replace("community, author, local", "kc.key, ka.key, substr(p.id, 9)")
+            source = (
+                "ix_posts p JOIN ix_keys kc ON kc.k = p.community"
+                " JOIN ix_keys ka ON ka.k = p.author"
+            )
+        out[table] = db.execute(f"SELECT {cols} FROM {source} ORDER BY {order}").fetchall()
     return out
 
 

@@ -88,8 +88,10 @@ def refs(home: Home, communities: Iterable[bytes] | None = None) -> Iterator[Ref
     for community in sorted(set(communities)):
         refresh(home.docs, community)
         rows = db.execute(
-            "SELECT author, id, ts, attachments FROM ix_posts"
-            " WHERE community = ? AND attachments IS NOT NULL AND deleted = 0"
+            "SELECT k.key, x.id, x.ts, x.attachments FROM ix_posts x"
+            " JOIN ix_keys k ON k.k = x.author"  # ix_posts holds numbers for keys
+            " WHERE x.community = (SELECT k FROM ix_keys WHERE key = ?)"
+            " AND x.attachments IS NOT NULL AND x.deleted = 0"
             " UNION ALL SELECT author, id, ts, attachments FROM ix_chat"
             " WHERE community = ? AND attachments IS NOT NULL",
             (community, community),

@@ -26,24 +26,33 @@ def search(docs: Documents, community: bytes, words: str, limit: int = 20) -> li
     """The best matches among posts and chat, most relevant first."""
     match = query(words)
     view = View(docs, community)
-    banned = sorted(view.banned)
-    not_banned = f" AND x.author NOT IN ({','.join('?' * len(banned))})" if banned else ""
     not_hidden = (
         " AND x.id NOT IN (SELECT key FROM ix_moderation WHERE community = ? AND what = 'hidden')"
     )
     found = []
-    for kind, table, extra in (
-        ("post", "ix_posts", " AND x.deleted = 0"),
-        ("chat", "ix_chat", ""),
+    # ix_posts names community and authors by number (View.member), ix_chat by key
+    for kind, table, extra, cid, banned, key in (
+        (
+            "post",
+            "ix_posts",
+            " AND x.deleted = 0",
+            view.cnum,
+            view.banned_nums,
+            view.member.__getitem__,
+        ),
+        ("chat", "ix_chat", "", community, view.banned, lambda a: a),
     ):
+        out = sorted(banned)
+        not_banned = f" AND x.author NOT IN ({','.join('?' * len(out))})" if out else ""
         rows = view.db.execute(
             f"SELECT x.author, x.id, x.ts, x.text, {table}_fts.rank FROM {table}_fts"
             f" JOIN {table} x ON x.n = {table}_fts.rowid"
             f" WHERE {table}_fts MATCH ? AND x.community = ?{extra}{not_banned}{not_hidden}"
             f" ORDER BY {table}_fts.rank LIMIT ?",
-            (match, community, *banned, community, limit),
+            (match, cid, *out, community, limit),
         )
-        for author, pid, ts, text, rank in rows:
+        for num, pid, ts, text, rank in rows:
+            author = key(num)
             found.append(
                 {
                     "kind": kind,

@@ -33,7 +33,7 @@ MAX_ENDS = 200_000  # chain ends remembered while checking many rows for cycles
 # the transaction: one sort instead of a random B-tree insert per row and index.
 DEFER_EXISTING = 50_000
 DEFER_MIN = 1_000  # ... when one feed brings at least this many posts
-DEFERRED_INDEXES = ("ix_posts_by_id", "ix_posts_by_parent", "ix_posts_roots")
+DEFERRED_INDEXES = ("ix_posts_by_parent", "ix_posts_roots")
 DEFERRED_TRIGGER = "ix_posts_ai"
 # SQLite sorts an index build in memory up to the page cache's size, then in temporary
 # files: a bounded cache keeps a big import's peak memory where it was
@@ -142,6 +142,7 @@ def _bulk_posts(db: Any, ref: DocRef, doc: Document, obj: bytes, keys: list[str]
     """A feed the index holds nothing of yet (first use, rebuild, a new author): its posts
     in a few set-wise statements instead of a handful per post; same rows as `_put_post`."""
     c, owner = ref.community, ref.owner
+    cn, an = key_num(db, c), key_num(db, owner)
     prefix = owner[:4].hex()
     rows: list[tuple] = []
     bad = []
@@ -158,7 +159,7 @@ def _bulk_posts(db: Any, ref: DocRef, doc: Document, obj: bytes, keys: list[str]
         kind, oid = got[key]
         row = _plain_post(doc, oid) if oid is not None and kind == ObjType.Map else None
         if row is not None:
-            rows.append((c, owner, key, prefix + key, row[1], row[2], row[0], None, 0, None))
+            rows.append((cn, an, prefix + key, row[1], row[2], row[0], None, 0, None))
             continue
         value: Any = kind if oid is None else _value_of(doc, kind, oid)
         post = entries.post(value)
@@ -167,32 +168,33 @@ def _bulk_posts(db: Any, ref: DocRef, doc: Document, obj: bytes, keys: list[str]
             continue
         text, ts, parent, edited, deleted = post
         att = entries.attachments(value)
-        rows.append((c, owner, key, prefix + key, ts, parent, text, edited, int(deleted), att))
+        rows.append((cn, an, prefix + key, ts, parent, text, edited, int(deleted), att))
     db.executemany("INSERT OR IGNORE INTO ix_bad (doc, top, key) VALUES (?, ?, ?)", bad)
     if _deferring(db, len(rows)):  # no trigger now: straight in; linked etc. in `settle`
         db.executemany(
-            f"INSERT INTO ix_posts ({POST_COLUMNS}, orphan)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+            f"INSERT INTO ix_posts ({POST_COLUMNS}, orphan) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
             rows,
         )
         return
     _insert_posts(db, rows)
+    # every id of this author starts with its key prefix: its rows are one range of ids
+    low, high = _prefix_range(owner)
+    mine = "community = ? AND id >= ? AND id < ? AND author = ?"
     # which of these have their parent here, and which posts (anyone's) were waiting for them
     db.execute(
-        "UPDATE ix_posts SET orphan = 0 WHERE community = ? AND author = ? AND parent IS NOT NULL"
-        " AND EXISTS (SELECT 1 FROM ix_posts p INDEXED BY ix_posts_by_id"
+        f"UPDATE ix_posts INDEXED BY ix_posts_key SET orphan = 0 WHERE {mine}"
+        " AND parent IS NOT NULL AND EXISTS (SELECT 1 FROM ix_posts p INDEXED BY ix_posts_key"
         " WHERE p.community = ix_posts.community AND p.id = ix_posts.parent)",
-        (c, owner),
+        (cn, low, high, an),
     )
-    # every id of this author starts with its key prefix: only replies to ids in that
-    # range can have been waiting (one range of the parent index, not a probe per post)
-    low, high = _prefix_range(owner)
+    # only replies to ids in that range can have been waiting (one range of the parent
+    # index, not a probe per post)
     db.execute(
         "UPDATE ix_posts INDEXED BY ix_posts_by_parent SET orphan = 0"
         " WHERE community = ? AND parent >= ? AND parent < ? AND orphan = 1 AND EXISTS"
-        " (SELECT 1 FROM ix_posts p INDEXED BY ix_posts_by_id"
+        " (SELECT 1 FROM ix_posts p INDEXED BY ix_posts_key"
         " WHERE p.community = ix_posts.community AND p.id = ix_posts.parent)",
-        (c, low, high),
+        (cn, low, high),
     )
     # two posts can share an id only if their authors share the key prefix
     sharing = db.execute(
@@ -200,33 +202,54 @@ def _bulk_posts(db: Any, ref: DocRef, doc: Document, obj: bytes, keys: list[str]
         " AND substr(owner, 1, 4) = ? LIMIT 1",
         (c, FEED, owner, owner[:4]),
     ).fetchone()
-    twin = (
-        sharing
-        and db.execute(
-            "SELECT 1 FROM ix_posts WHERE community = ? AND author = ? AND EXISTS"
-            " (SELECT 1 FROM ix_posts p INDEXED BY ix_posts_by_id"
-            " WHERE p.community = ix_posts.community AND p.id = ix_posts.id AND p.n != ix_posts.n)"
-            " LIMIT 1",
-            (c, owner),
-        ).fetchone()
-    )
-    if twin:
+    if sharing and _twin(db, cn, an, owner):
         _flag(db, c, "collision")
     linked = db.execute(
-        "SELECT id, parent FROM ix_posts WHERE community = ? AND author = ? AND orphan = 0",
-        (c, owner),
+        f"SELECT id, parent FROM ix_posts INDEXED BY ix_posts_key WHERE {mine} AND orphan = 0",
+        (cn, low, high, an),
     ).fetchall()
-    _check_cycles(db, c, linked)
+    _check_cycles(db, c, cn, linked)
 
 
-def _check_cycles(db: Any, c: bytes, linked: list[tuple[str, str]]) -> None:
+def _twin(db: Any, cn: int, an: int, owner: bytes) -> bool:
+    """Whether a post of this author shares its id with another post."""
+    low, high = _prefix_range(owner)
+    return (
+        db.execute(
+            "SELECT 1 FROM ix_posts INDEXED BY ix_posts_key"
+            " WHERE community = ? AND id >= ? AND id < ? AND author = ? AND EXISTS"
+            " (SELECT 1 FROM ix_posts p INDEXED BY ix_posts_key"
+            " WHERE p.community = ix_posts.community AND p.id = ix_posts.id AND p.n != ix_posts.n)"
+            " LIMIT 1",
+            (cn, low, high, an),
+        ).fetchone()
+        is not None
+    )
+
+
+def _check_cycles(db: Any, c: bytes, cn: int, linked: list[tuple[str, str]]) -> None:
     """Flag the community if any of these (id, parent) rows starts a cycle (or too long a
     chain); chains already followed to their end are not followed again."""
     ends: dict[str, int] = {}
     for pid, parent in linked:
-        if _cycles(db, c, pid, parent, ends):
+        if _cycles(db, cn, pid, parent, ends):
             _flag(db, c, "cycle")
             return
+
+
+def key_num(db: Any, key: bytes) -> int:
+    """The small number standing for a community id or a member key in ix_posts (a row
+    holds two numbers, not two 32-byte keys, and so does every index entry)."""
+    row = db.execute("SELECT k FROM ix_keys WHERE key = ?", (key,)).fetchone()
+    if row is not None:
+        return row[0]
+    return db.execute("INSERT INTO ix_keys (key) VALUES (?)", (key,)).lastrowid
+
+
+def known_num(db: Any, key: bytes) -> int | None:
+    """`key_num` for readers: None when the key was never indexed (it has no posts)."""
+    row = db.execute("SELECT k FROM ix_keys WHERE key = ?", (key,)).fetchone()
+    return None if row is None else row[0]
 
 
 def _deferring(db: Any, new_rows: int) -> bool:
@@ -280,7 +303,7 @@ def settle(db: Any) -> None:
     )
     # new rows whose parent is here (anyone's), and older rows that were waiting for them
     exists = (
-        "EXISTS (SELECT 1 FROM ix_posts p INDEXED BY ix_posts_by_id"
+        "EXISTS (SELECT 1 FROM ix_posts p INDEXED BY ix_posts_key"
         " WHERE p.community = ix_posts.community AND p.id = ix_posts.parent{})"
     )
     db.execute(
@@ -301,24 +324,20 @@ def settle(db: Any) -> None:
         (FEED,),
     ).fetchall()
     for c, owner in sharing:
-        twin = db.execute(
-            "SELECT 1 FROM ix_posts WHERE community = ? AND author = ? AND EXISTS"
-            " (SELECT 1 FROM ix_posts p INDEXED BY ix_posts_by_id"
-            " WHERE p.community = ix_posts.community AND p.id = ix_posts.id AND p.n != ix_posts.n)"
-            " LIMIT 1",
-            (c, owner),
-        ).fetchone()
-        if twin:
+        cn, an = known_num(db, c), known_num(db, owner)
+        if cn is not None and an is not None and _twin(db, cn, an, owner):
             _flag(db, c, "collision")
-    communities = [
-        c for (c,) in db.execute("SELECT DISTINCT community FROM ix_posts WHERE n > ?", (base,))
-    ]
-    for c in communities:
+    communities = db.execute(
+        "SELECT k, key FROM ix_keys WHERE k IN (SELECT DISTINCT community FROM ix_posts"
+        " WHERE n > ?)",
+        (base,),
+    ).fetchall()
+    for cn, c in communities:
         linked = db.execute(
             "SELECT id, parent FROM ix_posts WHERE n > ? AND community = ? AND orphan = 0",
-            (base, c),
+            (base, cn),
         ).fetchall()
-        _check_cycles(db, c, linked)
+        _check_cycles(db, c, cn, linked)
     db.execute("DELETE FROM ix_deferred")
 
 
@@ -376,7 +395,7 @@ def _read(doc: Document, kind: ObjType, obj: bytes) -> Any:
     }
 
 
-POST_COLUMNS = "community, author, local, id, ts, parent, text, edited, deleted, attachments"
+POST_COLUMNS = "community, author, id, ts, parent, text, edited, deleted, attachments"
 CHAT_COLUMNS = "community, author, local, id, room, text, ts, attachments"
 
 
@@ -435,7 +454,7 @@ def _mark(db: Any, ref: DocRef, top: str, key: str, bad: bool) -> None:
 def _indexed_keys(db: Any, ref: DocRef, top: str) -> list[str]:
     c, o = ref.community, ref.owner
     if top == "posts":
-        sql = "SELECT local FROM ix_posts WHERE community = ? AND author = ?"
+        return _post_keys(db, c, o)
     elif top == "reactions":
         sql = "SELECT DISTINCT target FROM ix_reactions WHERE community = ? AND reactor = ?"
     elif top == "messages":
@@ -505,61 +524,81 @@ def _put_post(
     attached: bytes | None,
 ) -> None:
     pid = owner[:4].hex() + local
+    cn, an = key_num(db, c), key_num(db, owner)
     # a post naming itself as parent is linked (to itself: a cycle), as in `_bulk_posts`
-    orphan = parent is None or (parent != pid and not _exists(db, c, parent))
+    orphan = parent is None or (parent != pid and not _exists(db, cn, parent))
     old = db.execute(
         "SELECT text, ts, parent, edited, deleted, attachments FROM ix_posts"
-        " WHERE community = ? AND author = ? AND local = ?",
-        (c, owner, local),
+        " WHERE community = ? AND id = ? AND author = ?",
+        (cn, pid, an),
     ).fetchone()
     if old == (text, ts, parent, edited, int(deleted), attached):
         return
     db.execute(
-        "INSERT INTO ix_posts (community, author, local, id, ts, parent, text, edited, deleted,"
-        " orphan, attachments) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (community, author, local) DO UPDATE SET ts = excluded.ts,"
+        "INSERT INTO ix_posts (community, author, id, ts, parent, text, edited, deleted,"
+        " orphan, attachments) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (community, id, author) DO UPDATE SET ts = excluded.ts,"
         " parent = excluded.parent, text = excluded.text, edited = excluded.edited,"
         " deleted = excluded.deleted, orphan = excluded.orphan,"
         " attachments = excluded.attachments",
-        (c, owner, local, pid, ts, parent, text, edited, int(deleted), int(orphan), attached),
+        (cn, an, pid, ts, parent, text, edited, int(deleted), int(orphan), attached),
     )
     if old is None:
         db.execute(
             "UPDATE ix_posts INDEXED BY ix_posts_by_parent SET orphan = 0"
             " WHERE community = ? AND parent = ? AND orphan = 1",
-            (c, pid),
+            (cn, pid),
         )
         twins = db.execute(
-            "SELECT count(*) FROM ix_posts WHERE community = ? AND id = ?", (c, pid)
+            "SELECT count(*) FROM ix_posts WHERE community = ? AND id = ?", (cn, pid)
         ).fetchone()[0]
         if twins > 1:
             _flag(db, c, "collision")
-    if not orphan and (old is None or old[2] != parent) and _cycles(db, c, pid, parent):
+    if not orphan and (old is None or old[2] != parent) and _cycles(db, cn, pid, parent):
         _flag(db, c, "cycle")
 
 
 def _drop_post(db: Any, c: bytes, owner: bytes, local: str) -> None:
     pid = owner[:4].hex() + local
+    cn, an = known_num(db, c), known_num(db, owner)
+    if cn is None or an is None:
+        return
     gone = db.execute(
-        "DELETE FROM ix_posts WHERE community = ? AND author = ? AND local = ?", (c, owner, local)
+        "DELETE FROM ix_posts WHERE community = ? AND id = ? AND author = ?", (cn, pid, an)
     ).rowcount
-    if gone and not _exists(db, c, pid):
+    if gone and not _exists(db, cn, pid):
         db.execute(
             "UPDATE ix_posts INDEXED BY ix_posts_by_parent SET orphan = 1"
             " WHERE community = ? AND parent = ? AND orphan = 0",
-            (c, pid),
+            (cn, pid),
         )
 
 
-def _exists(db: Any, c: bytes, pid: str) -> bool:
+def _exists(db: Any, cn: int, pid: str) -> bool:
     return (
-        db.execute("SELECT 1 FROM ix_posts WHERE community = ? AND id = ?", (c, pid)).fetchone()
+        db.execute("SELECT 1 FROM ix_posts WHERE community = ? AND id = ?", (cn, pid)).fetchone()
         is not None
     )
 
 
+def _post_keys(db: Any, c: bytes, owner: bytes) -> list[str]:
+    """The feed keys of one author's indexed posts (their ids without the key prefix)."""
+    cn, an = known_num(db, c), known_num(db, owner)
+    if cn is None or an is None:
+        return []
+    low, high = _prefix_range(owner)
+    return [
+        r[0]
+        for r in db.execute(
+            "SELECT substr(id, 9) FROM ix_posts INDEXED BY ix_posts_key"
+            " WHERE community = ? AND id >= ? AND id < ? AND author = ?",
+            (cn, low, high, an),
+        )
+    ]
+
+
 def _cycles(
-    db: Any, c: bytes, start: str, parent: str | None, ends: dict[str, int] | None = None
+    db: Any, cn: int, start: str, parent: str | None, ends: dict[str, int] | None = None
 ) -> bool:
     """Whether following parents from `start` comes back to it (or goes on too long).
 
@@ -576,7 +615,7 @@ def _cycles(
             break
         path.append(cur)
         row = db.execute(
-            "SELECT parent FROM ix_posts WHERE community = ? AND id = ?", (c, cur)
+            "SELECT parent FROM ix_posts WHERE community = ? AND id = ?", (cn, cur)
         ).fetchone()
         cur = row[0] if row else None
         steps += 1
@@ -636,9 +675,7 @@ def clear_doc(db: Any, ref: DocRef) -> None:
     c, o = ref.community, ref.owner
     if ref.kind == FEED:
         settle(db)
-        for (local,) in db.execute(
-            "SELECT local FROM ix_posts WHERE community = ? AND author = ?", (c, o)
-        ).fetchall():
+        for local in _post_keys(db, c, o):
             _drop_post(db, c, o, local)
         db.execute("DELETE FROM ix_reactions WHERE community = ? AND reactor = ?", (c, o))
     elif ref.kind == CHAT:
@@ -659,7 +696,8 @@ TABLES = ("ix_posts", "ix_reactions", "ix_chat", "ix_dm", "ix_profiles", "ix_mod
 def forget_community(db: Any, community: bytes) -> None:
     """Drop every index row of a community (when leaving it, or to rebuild)."""
     settle(db)
-    for table in (*TABLES, "ix_flags", "ix_docs"):
+    db.execute("DELETE FROM ix_posts WHERE community = ?", (known_num(db, community),))
+    for table in (*TABLES[1:], "ix_flags", "ix_docs"):
         db.execute(f"DELETE FROM {table} WHERE community = ?", (community,))
     db.execute("DELETE FROM ix_bad WHERE doc NOT IN (SELECT doc FROM ix_docs)")
     # FTS5 (SQLite < 3.42) keeps deleted words in its segments until they are rewritten:

@@ -7,9 +7,10 @@ from typing import Any
 from p2p.documents import Documents
 from p2p.identity import fingerprint
 from p2p.index.entries import unpack_attachments
-from p2p.index.update import refresh
+from p2p.index.update import known_num, refresh
 
-COLUMNS = "author, local, id, ts, parent, text, edited, deleted, attachments"
+# ix_posts columns as `View.post` reads them (`author` is a number: see `View.member`)
+COLUMNS = "author, NULL, id, ts, parent, text, edited, deleted, attachments"
 
 
 class View:
@@ -19,6 +20,8 @@ class View:
         refresh(docs, community)
         self.db = docs.store.db
         self.cid = community
+        self.cnum = known_num(self.db, community)  # ix_posts' number for it (None: no posts)
+        self.member: dict[int, bytes] = dict(self.db.execute("SELECT k, key FROM ix_keys"))
         self.banned: set[bytes] = set()
         self.hidden: set[str] = set()
         for what, key in self.db.execute(
@@ -35,9 +38,12 @@ class View:
             )
         )
         self._fingerprints: dict[bytes, str] = {}
+        # banned members as ix_posts numbers (a member never indexed has no posts)
+        self.banned_nums = {k for k, key in self.member.items() if key in self.banned}
 
     def post(self, row: tuple) -> dict:
-        author, _local, pid, ts, parent, text, edited, deleted, attached = row
+        num, _local, pid, ts, parent, text, edited, deleted, attached = row
+        author = self.member[num]
         fp = self._fingerprints.get(author)
         if fp is None:
             fp = self._fingerprints[author] = fingerprint(author)
@@ -75,11 +81,13 @@ class View:
 
 def prefix_rows(view: View, table: str, prefix: str, distinct: int) -> list[tuple]:
     """Rows whose id starts with `prefix`, stopping once `distinct` different ids are seen
-    (an indexed range scan: ids compare as UTF-8 bytes, as Python compares code points)."""
-    columns = COLUMNS if table == "ix_posts" else "author, local, id, room, text, ts, attachments"
+    (an indexed range scan: ids compare as UTF-8 bytes, as Python compares code points).
+    A post row's author is its number (`View.member`)."""
+    posts = table == "ix_posts"
+    columns = COLUMNS if posts else "author, local, id, room, text, ts, attachments"
     upper = prefix[:-1] + chr(ord(prefix[-1]) + 1) if ord(prefix[-1]) < 0x10FFFF else None
     sql = f"SELECT {columns} FROM {table} WHERE community = ? AND id >= ?"
-    args: list[object] = [view.cid, prefix]
+    args: list[object] = [view.cnum if posts else view.cid, prefix]
     if upper is not None:
         sql += " AND id < ?"
         args.append(upper)
