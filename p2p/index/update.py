@@ -38,6 +38,8 @@ DEFERRED_TRIGGER = "ix_posts_ai"
 # SQLite sorts an index build in memory up to the page cache's size, then in temporary
 # files: a bounded cache keeps a big import's peak memory where it was
 SETTLE_CACHE = -16_384  # KiB
+SETTLE_FTS_HASH = 16 * 1024 * 1024  # bytes of pending full-text terms while settling
+FTS_HASH = 1024 * 1024  # FTS5's default, kept for everyday writes
 
 # per kind: top-level objects whose entries are indexed one by one
 TOPS = {FEED: ("posts", "reactions"), CHAT: ("messages",), DM: ("boxes",)}
@@ -298,9 +300,14 @@ def settle(db: Any) -> None:
             db.execute(statement)
     finally:
         db.execute(f"PRAGMA cache_size = {int(cache)}")
+    # FTS5 gathers terms in memory up to 'hashsize' bytes per flush (1 MiB by default):
+    # 16 MiB for this one big insert makes fewer, larger segments (a third less time)
+    fts_hash = "INSERT INTO ix_posts_fts (ix_posts_fts, rank) VALUES ('hashsize', ?)"
+    db.execute(fts_hash, (SETTLE_FTS_HASH,))
     db.execute(
         "INSERT INTO ix_posts_fts (rowid, text) SELECT n, text FROM ix_posts WHERE n > ?", (base,)
     )
+    db.execute(fts_hash, (FTS_HASH,))
     # new rows whose parent is here (anyone's), and older rows that were waiting for them
     exists = (
         "EXISTS (SELECT 1 FROM ix_posts p INDEXED BY ix_posts_key"
