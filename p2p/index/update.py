@@ -123,7 +123,7 @@ def _entries(db: Any, ref: DocRef, doc: Document, top: str, keys: set[str]) -> N
         bad_top = obj is None and doc.get(ROOT, top) is not None
         _mark(db, ref, top, "*", bad_top)
         if top == "posts" and not indexed and obj is not None:
-            _bulk_posts(db, ref, doc, obj, sorted(keys))
+            _bulk_posts(db, ref, doc, obj)
             return
         if top == "messages" and not indexed and obj is not None:
             _bulk_messages(db, ref, doc, obj, sorted(keys))
@@ -140,14 +140,13 @@ def _entries(db: Any, ref: DocRef, doc: Document, top: str, keys: set[str]) -> N
         _mark(db, ref, top, key, not ok)
 
 
-def _bulk_posts(db: Any, ref: DocRef, doc: Document, obj: bytes, keys: list[str]) -> None:
-    """A feed the index holds nothing of yet (first use, rebuild, a new author): its posts
-    in a few set-wise statements instead of a handful per post; same rows as `_put_post`."""
-    c, owner = ref.community, ref.owner
-    cn, an = key_num(db, c), key_num(db, owner)
-    prefix = owner[:4].hex()
+def post_rows(doc: Document, obj: bytes) -> tuple[list[tuple], list[str]]:
+    """Every post of a feed's `posts` map, in key order, as (key, ts, parent, text, edited,
+    deleted, attachments) -- the rows `_put_post` would write -- and the keys of the
+    entries `entries.post` refuses. Reads a plain post with two binding calls and no
+    dict: a first import reads a million of them."""
     rows: list[tuple] = []
-    bad = []
+    bad: list[str] = []
     names, values = doc.keys(obj), doc.values(obj)
     got: dict[str, tuple[Any, bytes | None]]
     if len(names) != len(values):
@@ -155,22 +154,31 @@ def _bulk_posts(db: Any, ref: DocRef, doc: Document, obj: bytes, keys: list[str]
         got = {k: (every[k], None) for k in every}
     else:
         got = dict(zip(names, values, strict=True))
-    for key in keys:
-        if key not in got:
-            continue
+    for key in sorted(got):
         kind, oid = got[key]
         row = _plain_post(doc, oid) if oid is not None and kind == ObjType.Map else None
         if row is not None:
-            rows.append((cn, an, prefix + key, row[1], row[2], row[0], None, 0, None))
+            rows.append((key, row[1], row[2], row[0], None, 0, None))
             continue
         value: Any = kind if oid is None else _value_of(doc, kind, oid)
         post = entries.post(value)
         if post is None:
-            bad.append((ref.id, "posts", key))
+            bad.append(key)
             continue
         text, ts, parent, edited, deleted = post
-        att = entries.attachments(value)
-        rows.append((cn, an, prefix + key, ts, parent, text, edited, int(deleted), att))
+        rows.append((key, ts, parent, text, edited, int(deleted), entries.attachments(value)))
+    return rows, bad
+
+
+def _bulk_posts(db: Any, ref: DocRef, doc: Document, obj: bytes) -> None:
+    """A feed the index holds nothing of yet (first use, rebuild, a new author): its posts
+    in a few set-wise statements instead of a handful per post; same rows as `_put_post`."""
+    c, owner = ref.community, ref.owner
+    cn, an = key_num(db, c), key_num(db, owner)
+    prefix = owner[:4].hex()
+    got, bad_keys = post_rows(doc, obj)
+    rows = [(cn, an, prefix + r[0], *r[1:]) for r in got]
+    bad = [(ref.id, "posts", key) for key in bad_keys]
     db.executemany("INSERT OR IGNORE INTO ix_bad (doc, top, key) VALUES (?, ?, ?)", bad)
     if _deferring(db, len(rows)):  # no trigger now: straight in; linked etc. in `settle`
         db.executemany(
