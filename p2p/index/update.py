@@ -23,7 +23,7 @@ from automerge.core import ROOT, Document, ObjType
 
 from p2p.docref import CHAT, COMMUNITY, DM, FEED, PROFILE, DocRef
 from p2p.documents import Documents, get_obj, pack_heads, to_py
-from p2p.index import entries, patches
+from p2p.index import entries, patches, prefetch
 
 MAX_CHAIN = 10_000  # reply-chain steps followed when looking for a cycle
 
@@ -129,7 +129,9 @@ def _bulk_posts(db: Any, ref: DocRef, doc: Document, obj: bytes, keys: list[str]
     in a few set-wise statements instead of a handful per post; same rows as `_put_post`."""
     c, owner = ref.community, ref.owner
     rows, bad = [], []
-    every = _read(doc, ObjType.Map, obj)
+    every = prefetch.take(ref.id, doc.get_heads())
+    if every is None:
+        every = _read(doc, ObjType.Map, obj)
     for key in keys:
         if key not in every:
             continue
@@ -239,7 +241,9 @@ def _bulk_messages(db: Any, ref: DocRef, doc: Document, obj: bytes, keys: list[s
     """A chat the index holds nothing of yet: its messages read whole and inserted in one
     statement; the same rows and marks as `_apply` + `_mark` per message."""
     c, owner = ref.community, ref.owner
-    every = _read(doc, ObjType.Map, obj)
+    every = prefetch.take(ref.id, doc.get_heads())
+    if every is None:
+        every = _read(doc, ObjType.Map, obj)
     rows, bad, good = [], [], []
     for key in keys:
         if key not in every:
