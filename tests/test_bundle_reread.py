@@ -6,9 +6,12 @@ of the same exporter and size, imports nothing."""
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from p2p import community as cm
 from p2p import content, feed, invites
@@ -103,3 +106,26 @@ def test_a_file_swapped_between_the_two_readings_imports_nothing(
         assert "first" in texts and "second, also signed by Alice" not in texts
     alice.close()
     bob.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 5 * 1024 * 1024), min_size=1, max_size=12))
+def test_direct_stream_reads_give_exactly_what_was_asked(tmp_path_factory, sizes) -> None:
+    """DirectStream (a bundle file read past the page cache, in blocks on a helper
+    thread) returns exactly n bytes for read(n), fewer only at the end of the
+    file, whatever n is against its blocks (a whole block is handed as it is)."""
+    from p2p.bundle.source import DirectStream
+
+    path = tmp_path_factory.mktemp("ds") / "f"
+    data = os.urandom(3 * DirectStream.BLOCK + 12345)
+    path.write_bytes(data)
+    stream = DirectStream(path)
+    try:
+        at = 0
+        for n in sizes + [DirectStream.BLOCK] * 4:
+            got = stream.read(n)
+            assert got == data[at : at + n]
+            at += len(got)
+        assert stream.read(1) == b"" and at == len(data)
+    finally:
+        stream.close()

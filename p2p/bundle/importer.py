@@ -9,9 +9,10 @@ whatever records it carried before the fault.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from p2p.errors import NotABundle
 from p2p.exchange import Inventory
 from p2p.home import Home
 from p2p.identity import fingerprint
+from p2p.index.prefetch import Prefetch, prefetching
 from p2p.news import News, Tracker
 
 BATCH_DOCS = 32  # documents handed to the acceptance path at once
@@ -209,6 +211,38 @@ def _page_cache(home: Home) -> Iterator[None]:
         db.execute(f"PRAGMA cache_size = {int(before)}")
 
 
+PREFETCH_DOC = 256 * 1024  # saved bytes of a new document worth reading on the other core
+
+
+class _Helper:
+    """Starts `p2p.index.prefetch` at the first new document big enough to be worth
+    it, on a machine with a second core; small imports never start a process."""
+
+    def __init__(self, home: Home) -> None:
+        self.home = home
+        self.stack = ExitStack()
+        self.prefetch: Prefetch | None = None
+        self.useful = (os.cpu_count() or 1) > 1
+
+    def offer(self, inc: Incoming) -> None:
+        if not self.useful or inc.line is None or inc.saved is None:
+            return
+        if len(inc.saved) < PREFETCH_DOC or self.home.docs.heads(inc.ref.id):
+            return
+        if self.prefetch is None:
+            self.prefetch = self.stack.enter_context(prefetching())
+            if self.prefetch is None:
+                self.useful = False  # another import in this process already has one
+                return
+        self.prefetch.submit(inc.ref.id, inc.ref.kind, inc.saved)
+
+    def __enter__(self) -> _Helper:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stack.close()
+
+
 def _size(inc: Incoming) -> int:
     return len(inc.saved) if inc.saved is not None else sum(len(c.data) for c in inc.changes)
 
@@ -276,7 +310,8 @@ def _import(
             batch.clear()
             batch_bytes = 0
 
-        with _page_cache(home), home.store.transaction() as db:
+        helper = _Helper(home)
+        with helper, _page_cache(home), home.store.transaction() as db:
             n = 0
             for record in reader.records():
                 n += 1
@@ -298,6 +333,7 @@ def _import(
                     elif kind == "doc":
                         inc = from_record(record)
                         if inc.ref.community in joined:
+                            helper.offer(inc)
                             batch.append(inc)
                             batch_bytes += _size(inc)
                             carried.add(inc)

@@ -134,8 +134,8 @@ class _AgeReader:
     def _feed(self, src: BinaryIO) -> None:
         sink = self._proc.stdin
         assert sink is not None
-        try:
-            while block := src.read(READ):
+        try:  # a block as read (DirectStream.BLOCK): no piece is joined or copied
+            while block := src.read(DirectStream.BLOCK):
                 view = memoryview(block)
                 while view:
                     view = view[sink.write(view) or 0 :]
@@ -295,6 +295,11 @@ class DirectStream:
         if self._at + n <= len(self._block):  # the common case: one slice
             self._at += n
             return self._block[self._at - n : self._at]
+        if self._at == len(self._block):  # at a block's end: start the next one
+            self._block, self._at = next(self._blocks, b""), 0
+            if n <= len(self._block):  # within it: a slice, or the block itself
+                self._at = n
+                return self._block if n == len(self._block) else self._block[:n]
         pieces = [self._block[self._at :]]
         got = len(pieces[0])
         while got < n:

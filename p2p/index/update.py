@@ -23,7 +23,7 @@ from automerge.core import ROOT, Document, ObjType
 
 from p2p.docref import CHAT, COMMUNITY, DM, FEED, PROFILE, DocRef
 from p2p.documents import Documents, get_obj, pack_heads, to_py
-from p2p.index import entries, patches
+from p2p.index import entries, patches, prefetch
 
 MAX_CHAIN = 10_000  # reply-chain steps followed when looking for a cycle
 MAX_ENDS = 200_000  # chain ends remembered while checking many rows for cycles
@@ -160,14 +160,26 @@ def post_rows(doc: Document, obj: bytes) -> tuple[list[tuple], list[str]]:
         if row is not None:
             rows.append((key, row[1], row[2], row[0], None, 0, None))
             continue
-        value: Any = kind if oid is None else _value_of(doc, kind, oid)
-        post = entries.post(value)
-        if post is None:
-            bad.append(key)
-            continue
-        text, ts, parent, edited, deleted = post
-        rows.append((key, ts, parent, text, edited, int(deleted), entries.attachments(value)))
+        _add_row(rows, bad, key, kind if oid is None else _value_of(doc, kind, oid))
     return rows, bad
+
+
+def rows_of(every: dict[str, Any]) -> tuple[list[tuple], list[str]]:
+    """`post_rows` of a `posts` map already read as plain values (`_read`)."""
+    rows: list[tuple] = []
+    bad: list[str] = []
+    for key in sorted(every):
+        _add_row(rows, bad, key, every[key])
+    return rows, bad
+
+
+def _add_row(rows: list[tuple], bad: list[str], key: str, value: Any) -> None:
+    post = entries.post(value)
+    if post is None:
+        bad.append(key)
+        return
+    text, ts, parent, edited, deleted = post
+    rows.append((key, ts, parent, text, edited, int(deleted), entries.attachments(value)))
 
 
 def _bulk_posts(db: Any, ref: DocRef, doc: Document, obj: bytes) -> None:
@@ -176,7 +188,8 @@ def _bulk_posts(db: Any, ref: DocRef, doc: Document, obj: bytes) -> None:
     c, owner = ref.community, ref.owner
     cn, an = key_num(db, c), key_num(db, owner)
     prefix = owner[:4].hex()
-    got, bad_keys = post_rows(doc, obj)
+    every = prefetch.take(ref.id, doc.get_heads())  # read by the import's helper process
+    got, bad_keys = post_rows(doc, obj) if every is None else rows_of(every)
     rows = [(cn, an, prefix + r[0], *r[1:]) for r in got]
     bad = [(ref.id, "posts", key) for key in bad_keys]
     db.executemany("INSERT OR IGNORE INTO ix_bad (doc, top, key) VALUES (?, ?, ?)", bad)
@@ -440,7 +453,9 @@ def _bulk_messages(db: Any, ref: DocRef, doc: Document, obj: bytes, keys: list[s
     """A chat the index holds nothing of yet: its messages read whole and inserted in one
     statement; the same rows and marks as `_apply` + `_mark` per message."""
     c, owner = ref.community, ref.owner
-    every = _read(doc, ObjType.Map, obj)
+    every = prefetch.take(ref.id, doc.get_heads())
+    if every is None:
+        every = _read(doc, ObjType.Map, obj)
     rows, bad, good = [], [], []
     for key in keys:
         if key not in every:

@@ -1,0 +1,210 @@
+"""Reading new documents' entries on the second core while the first one imports.
+
+Indexing a feed the store has never held means reading every post out of
+Automerge, two binding calls per post (a 1M-post import: about 14 s), and the
+binding holds the GIL. A big import therefore starts one helper process that
+loads each new author-owned document from the same saved bytes and reads its
+entries (`update._read`, the same function the importer would call), while
+the importer itself prices, loads, judges and stores. The index asks for a
+document's entries when it gets to it (`take`):
+- read already: taken, if the helper loaded the very same heads;
+- being read: waited for;
+- not started yet: the importer reads it itself, and the helper is told to
+  skip it, so both cores stay busy whichever one is ahead.
+
+The helper only ever reads bytes the importer already priced and loaded;
+what it sends back is used only when its heads match the document the
+importer committed. If it fails or dies, every document is read in process
+as before: slower, never different.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from p2p.docref import CHAT, FEED
+
+if TYPE_CHECKING:  # the process machinery loads only when an import starts a helper
+    from multiprocessing.connection import Connection
+
+READ = {FEED: "posts", CHAT: "messages"}  # the top-level map read whole per kind
+STOP_WAIT = 5.0  # seconds the helper is given to exit before it is killed
+
+
+def _serve(conn: Connection, out: Connection) -> None:
+    """The helper process: read each document sent, unless told to skip it."""
+    from automerge.core import ROOT, Document, ObjType
+
+    from p2p.documents import get_obj
+    from p2p.index.update import _read
+
+    todo: deque[tuple[bytes, str, bytes]] = deque()
+    skip: set[bytes] = set()
+    while True:
+        while not todo or conn.poll(0):
+            msg = conn.recv()
+            if msg[0] == "stop":
+                return
+            if msg[0] == "doc":
+                todo.append(msg[1:])
+            elif msg[0] == "skip":
+                skip.add(msg[1])
+        doc_id, kind, data = todo.popleft()
+        if doc_id in skip:
+            skip.discard(doc_id)
+            continue
+        out.send(("start", doc_id))
+        try:
+            doc = Document.load(data)
+            obj = get_obj(doc, ROOT, READ[kind])
+            values = _read(doc, ObjType.Map, obj) if obj is not None else None
+            out.send(("done", doc_id, doc.get_heads(), values))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException:  # noqa: BLE001 - the importer reads this one itself
+            out.send(("done", doc_id, None, None))
+
+
+class Prefetch:
+    """The importer's side of the helper process."""
+
+    def __init__(self) -> None:
+        import subprocess
+        from multiprocessing.connection import Connection
+
+        # a fresh interpreter running this module (never a fork of a process holding
+        # SQLite, and never the importing program's own __main__ run again)
+        to_child, from_parent = os.pipe()
+        from_child, to_parent = os.pipe()
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "p2p.index.prefetch"],
+                stdin=to_child,
+                stdout=to_parent,
+                stderr=subprocess.DEVNULL,
+            )
+        except BaseException:
+            for fd in (from_parent, from_child):
+                os.close(fd)
+            raise
+        finally:
+            os.close(to_child)
+            os.close(to_parent)
+        self._out = Connection(from_parent, readable=False)
+        self._conn = Connection(from_child, writable=False)
+        # the importer never blocks writing to the pipe (the helper may itself be blocked
+        # writing results the importer has not read yet): a thread sends for it
+        self._outbox: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
+        self._sender = threading.Thread(target=self._send_all, name="p2p-prefetch-send")
+        self._sender.daemon = True
+        self._sender.start()
+        self._sent: set[bytes] = set()
+        self._started: set[bytes] = set()
+        self._done: dict[bytes, tuple[list[bytes] | None, Any]] = {}
+        self._broken = False
+
+    def _send_all(self) -> None:
+        while (msg := self._outbox.get()) is not None:
+            try:
+                self._out.send(msg)
+            except (OSError, ValueError):
+                self._broken = True
+                return
+
+    def submit(self, doc_id: bytes, kind: str, data: bytes) -> None:
+        """Have the helper read this new document's entries (in the order submitted)."""
+        if self._broken or kind not in READ or doc_id in self._sent:
+            return
+        self._outbox.put(("doc", doc_id, kind, data))
+        self._sent.add(doc_id)
+
+    def take(self, doc_id: bytes, heads: list[bytes]) -> Any:
+        """The document's entries read by the helper at `heads`, or None: then the
+        caller reads them itself (and the helper will not)."""
+        if self._broken or doc_id not in self._sent:
+            return None
+        try:
+            self._drain(block=False)
+            if doc_id not in self._done and doc_id not in self._started:
+                self._outbox.put(("skip", doc_id))
+                self._sent.discard(doc_id)
+                return None
+            while doc_id not in self._done:
+                self._drain(block=True)
+        except (EOFError, OSError, ValueError):
+            self._broken = True
+            return None
+        self._sent.discard(doc_id)
+        self._started.discard(doc_id)
+        got_heads, values = self._done.pop(doc_id)
+        return values if got_heads == heads else None
+
+    def _drain(self, block: bool) -> None:
+        """Take in what the helper has sent; `block`: first wait for something (while
+        the helper lives)."""
+        if block:
+            while not self._conn.poll(1.0):
+                if self._proc.poll() is not None:
+                    raise EOFError("the prefetch helper died")
+        while self._conn.poll(0):
+            msg = self._conn.recv()
+            if msg[0] == "start":
+                self._started.add(msg[1])
+            elif msg[0] == "done":
+                self._started.discard(msg[1])
+                if msg[1] in self._sent:
+                    self._done[msg[1]] = (msg[2], msg[3])
+
+    def close(self) -> None:
+        self._outbox.put(("stop",))
+        self._outbox.put(None)
+        deadline = time.monotonic() + STOP_WAIT
+        while self._proc.poll() is None and time.monotonic() < deadline:
+            try:  # results the helper may still be blocked sending
+                while self._conn.poll(0.05):
+                    self._conn.recv()
+            except (EOFError, OSError):
+                break
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        self._sender.join(STOP_WAIT)
+        self._out.close()
+        self._conn.close()
+
+
+_active: Prefetch | None = None
+
+
+@contextmanager
+def prefetching(enabled: bool = True) -> Iterator[Prefetch | None]:
+    """A helper process for the duration of one big import (None when not enabled)."""
+    global _active
+    if not enabled or _active is not None:
+        yield None
+        return
+    _active = Prefetch()
+    try:
+        yield _active
+    finally:
+        helper, _active = _active, None
+        helper.close()
+
+
+def take(doc_id: bytes, heads: list[bytes]) -> Any:
+    """The prefetched entries of a document, if an import is prefetching them."""
+    return _active.take(doc_id, heads) if _active is not None else None
+
+
+if __name__ == "__main__":
+    from multiprocessing.connection import Connection
+
+    _serve(Connection(0, writable=False), Connection(1, readable=False))
