@@ -4,9 +4,9 @@ Indexing a feed the store has never held means reading every post out of
 Automerge, two binding calls per post (a 1M-post import: about 14 s), and the
 binding holds the GIL. A big import therefore starts one helper process that
 loads each new author-owned document from the same saved bytes and reads its
-entries (`update._read`, the same function the importer would call), while
-the importer itself prices, loads, judges and stores. The index asks for a
-document's entries when it gets to it (`take`):
+entries (`update.post_rows` for a feed, `update._read` for a chat: what the
+importer would call), while the importer itself prices, loads, judges and stores.
+The index asks for a document's entries when it gets to it (`take`):
 - read already: taken, if the helper loaded the very same heads;
 - being read: waited for;
 - not started yet: the importer reads it itself, and the helper is told to
@@ -44,7 +44,7 @@ def _serve(conn: Connection, out: Connection) -> None:
     from automerge.core import ROOT, Document, ObjType
 
     from p2p.documents import get_obj
-    from p2p.index.update import _read
+    from p2p.index.update import _read, post_rows
 
     todo: deque[tuple[bytes, str, bytes]] = deque()
     skip: set[bytes] = set()
@@ -65,7 +65,12 @@ def _serve(conn: Connection, out: Connection) -> None:
         try:
             doc = Document.load(data)
             obj = get_obj(doc, ROOT, READ[kind])
-            values = _read(doc, ObjType.Map, obj) if obj is not None else None
+            if obj is None:
+                values: Any = None
+            elif kind == FEED:  # ready rows and refused keys: less to read, send and judge
+                values = post_rows(doc, obj)
+            else:
+                values = _read(doc, ObjType.Map, obj)
             out.send(("done", doc_id, doc.get_heads(), values))
         except (KeyboardInterrupt, SystemExit):
             raise

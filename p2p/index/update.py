@@ -164,15 +164,6 @@ def post_rows(doc: Document, obj: bytes) -> tuple[list[tuple], list[str]]:
     return rows, bad
 
 
-def rows_of(every: dict[str, Any]) -> tuple[list[tuple], list[str]]:
-    """`post_rows` of a `posts` map already read as plain values (`_read`)."""
-    rows: list[tuple] = []
-    bad: list[str] = []
-    for key in sorted(every):
-        _add_row(rows, bad, key, every[key])
-    return rows, bad
-
-
 def _add_row(rows: list[tuple], bad: list[str], key: str, value: Any) -> None:
     post = entries.post(value)
     if post is None:
@@ -188,8 +179,8 @@ def _bulk_posts(db: Any, ref: DocRef, doc: Document, obj: bytes) -> None:
     c, owner = ref.community, ref.owner
     cn, an = key_num(db, c), key_num(db, owner)
     prefix = owner[:4].hex()
-    every = prefetch.take(ref.id, doc.get_heads())  # read by the import's helper process
-    got, bad_keys = post_rows(doc, obj) if every is None else rows_of(every)
+    read = prefetch.take(ref.id, doc.get_heads())  # `post_rows` by the import's helper
+    got, bad_keys = post_rows(doc, obj) if read is None else read
     rows = [(cn, an, prefix + r[0], *r[1:]) for r in got]
     bad = [(ref.id, "posts", key) for key in bad_keys]
     db.executemany("INSERT OR IGNORE INTO ix_bad (doc, top, key) VALUES (?, ?, ?)", bad)
