@@ -16,10 +16,13 @@ from automerge.core import ROOT, Document, ObjType, ScalarType
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from p2p import feed, index
 from p2p.docref import FEED, DocRef
 from p2p.home import Home
 from p2p.index import update
 from p2p.store import Store
+from tests.test_index_views import World, index_rows
+from tests.test_index_views import action as views_action
 
 C = b"\x07" * 32
 # two authors share their first four key bytes: their posts can share ids
@@ -239,3 +242,26 @@ def test_a_store_left_unsettled_settles_on_its_next_use(tmp_path: Path) -> None:
     _schema_whole(home.store.db)
     assert len(_state(home.store.db)[3]["stone"]) == 3
     home.close()
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(script=st.lists(views_action, min_size=4, max_size=20))
+def test_a_deferred_rebuild_shows_the_same_views(script: list) -> None:
+    """`p2p index rebuild` through the deferred path: every view as before."""
+    with tempfile.TemporaryDirectory() as tmp:
+        w = World(Path(tmp))
+        try:
+            for step in script:
+                w.play(*step)
+            want = feed.thread(w.home, w.c)
+            rows = index_rows(w.home)
+            with deferring(1):
+                index.rebuild(w.home.docs, w.c.id)
+            _schema_whole(w.home.store.db)
+            assert index_rows(w.home) == rows
+            assert feed.thread(w.home, w.c) == want
+            assert list(feed.stream(w.home, w.c)) == want
+            assert feed.latest(w.home, w.c, 2) == (want[-2:], max(0, len(want) - 2))
+        finally:
+            w.home.close()
+            w.reader.close()
