@@ -212,6 +212,20 @@ def from_record(record: dict) -> Incoming:
     raise ValueError("unknown document encoding")
 
 
+def vouched_line(inc: Incoming) -> Line | None:
+    """The owner's one line `inc` carries (`Incoming.line`), when its only signatures
+    are the owner's, on the line's last change, and verify: then every change of it
+    is vouched for and follows the rules (see `Acceptor._new_line`)."""
+    line, ref = inc.line, inc.ref
+    if line is None or ref.kind not in OWNED_KINDS or not inc.sigs:
+        return None
+    if any(h != line.head or who != ref.owner for h, who, _ in inc.sigs):
+        return None
+    if not all(signing.check(ref.id, sig) for sig in inc.sigs):
+        return None
+    return line
+
+
 def _role_at(doc: Document, heads: list[bytes], member: bytes) -> tuple[str | None, bool]:
     return moderation.role_at(doc, heads, member)
 
@@ -543,11 +557,13 @@ class Acceptor:
         hashes it rebuilt from them match the heads they name. Anything else (another
         signature, pending or held changes of it, a stored copy) returns None, and the
         full path decides."""
-        if len(items) != 1 or items[0].line is None or ref.kind not in OWNED_KINDS:
+        if len(items) != 1:
             return None
         inc, doc_id = items[0], ref.id
-        line = inc.line
-        assert line is not None and inc.loaded is not None and inc.saved is not None
+        line = vouched_line(inc)
+        if line is None:
+            return None
+        assert inc.loaded is not None and inc.saved is not None
         for table, column in (
             ("docs", "id"),
             ("pending", "doc"),
@@ -557,10 +573,6 @@ class Acceptor:
             sql = f"SELECT 1 FROM {table} WHERE {column} = ? LIMIT 1"
             if db.execute(sql, (doc_id,)).fetchone():
                 return None
-        if not inc.sigs or any(h != line.head or who != ref.owner for h, who, _ in inc.sigs):
-            return None
-        if not all(signing.check(doc_id, sig) for sig in inc.sigs):
-            return None
         self.docs.replace(db, ref, inc.loaded, inc.saved)
         self.docs.set_tip(db, ref, RawChange(line.head, ref.owner, line.changes, (), b""))
         if self.committed is not None:

@@ -211,3 +211,41 @@ def test_line_of_never_vouches_for_what_the_binding_disagrees_with(saved_line, e
 @given(st.binary(max_size=300))
 def test_line_of_takes_any_bytes(data: bytes) -> None:
     assert amformat.line_of(data, b"\x11" * 32) is None or data[:4] == amformat.MAGIC
+
+
+def _bundle(home: Home, c: cm.Community, out: Path) -> Path:
+    from p2p.bundle import export as ex
+
+    with ex.scratch_dir(home) as s:
+        built = ex.build(home, ex.domains([c])[0], Path(s))
+        assert built is not None
+        Path(built.path).replace(out)
+    return out
+
+
+def test_verify_counts_a_line_without_listing_it(pair, tmp_path: Path) -> None:
+    from p2p.bundle.verify import verify_bundle
+
+    alice, _bob, c = pair
+    ref = feed_ref(alice, c)
+    bundle = _bundle(alice, c, tmp_path / "v.p2p")
+    result = verify_bundle([bundle])
+    assert not result.faults
+    (doc,) = [d for d in result.docs if d.doc == ref.id]
+    assert (doc.changes, doc.posts, doc.unchecked) == (len(listed(alice.docs.data(ref.id))), 5, 0)
+
+
+def test_verify_reports_a_line_whose_head_signature_is_forged(pair, tmp_path: Path) -> None:
+    from p2p.bundle.verify import verify_bundle
+
+    alice, bob, c = pair
+    ref = feed_ref(alice, c)
+    bundle = _bundle(alice, c, tmp_path / "v.p2p")
+    whole = exchange.full_record(alice, ref)
+    h, who, sig = whole["sigs"][0]
+    forged = {**whole, "sigs": [[h, who, bytes([sig[0] ^ 1]) + sig[1:]]]}
+    bad = tmp_path / "forged.p2p"
+    ours = lambda r: r.get("doc") == ref.id  # noqa: E731
+    hostile.doctor_bundle(bundle, bad, bob.identity, [forged], drop=ours)
+    result = verify_bundle([bad])
+    assert any("signature does not verify" in f for f in result.faults)

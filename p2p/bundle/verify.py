@@ -15,7 +15,7 @@ from pathlib import Path
 
 from automerge.core import ROOT, ObjType
 
-from p2p.accept import evaluate, from_record
+from p2p.accept import Incoming, evaluate, from_record, vouched_line
 from p2p.blobs.check import BlobCheck, hash_only
 from p2p.bundle import inventories
 from p2p.bundle.container import MAGIC
@@ -152,6 +152,14 @@ def _check_doc(
         raise ValueError("document of a community the bundle does not describe")
     if ref.kind == COMMUNITY and ref.owner != community_owner:
         raise ValueError("community document not owned by the community's owner")
+    line = vouched_line(inc) if ref.id not in seen else None
+    if line is not None:  # the owner's one line, signed on its head: nothing to list
+        seen[ref.id] = ({line.head}, b"")  # a later record of it builds on the head
+        result.signatures_checked += len(inc.sigs)
+        n = line.changes
+        summary = DocSummary(ref.id, ref.community, ref.kind, ref.owner, n, len(inc.sigs))
+        _describe(result, inc, summary)
+        return
     known, earlier = seen.get(ref.id, (set(), b""))
     pool = {c.hash: c for c in inc.changes if c.hash not in known}
     verdict = evaluate(ref, pool, inc.sigs, known, earlier, community_owner)
@@ -162,6 +170,19 @@ def _check_doc(
     result.signatures_checked += len(inc.sigs)
     summary = DocSummary(ref.id, ref.community, ref.kind, ref.owner, len(pool), len(inc.sigs))
     summary.unchecked = len(verdict.waiting)
+    _describe(result, inc, summary)
+    what = f"{ref.kind} of {fingerprint(ref.owner)}"
+    for h in verdict.bad_sigs:
+        result.faults.append(f"{what}: a signature does not verify (change {h.hex()[:12]})")
+    for h, reason in verdict.rejected.items():
+        if h in verdict.bad_sigs:
+            continue  # already listed: its signature does not verify
+        result.faults.append(f"{what}: change {h.hex()[:12]} {reason}")
+
+
+def _describe(result: VerifyResult, inc: Incoming, summary: DocSummary) -> None:
+    """What a document record holds, for people (posts, messages, a name)."""
+    ref = inc.ref
     if inc.loaded is not None:
         if ref.kind == FEED:
             got = inc.loaded.get(ROOT, "posts")
@@ -175,13 +196,6 @@ def _check_doc(
     else:
         summary.posts = 0
     result.docs.append(summary)
-    what = f"{ref.kind} of {fingerprint(ref.owner)}"
-    for h in verdict.bad_sigs:
-        result.faults.append(f"{what}: a signature does not verify (change {h.hex()[:12]})")
-    for h, reason in verdict.rejected.items():
-        if h in verdict.bad_sigs:
-            continue  # already listed: its signature does not verify
-        result.faults.append(f"{what}: change {h.hex()[:12]} {reason}")
 
 
 def kept_inventory(home: Home, paths: list[Path]) -> tuple[bytes, bytes, Inventory] | None:
