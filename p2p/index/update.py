@@ -792,6 +792,10 @@ def refresh(docs: Documents, community: bytes, progress: Progress | None = None)
                     _set_heads(db, ref, row[0])
                 continue
             observe(db, ref, doc, [])
+            # read once here: caching every document of a big community would hold it all
+            # in memory at once (a 1M-post rebuild peaked at 515 MiB)
+            docs.forget(doc_id)
+            del doc
             n += 1
     memo[community] = _stamp(db)
     return n
