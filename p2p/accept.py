@@ -174,8 +174,9 @@ def _text(value: object) -> str:
     raise TypeError("expected a string")
 
 
-def from_record(record: dict) -> Incoming:
-    """Decode a `doc` record (see docs/bundle-format.md); ValueError if malformed."""
+def from_record(record: dict, *, priced: bool = False) -> Incoming:
+    """Decode a `doc` record (see docs/bundle-format.md); ValueError if malformed.
+    `priced`: its saved bytes already passed `binding.check_inflation`."""
     try:
         ref = DocRef(_bin(record["community"]), _text(record["kind"]), _bin(record["owner"]))
         claimed = _bin(record["doc"])
@@ -188,7 +189,7 @@ def from_record(record: dict) -> Incoming:
         if not data:
             raise ValueError("empty saved document")
         try:
-            loaded = binding.load(data)
+            loaded = binding.load(data, outside=not priced)
             line = amformat.line_of(data, ref.owner) if ref.kind in OWNED_KINDS else None
             if line is not None:
                 heads = binding.call("document heads could not be read", loaded.get_heads)

@@ -71,8 +71,8 @@ def test_prefetched_index_is_the_same(village, monkeypatch) -> None:
     real = prefetch.Prefetch.take
 
     def counting(self, doc_id, heads):  # noqa: ANN001, ANN202
-        while doc_id in self._sent and doc_id not in self._done:
-            self._drain(block=True)  # as when the helper is ahead, in a big import
+        if doc_id in self._sent:
+            self.wait(doc_id, 60)  # as when the helper is ahead, in a big import
         got = real(self, doc_id, heads)
         taken.append(got is not None)
         return got
@@ -102,8 +102,7 @@ def test_helper_reads_what_the_importer_reads(village) -> None:
             obj = get_obj(doc, ROOT, prefetch.READ[ref.kind])
             # a feed as ready rows, a chat as plain values
             expected = post_rows(doc, obj) if ref.kind == FEED else _read(doc, ObjType.Map, obj)
-            while ref.id not in helper._done:  # read already, as in a big import
-                helper._drain(block=True)
+            assert helper.wait(ref.id, 60)  # read already, as in a big import
             assert helper.take(ref.id, doc.get_heads()) == expected
         assert helper.take(b"\x00" * 16, []) is None  # never submitted
     finally:
@@ -117,8 +116,7 @@ def test_other_heads_are_never_taken(village) -> None:
     helper = prefetch.Prefetch()
     try:
         helper.submit(ref.id, FEED, alice.docs.data(ref.id) or b"")
-        while ref.id not in helper._done:
-            helper._drain(block=True)
+        assert helper.wait(ref.id, 60)
         assert helper.take(ref.id, [b"\x01" * 32]) is None
     finally:
         helper.close()

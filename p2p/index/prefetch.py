@@ -24,7 +24,6 @@ import os
 import queue
 import sys
 import threading
-import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -91,7 +90,7 @@ class Prefetch:
         from_child, to_parent = os.pipe()
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "p2p.index.prefetch"],
+                [sys.executable, "-c", "from p2p.index.prefetch import serve; serve()"],
                 stdin=to_child,
                 stdout=to_parent,
                 stderr=subprocess.DEVNULL,
@@ -105,83 +104,92 @@ class Prefetch:
             os.close(to_parent)
         self._out = Connection(from_parent, readable=False)
         self._conn = Connection(from_child, writable=False)
-        # the importer never blocks writing to the pipe (the helper may itself be blocked
-        # writing results the importer has not read yet): a thread sends for it
+        # the importer never blocks on the pipes: one thread sends its requests, one
+        # takes in the helper's results as they come (a helper blocked writing a result
+        # nobody reads would sit idle while the importer works)
         self._outbox: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
-        self._sender = threading.Thread(target=self._send_all, name="p2p-prefetch-send")
-        self._sender.daemon = True
-        self._sender.start()
-        self._sent: set[bytes] = set()
+        self._cv = threading.Condition()
+        self._sent: dict[bytes, None] = {}  # submitted and still wanted
         self._started: set[bytes] = set()
         self._done: dict[bytes, tuple[list[bytes] | None, Any]] = {}
-        self._broken = False
+        self._broken = False  # the helper failed or died: everything is read in process
+        self._threads = [
+            threading.Thread(target=self._send_all, name="p2p-prefetch-send", daemon=True),
+            threading.Thread(target=self._receive_all, name="p2p-prefetch-recv", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def _send_all(self) -> None:
         while (msg := self._outbox.get()) is not None:
             try:
                 self._out.send(msg)
             except (OSError, ValueError):
-                self._broken = True
+                self._fail()
                 return
+
+    def _receive_all(self) -> None:
+        while True:
+            try:
+                msg = self._conn.recv()
+            except (EOFError, OSError, ValueError):
+                self._fail()
+                return
+            with self._cv:
+                if msg[0] == "start":
+                    self._started.add(msg[1])
+                elif msg[0] == "done":
+                    self._started.discard(msg[1])
+                    if msg[1] in self._sent:
+                        self._done[msg[1]] = (msg[2], msg[3])
+                self._cv.notify_all()
+
+    def _fail(self) -> None:
+        with self._cv:
+            self._broken = True
+            self._cv.notify_all()
 
     def submit(self, doc_id: bytes, kind: str, data: bytes) -> None:
         """Have the helper read this new document's entries (in the order submitted)."""
-        if self._broken or kind not in READ or doc_id in self._sent:
-            return
+        with self._cv:
+            if self._broken or kind not in READ or doc_id in self._sent:
+                return
+            self._sent[doc_id] = None
         self._outbox.put(("doc", doc_id, kind, data))
-        self._sent.add(doc_id)
+
+    def wait(self, doc_id: bytes, timeout: float | None = None) -> bool:
+        """Until the helper has read `doc_id` (or failed); whether it has."""
+        with self._cv:
+            self._cv.wait_for(lambda: doc_id in self._done or self._broken, timeout)
+            return doc_id in self._done
 
     def take(self, doc_id: bytes, heads: list[bytes]) -> Any:
         """The document's entries read by the helper at `heads`, or None: then the
         caller reads them itself (and the helper will not)."""
-        if self._broken or doc_id not in self._sent:
-            return None
-        try:
-            self._drain(block=False)
-            if doc_id not in self._done and doc_id not in self._started:
-                self._outbox.put(("skip", doc_id))
-                self._sent.discard(doc_id)
+        with self._cv:
+            if self._broken or doc_id not in self._sent:
                 return None
-            while doc_id not in self._done:
-                self._drain(block=True)
-        except (EOFError, OSError, ValueError):
-            self._broken = True
+            if doc_id not in self._done and doc_id not in self._started:
+                self._sent.pop(doc_id)
+                self._outbox.put(("skip", doc_id))
+                return None
+            self._cv.wait_for(lambda: doc_id in self._done or self._broken)
+            self._sent.pop(doc_id)
+            got = self._done.pop(doc_id, None)
+        if got is None or got[0] != heads:
             return None
-        self._sent.discard(doc_id)
-        self._started.discard(doc_id)
-        got_heads, values = self._done.pop(doc_id)
-        return values if got_heads == heads else None
-
-    def _drain(self, block: bool) -> None:
-        """Take in what the helper has sent; `block`: first wait for something (while
-        the helper lives)."""
-        if block:
-            while not self._conn.poll(1.0):
-                if self._proc.poll() is not None:
-                    raise EOFError("the prefetch helper died")
-        while self._conn.poll(0):
-            msg = self._conn.recv()
-            if msg[0] == "start":
-                self._started.add(msg[1])
-            elif msg[0] == "done":
-                self._started.discard(msg[1])
-                if msg[1] in self._sent:
-                    self._done[msg[1]] = (msg[2], msg[3])
+        return got[1]
 
     def close(self) -> None:
         self._outbox.put(("stop",))
         self._outbox.put(None)
-        deadline = time.monotonic() + STOP_WAIT
-        while self._proc.poll() is None and time.monotonic() < deadline:
-            try:  # results the helper may still be blocked sending
-                while self._conn.poll(0.05):
-                    self._conn.recv()
-            except (EOFError, OSError):
-                break
-        if self._proc.poll() is None:
+        try:
+            self._proc.wait(STOP_WAIT)
+        except Exception:  # noqa: BLE001 - subprocess.TimeoutExpired: it is stuck
             self._proc.kill()
-        self._proc.wait()
-        self._sender.join(STOP_WAIT)
+            self._proc.wait()
+        for thread in self._threads:
+            thread.join(STOP_WAIT)
         self._out.close()
         self._conn.close()
 
@@ -209,7 +217,8 @@ def take(doc_id: bytes, heads: list[bytes]) -> Any:
     return _active.take(doc_id, heads) if _active is not None else None
 
 
-if __name__ == "__main__":
+def serve() -> None:
+    """The helper process's entry point: requests on stdin, results on stdout."""
     from multiprocessing.connection import Connection
 
     _serve(Connection(0, writable=False), Connection(1, readable=False))
