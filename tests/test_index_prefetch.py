@@ -140,3 +140,19 @@ def test_a_dead_helper_only_slows_the_import(village, monkeypatch) -> None:
     monkeypatch.setattr(importer, "PREFETCH_DOC", 1 << 40)
     import_bundle(carol, [bundle])
     assert _index(bob) == _index(carol)
+
+
+def test_no_helper_can_start(village, monkeypatch) -> None:
+    """Starting the helper fails (a fault: no interpreter at that path): the import reads
+    every feed itself and ends the same."""
+    import sys
+
+    _alice, _c, bundle, (bob, carol) = village
+    monkeypatch.setattr(importer, "PREFETCH_DOC", 0)
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    result = import_bundle(bob, [bundle])
+    assert not result.report.rejected and result.report.applied
+    monkeypatch.undo()
+    monkeypatch.setattr(importer, "PREFETCH_DOC", 1 << 40)
+    import_bundle(carol, [bundle])
+    assert _index(bob) == _index(carol)

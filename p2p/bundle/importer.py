@@ -257,7 +257,7 @@ class _Helper:
         if self.prefetch is None:
             self.prefetch = self.stack.enter_context(prefetching())
             if self.prefetch is None:
-                self.useful = False  # another import in this process already has one
+                self.useful = False  # another import here has one, or none could start
                 return True
         self.prefetch.submit(doc, str(kind), data)
         return True

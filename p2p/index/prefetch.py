@@ -199,12 +199,17 @@ _active: Prefetch | None = None
 
 @contextmanager
 def prefetching(enabled: bool = True) -> Iterator[Prefetch | None]:
-    """A helper process for the duration of one big import (None when not enabled)."""
+    """A helper process for the duration of one big import (None when not enabled, or
+    when no process can be started: the import then reads everything itself)."""
     global _active
     if not enabled or _active is not None:
         yield None
         return
-    _active = Prefetch()
+    try:
+        _active = Prefetch()
+    except (OSError, ValueError):  # no interpreter to run, no process or pipe left
+        yield None
+        return
     try:
         yield _active
     finally:
