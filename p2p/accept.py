@@ -565,19 +565,11 @@ class Acceptor:
         if line is None:
             return None
         assert inc.loaded is not None and inc.saved is not None
-        for table, column in (
-            ("docs", "id"),
-            ("pending", "doc"),
-            ("pending_sigs", "doc"),
-            ("forks_held", "doc"),
-        ):
-            sql = f"SELECT 1 FROM {table} WHERE {column} = ? LIMIT 1"
-            if db.execute(sql, (doc_id,)).fetchone():
-                return None
-        self.docs.replace(db, ref, inc.loaded, inc.saved)
-        self.docs.set_tip(db, ref, RawChange(line.head, ref.owner, line.changes, (), b""))
-        if self.committed is not None:
-            self.committed(ref, inc.loaded)
+        stored = db.execute("SELECT 1 FROM docs WHERE id = ?", (doc_id,)).fetchone()
+        if stored or _held(db, doc_id, "pending", "pending_sigs", "forks_held"):
+            return None
+        tip = RawChange(line.head, ref.owner, line.changes, (), b"")
+        self._store(db, ref, inc.loaded, inc.saved, tip)
         _keep_sigs(db, doc_id, {(h, who): sig for h, who, sig in inc.sigs}, {line.head})
         return Report(applied=line.changes, docs_changed=[ref], new_docs=[ref])
 
@@ -602,9 +594,8 @@ class Acceptor:
         if tip is None:
             return None
         doc_id = ref.id
-        for table in ("pending", "forks_held"):
-            if db.execute(f"SELECT 1 FROM {table} WHERE doc = ? LIMIT 1", (doc_id,)).fetchone():
-                return None
+        if _held(db, doc_id, "pending", "forks_held"):
+            return None
         try:
             log = [
                 chunk.parse_one(r[0])[0]
@@ -690,12 +681,9 @@ class Acceptor:
             and set(ready) == {c.hash for c in first.changes}
         ):
             # a new document accepted whole: the received bytes loaded, keep them as they are
-            self.docs.replace(db, ref, first.loaded, first.saved)
             heads = first.loaded.get_heads()
             last = next((c for c in reversed(first.changes) if [c.hash] == heads), None)
-            self.docs.set_tip(db, ref, last)
-            if self.committed is not None:
-                self.committed(ref, first.loaded)
+            self._store(db, ref, first.loaded, first.saved, last)
             return {}
         if lost_known:
             base = b"".join(c.data for h, c in known_changes.items() if h not in lost_known)
@@ -730,14 +718,28 @@ class Acceptor:
                 if not ready and not lost_known:
                     return refused
                 continue
-            self.docs.replace(db, ref, again, saved, rebuilt=bool(lost_known))
             head = heads[0] if len(heads) == 1 and heads[0] not in lost_known else None
             tip = (known_changes.get(head) or pool.get(head)) if head is not None else None
-            self.docs.set_tip(db, ref, tip)
-            if self.committed is not None:
-                self.committed(ref, again)
+            self._store(db, ref, again, saved, tip, rebuilt=bool(lost_known))
             return refused
         raise DamagedData("too many changes of this document fail to apply")
+
+    def _store(
+        self,
+        db: Any,
+        ref: DocRef,
+        doc: Document,
+        saved: bytes,
+        tip: RawChange | None,
+        *,
+        rebuilt: bool = False,
+    ) -> None:
+        """Store a document whole as `saved` (bytes known to load as `doc`), with the
+        owner's change that is now its one head (`tip`, or None)."""
+        self.docs.replace(db, ref, doc, saved, rebuilt=rebuilt)
+        self.docs.set_tip(db, ref, tip)
+        if self.committed is not None:
+            self.committed(ref, doc)
 
     def _extend(
         self, db: Any, ref: DocRef, merged: Document, line: list[RawChange], old_heads: list[bytes]
@@ -949,6 +951,14 @@ def describe_fork(ref: DocRef, fork: Fork, name: str) -> str:
         f"fork: {who} signed two different versions of change #{fork.seq} in their "
         f"{ref.kind} (one identity used on two devices, or a hostile member); every peer "
         "keeps the same one, the other is set aside and kept as proof"
+    )
+
+
+def _held(db: Any, doc_id: bytes, *tables: str) -> bool:
+    """Whether any of these tables (pending, held or set-aside changes) has a row for
+    the document: then only the full path may judge it."""
+    return any(
+        db.execute(f"SELECT 1 FROM {t} WHERE doc = ? LIMIT 1", (doc_id,)).fetchone() for t in tables
     )
 
 

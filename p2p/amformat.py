@@ -143,6 +143,19 @@ def _dec(tok: bytes, signed: bool = False) -> int:
     return value
 
 
+def _specs(buf: memoryview, pos: int, end: int) -> tuple[list[tuple[int, int]], int]:
+    """A block's column list: (spec, data length) per column, and the offset after it."""
+    count, pos = _uleb(buf, pos, end)
+    if count > end - pos:
+        raise AutomergeMalformed("bad column list")
+    specs = []
+    for _ in range(count):
+        spec, pos = _uleb(buf, pos, end)
+        size, pos = _uleb(buf, pos, end)
+        specs.append((spec, size))
+    return specs, pos
+
+
 # --- the walk -------------------------------------------------------------------
 
 
@@ -227,17 +240,6 @@ class _Walker:
                 raise AutomergeMalformed("bad actor list")
         return pos
 
-    def _specs(self, buf: memoryview, pos: int, end: int) -> tuple[list[tuple[int, int]], int]:
-        count, pos = _uleb(buf, pos, end)
-        if count > end - pos:
-            raise AutomergeMalformed("bad column list")
-        specs = []
-        for _ in range(count):
-            spec, pos = _uleb(buf, pos, end)
-            size, pos = _uleb(buf, pos, end)
-            specs.append((spec, size))
-        return specs, pos
-
     def _columns(
         self, buf: memoryview, specs: list[tuple[int, int]], pos: int, end: int, changes: bool
     ) -> int:
@@ -267,8 +269,8 @@ class _Walker:
         if heads > (end - pos) // 32:
             raise AutomergeMalformed("bad head list")
         pos += 32 * heads
-        change_specs, pos = self._specs(buf, pos, end)
-        op_specs, pos = self._specs(buf, pos, end)
+        change_specs, pos = _specs(buf, pos, end)
+        op_specs, pos = _specs(buf, pos, end)
         pos = self._columns(buf, change_specs, pos, end, changes=True)
         self._columns(buf, op_specs, pos, end, changes=False)
 
@@ -287,7 +289,7 @@ class _Walker:
         if pos > end:
             raise AutomergeMalformed("truncated change")
         pos = self._actors(buf, pos, end)
-        specs, pos = self._specs(buf, pos, end)
+        specs, pos = _specs(buf, pos, end)
         self._charge(changes=1)
         self._columns(buf, specs, pos, end, changes=False)
 
@@ -418,18 +420,8 @@ def _document_line(buf: memoryview, actor: bytes) -> tuple[int, bytes] | None:
         return None
     head = bytes(buf[pos : pos + 32])
     pos += 32
-    specs: list[tuple[int, int]] = []
-    count, pos = _uleb(buf, pos, end)
-    if count > 64:
-        return None
-    for _ in range(count):
-        spec, pos = _uleb(buf, pos, end)
-        size, pos = _uleb(buf, pos, end)
-        specs.append((spec, size))
-    count, pos = _uleb(buf, pos, end)  # op columns: their specs come before any data
-    for _ in range(count):
-        _spec, pos = _uleb(buf, pos, end)
-        _size, pos = _uleb(buf, pos, end)
+    specs, pos = _specs(buf, pos, end)
+    _ops, pos = _specs(buf, pos, end)  # op columns: their specs come before any data
     columns: dict[int, bytes] = {}
     for spec, size in specs:
         if pos + size > end:
