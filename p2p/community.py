@@ -16,7 +16,6 @@ from typing import Any
 
 from automerge.core import ROOT, Document, ObjType
 
-from p2p.accept import role_of
 from p2p.docref import COMMUNITY, PROFILE, DocRef, community_id
 from p2p.documents import get_obj, need_obj, put_int, put_str, to_py
 from p2p.errors import (
@@ -29,7 +28,6 @@ from p2p.errors import (
 )
 from p2p.home import Home
 from p2p.identity import fingerprint
-from p2p.index import forget_community
 
 ROLES = ("owner", "moderator", "member")
 
@@ -152,6 +150,8 @@ def state(home: Home, community: Community) -> dict:
 def role(home: Home, community: Community, member: bytes) -> str:
     if member == community.owner:
         return "owner"
+    from p2p.accept import role_of  # acceptance is heavy; most commands never ask a role
+
     got, banned = role_of(community_doc(home, community), member)
     if banned:
         return "banned"
@@ -251,6 +251,8 @@ def leave(home: Home, community: Community) -> int:
             )
         }
     )
+    from p2p.index import forget_community  # the index package is only needed here
+
     home.store.db.execute("PRAGMA secure_delete = ON")
     with home.store.transaction() as db:
         for table in ("changes", "sigs", "pending_sigs", "peer_heads", "forks", "forks_held"):

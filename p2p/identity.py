@@ -16,17 +16,17 @@ import hashlib
 import os
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import msgpack
-import pyrage
-from cryptography.exceptions import InvalidSignature, InvalidTag
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-from pyrage import x25519
 
 from p2p.errors import KeyFormatError, WrongPassphrase
+
+if TYPE_CHECKING:
+    from pyrage import x25519
+
+# The key libraries (cryptography's Rust bindings, pyrage) are imported where keys are
+# used: `fingerprint` alone is needed by every view, and importing them costs ~10 ms.
 
 BACKUP_KIND = "p2p-identity-v1"
 
@@ -40,6 +40,9 @@ def fingerprint(public_key: bytes) -> str:
 
 def verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
     """Check an Ed25519 signature; False for any malformed input."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     if len(public_key) != 32 or len(signature) != 64:
         return False
     try:
@@ -63,11 +66,12 @@ class Identity:
     """An unlocked identity: can sign and decrypt."""
 
     def __init__(self, signing_seed: bytes, age_secret: str) -> None:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        from pyrage import x25519
+
         self._key = Ed25519PrivateKey.from_private_bytes(signing_seed)
         self._age = x25519.Identity.from_str(age_secret)
-        self.public_key: bytes = self._key.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
+        self.public_key: bytes = self._key.public_key().public_bytes_raw()
         self.age_recipient: str = str(self._age.to_public())
 
     def __repr__(self) -> str:  # never show secrets
@@ -75,11 +79,10 @@ class Identity:
 
     @classmethod
     def generate(cls) -> Identity:
-        seed = Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.Raw,
-            serialization.PrivateFormat.Raw,
-            serialization.NoEncryption(),
-        )
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        from pyrage import x25519
+
+        seed = Ed25519PrivateKey.generate().private_bytes_raw()
         return cls(seed, str(x25519.Identity.generate()))
 
     @property
@@ -99,11 +102,7 @@ class Identity:
 
     def secret_bytes(self) -> bytes:
         """The secrets as msgpack, for sealing; callers must not keep or log it."""
-        seed = self._key.private_bytes(
-            serialization.Encoding.Raw,
-            serialization.PrivateFormat.Raw,
-            serialization.NoEncryption(),
-        )
+        seed = self._key.private_bytes_raw()
         return msgpack.packb({"kind": BACKUP_KIND, "ed25519": seed, "age": str(self._age)})
 
     @classmethod
@@ -130,7 +129,13 @@ _HEADER = struct.Struct(">16sBBB12s")  # salt, log2 N, r, p, nonce
 MAX_LOG_N, MAX_R, MAX_P = 20, 16, 4  # refuse sealed blobs that would cost more than 2 GiB
 
 
+# scrypt, ChaCha20-Poly1305 and age passphrases are imported where they are used:
+# only sealing and unsealing a protected key need them, not every command start.
+
+
 def _kdf(passphrase: str, salt: bytes, log_n: int, r: int, p: int) -> bytes:
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
     return Scrypt(salt=salt, length=32, n=1 << log_n, r=r, p=p).derive(passphrase.encode())
 
 
@@ -139,6 +144,8 @@ def seal(identity: Identity, passphrase: str | None) -> bytes:
     secret = identity.secret_bytes()
     if passphrase is None:
         return secret
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
     salt, nonce = os.urandom(16), os.urandom(12)
     header = SEALED_V2 + _HEADER.pack(salt, SCRYPT_LOG_N, SCRYPT_R, SCRYPT_P, nonce)
     key = _kdf(passphrase, salt, SCRYPT_LOG_N, SCRYPT_R, SCRYPT_P)
@@ -147,6 +154,8 @@ def seal(identity: Identity, passphrase: str | None) -> bytes:
 
 def backup(identity: Identity, passphrase: str) -> bytes:
     """A backup file: age with a scrypt passphrase, so `age -d` opens it anywhere."""
+    import pyrage
+
     return pyrage.passphrase.encrypt(identity.secret_bytes(), passphrase)
 
 
@@ -164,7 +173,12 @@ def unseal(blob: bytes, passphrase: str | None) -> Identity:
         return Identity.from_secret_bytes(blob)
     if passphrase is None:
         raise WrongPassphrase("this identity is protected by a passphrase; none was given")
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
     if blob.startswith(AGE_MAGIC):
+        import pyrage
+
         try:
             secret = pyrage.passphrase.decrypt(blob, passphrase)
         except Exception as exc:

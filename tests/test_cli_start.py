@@ -32,7 +32,18 @@ HEAVY = (
     "noise",
     "PIL",
     "p2p.agent",  # whoami on an unprotected home has no agent to ask
+    "p2p.accept",
+    "cryptography",  # no key is used: whoami reads the public half
+    "pyrage",
 )
+
+# What `search` and `export --since` must leave alone (their figures in issue #12 are
+# mostly start-up): the acceptance and import code, rich (output to a pipe is plain
+# text), the LAN stack and, for search, keys, attachments and bundles.
+NEVER = ("rich", "zeroconf", "p2p.lan", "noise", "PIL", "p2p.accept", "p2p.cli.cmd_attach")
+SEARCH_UNUSED = (*NEVER, "cryptography", "pyrage", "p2p.blobs", "p2p.bundle", "p2p.peers")
+EXPORT_UNUSED = (*NEVER, "p2p.bundle.importer", "p2p.bundle.verify", "p2p.cli.bundle_keys")
+
 
 PROBE = """
 import atexit, json, sys
@@ -47,11 +58,11 @@ main()
 """
 
 
-def loaded_by(home: Path, *args: str) -> list[str]:
+def loaded_by(home: Path, *args: str, watch: tuple[str, ...] = HEAVY) -> list[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("P2P_")}
     env["P2P_HOME"] = str(home)
     res = subprocess.run(
-        [sys.executable, "-c", PROBE.format(heavy=HEAVY, args=list(args))],
+        [sys.executable, "-c", PROBE.format(heavy=watch, args=list(args))],
         capture_output=True,
         text=True,
         env=env,
@@ -89,6 +100,27 @@ def test_everyday_commands_leave_the_lan_stack_bundles_and_pillow_alone(tmp_path
         for unused in ("zeroconf", "p2p.lan", "noise", "PIL", "p2p.bundle"):
             assert unused not in loaded, (argv, unused)
     assert "rich" not in loaded_by(home, "post", cid, "a second post")  # plain click output
+
+
+def test_search_and_incremental_export_load_only_what_their_path_uses(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    assert run(home, "init", "--no-passphrase", "--name", "Ann").returncode == 0
+    cid = json.loads(run(home, "community", "create", "Town", "--json").stdout)["id"]
+    assert run(home, "post", cid, "the river bridge is open").returncode == 0
+    full, inc = tmp_path / "full.p2p", tmp_path / "inc.p2p"
+    assert run(home, "export", "--out", str(full)).returncode == 0
+    assert run(home, "post", cid, "market tomorrow").returncode == 0
+
+    found = loaded_by(home, "search", cid, "river", watch=(*SEARCH_UNUSED, "p2p.index"))
+    assert found and all(m.startswith("p2p.index") for m in found), found
+
+    watch = (*EXPORT_UNUSED, "p2p.bundle")
+    exported = loaded_by(home, "export", "--since", str(full), "--out", str(inc), watch=watch)
+    assert inc.stat().st_size > 0
+    assert "p2p.bundle.export" in exported  # the probe sees what it does use
+    assert [m for m in exported if m.startswith(EXPORT_UNUSED)] == []
+    # ...and a command that reads bundles still gets the reader (the probe is not blind)
+    assert "p2p.bundle.verify" in loaded_by(home, "verify", str(full), watch=watch)
 
 
 def test_version_matches_the_package_metadata() -> None:

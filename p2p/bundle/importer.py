@@ -8,7 +8,6 @@ whatever records it carried before the fault.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections import deque
@@ -16,9 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import blake3
 import msgpack
 
 from p2p import amformat, binding
@@ -27,10 +24,11 @@ from p2p.blobs import exchange as blob_exchange
 from p2p.blobs.exchange import Received
 from p2p.blobs.store import BlobStore, Staging
 from p2p.bundle import inventories
+from p2p.bundle.names import file_digest, legacy_digest
 from p2p.bundle.records import parse_community, parse_digests, parse_have, parse_inventory
 from p2p.bundle.source import Keys, open_bundle
 from p2p.community import all_communities
-from p2p.errors import DamagedData, NotABundle
+from p2p.errors import DamagedData
 from p2p.exchange import Inventory
 from p2p.home import Home
 from p2p.identity import fingerprint
@@ -173,27 +171,6 @@ def keys_for(home: Home, identity: bool = True) -> Keys:
     if identity and home.has_identity():
         ids.append(home.identity.age_identity)
     return Keys(ids)
-
-
-def file_digest(paths: list[Path], algorithm: str = "blake3") -> bytes:
-    """A bundle's name: the BLAKE3 of its file's bytes (of its parts' in name
-    order), which anyone holding the file can compute, key or not
-    (docs/bundle-format.md §5). `algorithm="sha256"`: the name p2p gave it before
-    container version 2 (`legacy_digest`)."""
-    h: Any = blake3.blake3() if algorithm == "blake3" else hashlib.new(algorithm)
-    for p in sorted(paths):
-        if not p.is_file():
-            raise NotABundle(f"{p} is not a file, so not a bundle")
-        with p.open("rb") as fh:
-            while block := fh.read(4 << 20):
-                h.update(block)
-    return bytes(h.digest())
-
-
-def legacy_digest(paths: list[Path]) -> bytes:
-    """The SHA-256 a version of p2p before container version 2 named this file by
-    (rows it wrote are keyed by it)."""
-    return file_digest(paths, "sha256")
 
 
 IMPORT_CACHE_KIB = 65536  # SQLite page cache while importing (the default is 2 MiB)

@@ -20,9 +20,12 @@ from __future__ import annotations
 import hashlib
 import struct
 import time
+from pathlib import Path
 
 import msgpack
 
+from p2p.bundle.container import MAGIC
+from p2p.bundle.names import file_digest, legacy_digest
 from p2p.exchange import Inventory
 from p2p.home import Home
 
@@ -121,3 +124,23 @@ def of_bundle(home: Home, sha256: bytes) -> tuple[bytes, bytes, Inventory] | Non
         (sha256,),
     ).fetchone()
     return (row[0], row[1], _unpack(row[2])) if row else None
+
+
+def kept_inventory(home: Home, paths: list[Path]) -> tuple[bytes, bytes, Inventory] | None:
+    """(owner, digest, inventory) of a bundle this home wrote or imported, by the
+    file's name; a file that may be a version 1 container is also looked up by
+    the name p2p gave files before version 2 (its SHA-256)."""
+    kept = of_bundle(home, file_digest(paths))
+    if kept is None and _maybe_v1(paths):
+        kept = of_bundle(home, legacy_digest(paths))
+    return kept
+
+
+def _maybe_v1(paths: list[Path]) -> bool:
+    """Whether the bundle may be a version 1 container (a plain single file says
+    so in its first bytes; an encrypted one or parts only once opened)."""
+    if len(paths) != 1:
+        return True
+    with paths[0].open("rb") as fh:
+        head = fh.read(len(MAGIC) + 2)
+    return not head.startswith(MAGIC) or head[len(MAGIC) :] == b"\x00\x01"

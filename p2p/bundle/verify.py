@@ -17,9 +17,8 @@ from automerge.core import ROOT, ObjType
 
 from p2p.accept import Incoming, evaluate, from_record, vouched_line
 from p2p.blobs.check import BlobCheck, hash_only
-from p2p.bundle import inventories
-from p2p.bundle.container import MAGIC
-from p2p.bundle.importer import Listed, file_digest, legacy_digest
+from p2p.bundle.importer import Listed
+from p2p.bundle.inventories import kept_inventory
 from p2p.bundle.records import parse_community, parse_inventory
 from p2p.bundle.source import Keys, open_bundle
 from p2p.docref import CHAT, COMMUNITY, DM, FEED, PROFILE
@@ -196,26 +195,6 @@ def _describe(result: VerifyResult, inc: Incoming, summary: DocSummary) -> None:
     else:
         summary.posts = 0
     result.docs.append(summary)
-
-
-def kept_inventory(home: Home, paths: list[Path]) -> tuple[bytes, bytes, Inventory] | None:
-    """(owner, digest, inventory) of a bundle this home wrote or imported, by the
-    file's name; a file that may be a version 1 container is also looked up by
-    the name p2p gave files before version 2 (its SHA-256)."""
-    kept = inventories.of_bundle(home, file_digest(paths))
-    if kept is None and _maybe_v1(paths):
-        kept = inventories.of_bundle(home, legacy_digest(paths))
-    return kept
-
-
-def _maybe_v1(paths: list[Path]) -> bool:
-    """Whether the bundle may be a version 1 container (a plain single file says
-    so in its first bytes; an encrypted one or parts only once opened)."""
-    if len(paths) != 1:
-        return True
-    with paths[0].open("rb") as fh:
-        head = fh.read(len(MAGIC) + 2)
-    return not head.startswith(MAGIC) or head[len(MAGIC) :] == b"\x00\x01"
 
 
 def inventory_of(

@@ -13,10 +13,8 @@ from p2p import community as cm
 from p2p.blobs.attach import parse_size
 from p2p.blobs.exchange import Plan, known_have, known_wants
 from p2p.bundle import export as ex
+from p2p.bundle.inventories import kept_inventory
 from p2p.bundle.source import bundle_paths
-from p2p.bundle.verify import inventory_of, kept_inventory
-from p2p.cli import bundle_keys
-from p2p.cli.cmd_attach import plan_lines
 from p2p.cli.context import (
     Context,
     ask_passphrase,
@@ -32,7 +30,10 @@ from p2p.cli.context import (
 from p2p.cli.progress import meter
 from p2p.errors import P2PError
 from p2p.exchange import known_by, merge
-from p2p.peers import resolve_peer
+
+# Imported where used, on the branches that need them: the peer table (--for), the
+# bundle reader and its keys (--since a bundle this home did not write or import),
+# the attachment lines (only when attachments were sent or left).
 
 bundle_version_option = click.option(
     "--bundle-version",
@@ -103,6 +104,8 @@ def export(
     peer = None
     blob_have: dict = {}
     if for_peer:
+        from p2p.peers import resolve_peer
+
         peer_key = resolve_peer(home, for_peer)
         peer = known_by(home, peer_key)
         blob_have = known_have(home, peer_key)
@@ -115,10 +118,15 @@ def export(
             if kept[0] == home.public_key:
                 base = kept[1]  # list only what changed since that bundle's inventory
         else:
+            from p2p.bundle.verify import inventory_of
+            from p2p.cli import bundle_keys
+
             earlier = inventory_of(paths, bundle_keys.for_import(ctx, [since]), home)
         peer = earlier if peer is None else merge(peer, earlier)
     passphrase = None
     if use_passphrase:
+        from p2p.cli import bundle_keys
+
         passphrase = ask_passphrase(True, bundle_keys.PASSPHRASE_ENV, "bundle passphrase")
         if not passphrase:
             raise click.UsageError("an empty bundle passphrase is not allowed")
@@ -175,8 +183,11 @@ def export(
         docs = plural(w["documents"], "document")
         size = plural(w["bytes"], "byte")
         console.print(f"Wrote {w['file']}: {docs}, {size} ({lock})")
-    for blobs in plans:
-        for line in plan_lines(blobs):
-            say("  ", line)
+    if any(b.sent_chunks or b.left for b in plans):
+        from p2p.cli.cmd_attach import plan_lines
+
+        for blobs in plans:
+            for line in plan_lines(blobs):
+                say("  ", line)
     if passphrase:
         warn("anyone who knows the passphrase can read this bundle")

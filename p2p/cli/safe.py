@@ -21,6 +21,7 @@ line of defence for renderers that forget.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # rich is imported on first use: `p2p whoami` must start fast
@@ -73,14 +74,23 @@ def text(value: object, style: str = "") -> Text:
     return Text(clean(value), style=style)
 
 
-def block(value: object, prefix: str = "", style: str = "") -> Text:
-    """Several lines of member text as one `Text`, continuation lines after `prefix`."""
-    from rich.text import Text
+@dataclass(frozen=True)
+class Block:
+    """Several lines of member text, cleaned (`clean_block`), for `say`: plain text
+    needs no rich import, a terminal gets it styled."""
 
-    return Text(clean_block(value, prefix), style=style)
+    plain: str
+    style: str = ""
 
 
-def _clean_keeping_lines(s: str) -> str:
+def block(value: object, prefix: str = "", style: str = "") -> Block:
+    """Several lines of member text as one `Block`, continuation lines after `prefix`."""
+    return Block(clean_block(value, prefix), style)
+
+
+def clean_lines(s: str) -> str:
+    """Every control, escape and bidi character made visible, line breaks ("\\n") kept:
+    what `safe_console()` does to any plain string it prints."""
     return "\n".join(_UNSAFE.sub(_placeholder, line.replace("\t", " ")) for line in s.split("\n"))
 
 
@@ -96,7 +106,7 @@ def safe_console(**kwargs: Any) -> Console:
 
     class SafeConsole(Console):
         def render_str(self, text: str, **kw: Any) -> Text:  # type: ignore[override]
-            return super().render_str(_clean_keeping_lines(text), **kw)
+            return super().render_str(clean_lines(text), **kw)
 
     kwargs.setdefault("emoji", False)
     kwargs.setdefault("highlight", False)
