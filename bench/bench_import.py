@@ -89,7 +89,7 @@ def main() -> None:
     ap.add_argument("--code", action="append", default=[], help="another checkout to compare")
     ap.add_argument("--cache", help="keep the built homes and bundles here, and reuse them")
     args = ap.parse_args()
-    codes = [Path(c).resolve() for c in args.code] + [HERE]
+    codes = [measure.compiled(Path(c).resolve()) for c in args.code] + [HERE]
     with tempfile.TemporaryDirectory() as t:
         tmp = (
             Path(args.cache) / f"{args.posts}x{args.authors}+{args.new}" if args.cache else Path(t)

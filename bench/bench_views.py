@@ -156,7 +156,7 @@ def old_code() -> Path | None:
         if archive.returncode != 0:
             return None
         subprocess.run(["tar", "-x", "-C", str(where)], input=archive.stdout, check=True)
-    return where
+    return measure.compiled(where)
 
 
 def sizes(home: Path) -> tuple[int, int]:

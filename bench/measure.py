@@ -15,7 +15,19 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO
+
+
+def compiled(tree: Path) -> Path:
+    """`tree` with its p2p package byte-compiled (see bench/__init__.py): commands
+    timed from it start as an installed p2p does. Returns `tree`."""
+    import compileall
+
+    package = tree / "p2p"
+    if package.is_dir():
+        compileall.compile_dir(str(package), quiet=2, workers=1)
+    return tree
 
 
 def _gnu_time() -> bool:
