@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -371,6 +372,22 @@ def _private_files(path: Path) -> None:
             os.chmod(p, FILE_MODE)
 
 
+# What a store that needs nothing made carries in its header (`PRAGMA user_version`):
+# a digest of the schema script and the index layout. Then opening it runs no script
+# and writes nothing (no write lock, no fsync for a view); any change to SCHEMA or
+# INDEX_VERSION changes the stamp, and the next open brings the store up to date.
+STAMP = zlib.crc32(f"{SCHEMA}{SCHEMA_VERSION}/{INDEX_VERSION}".encode()) & 0x7FFFFFFF or 1
+
+
+def _current(db: sqlite3.Connection) -> bool:
+    """Whether the store was made current by this schema and index layout. The layout
+    is read too: an older p2p (which leaves the stamp alone) may have dropped ix_*."""
+    if db.execute("PRAGMA user_version").fetchone()[0] != STAMP:
+        return False
+    row = db.execute("SELECT value FROM meta WHERE key = 'index'").fetchone()
+    return row is not None and row[0] == INDEX_VERSION
+
+
 def _drop_old_indexes(db: sqlite3.Connection) -> None:
     """Drop every ix_* table (with its indexes and triggers) of a store whose index layout
     is not INDEX_VERSION: SCHEMA then makes them anew, and views re-index on first use."""
@@ -434,23 +451,30 @@ class Store:
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.execute("PRAGMA busy_timeout=60000")  # another process may be importing
             self._depth = 0
-            with self.transaction():
-                _drop_old_indexes(self.db)
-                for statement in statements(SCHEMA):
-                    self.db.execute(statement)
-                self.db.execute(
-                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)",
-                    (SCHEMA_VERSION,),
-                )
-                self.db.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('index', ?)",
-                    (INDEX_VERSION,),
-                )
+            if not _current(self.db):
+                self._make_current()
         except sqlite3.DatabaseError as exc:
             if is_corrupt(exc):
                 raise StoreCorrupt(path=str(path)) from exc
             raise
         _private_files(path)
+
+    def _make_current(self) -> None:
+        """Create what SCHEMA lists and is missing, drop an old index layout, and stamp
+        the store (`PRAGMA user_version`) so the next open can skip all of it."""
+        with self.transaction():
+            _drop_old_indexes(self.db)
+            for statement in statements(SCHEMA):
+                self.db.execute(statement)
+            self.db.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)",
+                (SCHEMA_VERSION,),
+            )
+            self.db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('index', ?)",
+                (INDEX_VERSION,),
+            )
+            self.db.execute(f"PRAGMA user_version = {STAMP}")
 
     @property
     def _depth(self) -> int:

@@ -11,6 +11,7 @@ from p2p import community as cm
 from p2p.cli import safe
 from p2p.cli.cmd_attach import attach_option, entries_for, keep_metadata_option
 from p2p.cli.cmd_attach import render as render_attachments
+from p2p.cli.cmd_index import ensure
 from p2p.cli.context import (
     Context,
     console,
@@ -64,6 +65,7 @@ def send(
 def show(ctx: Context, community_id: str, room: str, last: int, as_json: bool) -> None:
     """Show the latest messages of a room."""
     c = cm.resolve(ctx.home, community_id)
+    ensure(ctx.home, c)
     shown = chat.messages(ctx.home, c, room, last=last if last > 0 else None)
     if as_json:
         emit_json(shown)
@@ -84,6 +86,7 @@ def show(ctx: Context, community_id: str, room: str, last: int, as_json: bool) -
 def rooms(ctx: Context, community_id: str, as_json: bool) -> None:
     """List the rooms that have messages."""
     c = cm.resolve(ctx.home, community_id)
+    ensure(ctx.home, c)
     found = chat.rooms(ctx.home, c)
     if as_json:
         emit_json(found)

@@ -6,6 +6,7 @@ import click
 
 from p2p import community as cm
 from p2p import dm
+from p2p.cli.cmd_index import ensure
 from p2p.cli.context import Context, console, emit_json, json_option, local_time, pass_ctx, say
 from p2p.errors import UnknownMemberKey, UnknownPeer
 
@@ -49,6 +50,7 @@ def send(ctx: Context, community_id: str, member: str, text: str, as_json: bool)
 def show(ctx: Context, community_id: str, member: str | None, as_json: bool) -> None:
     """Your direct messages (with MEMBER, or all conversations)."""
     c = cm.resolve(ctx.home, community_id)
+    ensure(ctx.home, c)
     key = cm.resolve_member(ctx.home, c, member) if member else None
     found = dm.messages(ctx.home, c, key)
     if as_json:

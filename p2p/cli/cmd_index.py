@@ -3,21 +3,33 @@
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 
 import click
 
 from p2p import community as cm
 from p2p import index
 from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural
-from p2p.cli.progress import meter
+from p2p.cli.progress import Update, meter
 from p2p.home import Home
 
 
 def ensure(home: Home, c: cm.Community) -> None:
     """Index a community before a view reads it, with progress on a terminal: the first
-    view after upgrading a large store reads every document once (afterwards, nothing)."""
-    with meter(f"indexing {c.name} (once)", unit="documents") as update:
-        index.refresh(home.docs, c.id, lambda done, total, n: update(done, total=total, count=n))
+    view after upgrading a large store reads every document once (afterwards, nothing).
+
+    The meter starts with the first document to read, so a view with nothing to index
+    (nearly always) draws nothing and does not import the progress display."""
+    with ExitStack() as stack:
+        update: Update | None = None
+
+        def progress(done: int, total: int, n: int) -> None:
+            nonlocal update
+            if update is None:
+                update = stack.enter_context(meter(f"indexing {c.name} (once)", unit="documents"))
+            update(done, total=total, count=n)
+
+        index.refresh(home.docs, c.id, progress)
 
 
 @click.group("index")
