@@ -50,6 +50,9 @@ CREATE TABLE IF NOT EXISTS docs (
     heads BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS docs_by_community ON docs (community);
+-- what a view checks before reading its indexes (index.update.stale), without reading
+-- `heads` from behind each snapshot's overflow pages (2.5-8 ms at 300k posts)
+CREATE INDEX IF NOT EXISTS docs_heads ON docs (community, id, kind, owner, heads);
 CREATE TABLE IF NOT EXISTS changes (
     doc BLOB NOT NULL,
     n INTEGER NOT NULL,
@@ -381,11 +384,14 @@ STAMP = zlib.crc32(f"{SCHEMA}{SCHEMA_VERSION}/{INDEX_VERSION}".encode()) & 0x7FF
 
 def _current(db: sqlite3.Connection) -> bool:
     """Whether the store was made current by this schema and index layout. The layout
-    is read too: an older p2p (which leaves the stamp alone) may have dropped ix_*."""
+    is read too: an older p2p (which leaves the stamp alone) may have dropped ix_*.
+    And a bulk insert committed unsettled (ix_deferred) lacks indexes SCHEMA makes."""
     if db.execute("PRAGMA user_version").fetchone()[0] != STAMP:
         return False
     row = db.execute("SELECT value FROM meta WHERE key = 'index'").fetchone()
-    return row is not None and row[0] == INDEX_VERSION
+    if row is None or row[0] != INDEX_VERSION:
+        return False
+    return db.execute("SELECT 1 FROM ix_deferred LIMIT 1").fetchone() is None
 
 
 def _drop_old_indexes(db: sqlite3.Connection) -> None:
