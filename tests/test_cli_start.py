@@ -42,7 +42,13 @@ HEAVY = (
 # text), the LAN stack and, for search, keys, attachments and bundles.
 NEVER = ("rich", "zeroconf", "p2p.lan", "noise", "PIL", "p2p.accept", "p2p.cli.cmd_attach")
 SEARCH_UNUSED = (*NEVER, "cryptography", "pyrage", "p2p.blobs", "p2p.bundle", "p2p.peers")
-EXPORT_UNUSED = (*NEVER, "p2p.bundle.importer", "p2p.bundle.verify", "p2p.cli.bundle_keys")
+EXPORT_UNUSED = (
+    *NEVER,
+    "p2p.bundle.importer",
+    "p2p.bundle.verify",
+    "p2p.bundle.source",  # the reader: a bundle this home wrote is known by its name
+    "p2p.cli.bundle_keys",
+)
 
 
 PROBE = """

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from p2p.errors import PartMismatch
+from p2p.errors import NotABundle, P2PError, PartMismatch
 
 MAGIC = b"P2PPART\n"
 VERSION = 1
@@ -127,3 +127,37 @@ def open_parts(paths: list[Path]) -> JoinedParts:
         if size != h.length or digest.digest() != h.sha256:
             raise PartMismatch(f"{p.name} is damaged or cut short")
     return JoinedParts(ordered)
+
+
+# A file's part set; here, not in `source`, so that naming a bundle's files
+# (`export --since`) does not import the reader and its decryption pipeline.
+HEAD = 64  # bytes read to tell what a file is (part, age envelope, container)
+
+
+def file_head(path: Path) -> bytes:
+    """The first bytes of a file given as a bundle (enough to tell what it is)."""
+    if path.is_dir():
+        raise NotABundle(f"{path} is a directory, not a bundle file")
+    if not path.exists():
+        raise NotABundle(f"{path} does not exist")
+    with path.open("rb") as fh:
+        return fh.read(HEAD)
+
+
+def part_set(path: Path) -> list[Path]:
+    """All parts in `path`'s folder that belong with it (by the set id they carry)."""
+    mine = read_header(path)
+    found = []
+    for other in sorted(path.parent.iterdir()):
+        if other.is_file() and is_part(file_head(other)):
+            try:
+                if read_header(other).set_id == mine.set_id:
+                    found.append(other)
+            except P2PError:
+                continue
+    return found
+
+
+def bundle_paths(path: Path) -> list[Path]:
+    """The files of the bundle `path` names: itself, or its whole part set."""
+    return part_set(path) if path.is_file() and is_part(file_head(path)) else [path]

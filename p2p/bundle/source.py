@@ -25,9 +25,9 @@ from p2p import direct
 from p2p.background_hash import BackgroundHash
 from p2p.bundle import crypt, parts
 from p2p.bundle.container import BundleReader, HeldReader, Stage
-from p2p.errors import NotABundle, P2PError, WrongKey
-
-HEAD = 64
+from p2p.bundle.parts import HEAD, part_set
+from p2p.bundle.parts import file_head as _head
+from p2p.errors import NotABundle, WrongKey
 
 
 @dataclass
@@ -36,34 +36,6 @@ class Keys:
 
     identities: list[x25519.Identity] = field(default_factory=list)
     passphrase: str | None = None
-
-
-def _head(path: Path) -> bytes:
-    if path.is_dir():
-        raise NotABundle(f"{path} is a directory, not a bundle file")
-    if not path.exists():
-        raise NotABundle(f"{path} does not exist")
-    with path.open("rb") as fh:
-        return fh.read(HEAD)
-
-
-def part_set(path: Path) -> list[Path]:
-    """All parts in `path`'s folder that belong with it (by the set id they carry)."""
-    mine = parts.read_header(path)
-    found = []
-    for other in sorted(path.parent.iterdir()):
-        if other.is_file() and parts.is_part(_head(other)):
-            try:
-                if parts.read_header(other).set_id == mine.set_id:
-                    found.append(other)
-            except P2PError:
-                continue
-    return found
-
-
-def bundle_paths(path: Path) -> list[Path]:
-    """The files of the bundle `path` names: itself, or its whole part set."""
-    return part_set(path) if path.is_file() and parts.is_part(_head(path)) else [path]
 
 
 class _PipeReader:

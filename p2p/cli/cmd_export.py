@@ -14,7 +14,7 @@ from p2p.blobs.attach import parse_size
 from p2p.blobs.exchange import Plan, known_have, known_wants
 from p2p.bundle import export as ex
 from p2p.bundle.inventories import kept_inventory
-from p2p.bundle.source import bundle_paths
+from p2p.bundle.parts import bundle_paths
 from p2p.cli.context import (
     Context,
     ask_passphrase,

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from p2p.bundle.importer import ImportResult, import_bundle
-from p2p.bundle.source import bundle_paths
+from p2p.bundle.parts import bundle_paths
 from p2p.cli import bundle_keys
 from p2p.cli.cmd_attach import attachment_lines, attachments_json
 from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural, say

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from p2p.bundle.source import bundle_paths
+from p2p.bundle.parts import bundle_paths
 from p2p.bundle.verify import VerifyResult, verify_bundle
 from p2p.cli import bundle_keys, safe
 from p2p.cli.context import Context, console, emit_json, json_option, plural, say
