@@ -13,7 +13,8 @@ a whole `p2p` command in its own process (start-up included):
 - `p2p import` into a fresh store, against `git clone` from a git bundle of the
   same content as one small commit per post;
 - after NEW more posts: `p2p export --since` the first bundle and `p2p import`
-  of it, against `git bundle create` of the same NEW commits (`main ^old`);
+  of it, against `git bundle create` of the same NEW commits (`main ^old`), each
+  the median of 3 runs;
 - peak RSS of every step: `ru_maxrss` of that one process (os.wait4), not of
   the largest child so far;
 - the size of a one-post incremental bundle in communities of MEMBERS members.
@@ -29,6 +30,7 @@ import os
 import platform
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -216,8 +218,11 @@ def git_bench(tmp: Path, posts: int, new: int) -> dict[str, float]:
         ["git", "-C", str(repo), "rev-parse", "main"], check=True, capture_output=True, text=True
     ).stdout.strip()
     git(repo, "fast-import", "--quiet", stdin=fast_import(posts, new, rng))
-    inc = tmp / "new.gitbundle"
-    out["inc_create"] = git(repo, "bundle", "create", "-q", str(inc), "main", f"^{old}")
+    incs = [tmp / f"new{i}.gitbundle" for i in range(3)]
+    out["inc_create"] = statistics.median(
+        git(repo, "bundle", "create", "-q", str(f), "main", f"^{old}") for f in incs
+    )
+    inc = incs[0]
     clone = tmp / "git-clone"
     git(clone, "bundle", "verify", "-q", str(inc))
     out["inc_pull"] = git(clone, "pull", "-q", str(inc), "main")
@@ -293,8 +298,13 @@ def main() -> None:
         for i in range(args.new):
             add_post(owner, c, people[i % len(people)], text(rng))
         owner.close()
-        inc = tmp / "new.p2p"
-        ix_s, ix_rss, _ = p2p(src, "export", "--since", str(bundle), "--out", str(inc))
+        # median of 3 runs (each to its own file), as for git below: one run of a
+        # 0.1-0.2 s command on a shared machine can be off by half
+        incs = [tmp / f"new{i}.p2p" for i in range(3)]
+        runs = [p2p(src, "export", "--since", str(bundle), "--out", str(f)) for f in incs]
+        ix_s = statistics.median(r[0] for r in runs)
+        ix_rss = max(r[1] for r in runs)
+        inc = incs[0]
         inc_size = inc.stat().st_size
         work_s = min(in_process(INC_WORK, str(src), str(bundle)) for _ in range(3))
         ii_s, ii_rss, _ = p2p(fresh, "import", str(inc))
@@ -362,7 +372,7 @@ def main() -> None:
             (
                 f"p2p export --since, {args.new} new posts",
                 f"{ix_s:.2f} s",
-                f"peak RSS {ix_rss / mib:.0f} MiB; {inc_size} bytes",
+                f"median of 3; peak RSS {ix_rss / mib:.0f} MiB; {inc_size} bytes",
             ),
             (
                 "  of which the export work itself",
@@ -377,7 +387,7 @@ def main() -> None:
             (
                 f"git bundle create main ^old, {args.new} commits",
                 f"{g['inc_create']:.3f} s",
-                f"{g['inc_size']:.0f} bytes; git pull from it {g['inc_pull']:.3f} s",
+                f"median of 3; {g['inc_size']:.0f} bytes; git pull from it {g['inc_pull']:.3f} s",
             ),
             (
                 "ours / git: incremental export",
