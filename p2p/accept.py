@@ -22,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import msgpack
 from automerge.core import Document
@@ -174,9 +174,13 @@ def _text(value: object) -> str:
     raise TypeError("expected a string")
 
 
-def from_record(record: dict, *, priced: bool = False) -> Incoming:
+def from_record(
+    record: dict, *, priced: bool = False, vouched: list[bytes] | None = None
+) -> Incoming:
     """Decode a `doc` record (see docs/bundle-format.md); ValueError if malformed.
-    `priced`: its saved bytes already passed `binding.check_inflation`."""
+    `priced`: its saved bytes already passed `binding.check_inflation`. `vouched`:
+    the heads our prefetch process loaded these very bytes with (`binding.Vouched`);
+    if they are the owner's one line's head, this process does not load them."""
     try:
         ref = DocRef(_bin(record["community"]), _text(record["kind"]), _bin(record["owner"]))
         claimed = _bin(record["doc"])
@@ -189,6 +193,11 @@ def from_record(record: dict, *, priced: bool = False) -> Incoming:
         if not data:
             raise ValueError("empty saved document")
         try:
+            if vouched is not None and ref.kind in OWNED_KINDS:  # priced before it was sent
+                line = amformat.line_of(data, ref.owner)
+                if line is not None and vouched == [line[1]]:
+                    elsewhere = cast(Document, binding.Vouched(data, vouched))
+                    return Incoming(ref, claimed, None, sigs, elsewhere, data, Line(*line))
             loaded = binding.load(data, outside=not priced)
             line = amformat.line_of(data, ref.owner) if ref.kind in OWNED_KINDS else None
             if line is not None:

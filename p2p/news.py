@@ -13,6 +13,7 @@ from p2p.accept import Incoming, Report
 from p2p.community import all_communities
 from p2p.docref import CHAT, COMMUNITY, DM, FEED, DocRef
 from p2p.home import Home
+from p2p.index import prefetch
 
 ENTRIES = {FEED: "posts", CHAT: "messages", DM: "boxes"}  # kind -> map of entries
 
@@ -65,6 +66,12 @@ class Tracker:
         noted = self._before.get(ref.id)
         if noted is None:
             return
+        if not noted[1] and ref.kind in (FEED, CHAT):  # new: all its entries are
+            heads = doc.get_heads()
+            read = prefetch.counted(ref.id, heads)  # by the import's helper
+            if read is not None:
+                self._seen[ref.id] = (sorted(heads), read)
+                return
         new = _entries(doc, ref.kind) - _entries(doc, ref.kind, noted[1])
         self._seen[ref.id] = (sorted(doc.get_heads()), new if ref.kind == DM else len(new))
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from automerge.core import ROOT, ObjType
 
-from p2p import chat, content, invites
+from p2p import binding, chat, content, invites
 from p2p import community as cm
 from p2p.bundle import export as ex
 from p2p.bundle import importer
@@ -22,7 +22,7 @@ from p2p.docref import CHAT, FEED, DocRef
 from p2p.documents import get_obj
 from p2p.home import Home
 from p2p.index import prefetch
-from p2p.index.update import _read, post_rows
+from p2p.index.update import TOPS, _read, post_rows, whole
 from tests.helpers import make_home
 
 
@@ -77,14 +77,37 @@ def test_prefetched_index_is_the_same(village, monkeypatch) -> None:
         taken.append(got is not None)
         return got
 
+    loads_here: list[bytes] = []
+    real_load = binding.load
+
+    def loading(data, *args, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
+        loads_here.append(data)
+        return real_load(data, *args, **kw)
+
+    real_loaded = prefetch.Prefetch.loaded
+
+    def ahead(self, doc_id, data):  # noqa: ANN001, ANN202
+        if doc_id in self._sent:
+            self.wait(doc_id, 60)  # the helper is ahead, as in a big import
+        return real_loaded(self, doc_id, data)
+
     monkeypatch.setattr(prefetch.Prefetch, "take", counting)
+    monkeypatch.setattr(prefetch.Prefetch, "loaded", ahead)
+    monkeypatch.setattr(binding, "load", loading)
     monkeypatch.setattr(importer, "PREFETCH_DOC", 0)  # every new document, however small
-    import_bundle(bob, [bundle])
+    first = import_bundle(bob, [bundle])
+    helped = {
+        ref: bob.docs.data(ref.id) for ref in first.report.new_docs if ref.kind in (FEED, CHAT)
+    }
+    # the helper loaded the feed and the chat: this process never did
+    assert helped and not any(data in loads_here for data in helped.values())
     monkeypatch.setattr(importer, "PREFETCH_DOC", 1 << 40)  # none: read in process
-    import_bundle(carol, [bundle])
+    second = import_bundle(carol, [bundle])
     assert sum(taken) >= 2  # the feed and the chat went through the helper
     assert _index(bob) == _index(carol)
     assert ("fts", 31) in _index(bob)
+    assert first.news == second.news and first.news.posts == 31
+    assert first.report.applied == second.report.applied
 
 
 def test_helper_reads_what_the_importer_reads(village) -> None:
@@ -99,15 +122,58 @@ def test_helper_reads_what_the_importer_reads(village) -> None:
         for ref in refs:
             doc = alice.docs.load(ref.id)
             assert doc is not None
+            # every top-level map as the index reads it: a feed's posts as ready rows
+            expected = {top: whole(doc, top) for top in TOPS[ref.kind]}
             obj = get_obj(doc, ROOT, prefetch.READ[ref.kind])
-            # a feed as ready rows, a chat as plain values
-            expected = post_rows(doc, obj) if ref.kind == FEED else _read(doc, ObjType.Map, obj)
+            if ref.kind == FEED:
+                assert expected["posts"] == (False, post_rows(doc, obj))
+            else:
+                assert expected["messages"] == (False, _read(doc, ObjType.Map, obj))
             assert helper.wait(ref.id, 60)  # read already, as in a big import
             assert helper.take(ref.id, doc.get_heads()) == expected
+            assert helper.counted(ref.id, doc.get_heads()) == len(doc.keys(obj))
         assert helper.take(b"\x00" * 16, []) is None  # never submitted
     finally:
         helper.close()
     assert helper._proc.poll() is not None  # no process left behind
+
+
+def test_loaded_heads_only_for_the_bytes_sent(village) -> None:
+    """The helper vouches for the heads of the very bytes object it was sent, once: a
+    second record naming the same document (even with equal bytes) gets nothing."""
+    alice, c, _bundle, _homes = village
+    ref = DocRef(c.id, FEED, alice.public_key)
+    data = alice.docs.data(ref.id) or b""
+    doc = alice.docs.load(ref.id)
+    assert doc is not None
+    helper = prefetch.Prefetch()
+    try:
+        helper.submit(ref.id, FEED, data)
+        assert helper.wait(ref.id, 60)
+        assert helper.loaded(ref.id, bytes(bytearray(data))) is None  # another object
+        assert helper.loaded(ref.id, data) == doc.get_heads()
+        assert helper.loaded(ref.id, data) is None  # asked once
+        assert helper.loaded(b"\x00" * 16, data) is None  # never submitted
+    finally:
+        helper.close()
+
+
+def test_bytes_that_do_not_load_are_not_vouched(village) -> None:
+    """Saved bytes the binding refuses (one byte changed): the helper says nothing was
+    loaded, so the importer loads them itself and refuses them as before."""
+    alice, c, _bundle, _homes = village
+    ref = DocRef(c.id, FEED, alice.public_key)
+    data = bytearray(alice.docs.data(ref.id) or b"")
+    data[len(data) // 2] ^= 0x55
+    bad = bytes(data)
+    helper = prefetch.Prefetch()
+    try:
+        helper.submit(ref.id, FEED, bad)
+        assert helper.wait(ref.id, 60)
+        assert helper.loaded(ref.id, bad) is None
+        assert helper.take(ref.id, []) is None
+    finally:
+        helper.close()
 
 
 def test_other_heads_are_never_taken(village) -> None:

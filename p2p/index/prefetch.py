@@ -1,21 +1,25 @@
-"""Reading new documents' entries on the second core while the first one imports.
+"""Loading and reading new documents on the second core while the first one imports.
 
-Indexing a feed the store has never held means reading every post out of
-Automerge, two binding calls per post (a 1M-post import: about 14 s), and the
-binding holds the GIL. A big import therefore starts one helper process that
-loads each new author-owned document from the same saved bytes and reads its
-entries (`update.post_rows` for a feed, `update._read` for a chat: what the
-importer would call), while the importer itself prices, loads, judges and stores.
-The index asks for a document's entries when it gets to it (`take`):
-- read already: taken, if the helper loaded the very same heads;
-- being read: waited for;
-- not started yet: the importer reads it itself, and the helper is told to
-  skip it, so both cores stay busy whichever one is ahead.
+Indexing a feed the store has never held means loading it (0.2 s for 20k posts)
+and reading every post out of Automerge, two binding calls per post (a 1M-post
+import: about 14 s), and the binding holds the GIL. A big import therefore
+starts one helper process that loads each new author-owned document from the
+same saved bytes and reads each of its top-level maps whole (`update.whole`:
+what the index would read), while the importer itself prices, judges and stores.
 
-The helper only ever reads bytes the importer already priced and loaded;
-what it sends back is used only when its heads match the document the
-importer committed. If it fails or dies, every document is read in process
-as before: slower, never different.
+- Loaded: the helper says so with the heads at once (`loaded`). `Document.load`
+  refused the bytes unless every change's hash matched the heads they name, so
+  the importer takes those heads for these very bytes (`binding.Vouched`) and
+  does not load the document itself, unless something needs more than its heads.
+- Read: the index asks for a document's maps when it gets to it (`take`):
+  read already: taken, if the helper loaded the very same heads; being read:
+  waited for; not started yet: the importer reads it itself, and the helper is
+  told to skip it, so both cores stay busy whichever one is ahead.
+
+The helper only ever sees bytes the importer priced first (`amformat`); what it
+sends back is used only for the bytes object it was sent and the heads the
+importer committed. If it fails or dies, every document is loaded and read in
+process as before: slower, never different.
 """
 
 from __future__ import annotations
@@ -40,10 +44,10 @@ STOP_WAIT = 5.0  # seconds the helper is given to exit before it is killed
 
 def _serve(conn: Connection, out: Connection) -> None:
     """The helper process: read each document sent, unless told to skip it."""
-    from automerge.core import ROOT, Document, ObjType
+    from automerge.core import ROOT, Document
 
     from p2p.documents import get_obj
-    from p2p.index.update import _read, post_rows
+    from p2p.index.update import TOPS, whole
 
     todo: deque[tuple[bytes, str, bytes]] = deque()
     skip: set[bytes] = set()
@@ -63,18 +67,15 @@ def _serve(conn: Connection, out: Connection) -> None:
         out.send(("start", doc_id))
         try:
             doc = Document.load(data)
-            obj = get_obj(doc, ROOT, READ[kind])
-            if obj is None:
-                values: Any = None
-            elif kind == FEED:  # ready rows and refused keys: less to read, send and judge
-                values = post_rows(doc, obj)
-            else:
-                values = _read(doc, ObjType.Map, obj)
-            out.send(("done", doc_id, doc.get_heads(), values))
+            heads = doc.get_heads()
+            out.send(("loaded", doc_id, heads))  # the importer need not load it too
+            tops = {top: whole(doc, top) for top in TOPS[kind]}
+            obj = get_obj(doc, ROOT, READ[kind])  # how many entries are new: all of them
+            out.send(("done", doc_id, heads, tops, len(doc.keys(obj)) if obj else 0))
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException:  # noqa: BLE001 - the importer reads this one itself
-            out.send(("done", doc_id, None, None))
+            out.send(("done", doc_id, None, None, 0))
 
 
 class Prefetch:
@@ -109,9 +110,12 @@ class Prefetch:
         # nobody reads would sit idle while the importer works)
         self._outbox: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
         self._cv = threading.Condition()
-        self._sent: dict[bytes, None] = {}  # submitted and still wanted
+        # submitted and still wanted, with the bytes sent until `loaded` is asked
+        self._sent: dict[bytes, bytes | None] = {}
         self._started: set[bytes] = set()
-        self._done: dict[bytes, tuple[list[bytes] | None, Any]] = {}
+        self._loaded: dict[bytes, list[bytes]] = {}  # heads the helper loaded, until taken
+        self._done: dict[bytes, tuple[list[bytes] | None, Any, int]] = {}
+        self._counted: dict[bytes, tuple[list[bytes], int]] = {}  # taken: (heads, keys)
         self._broken = False  # the helper failed or died: everything is read in process
         self._threads = [
             threading.Thread(target=self._send_all, name="p2p-prefetch-send", daemon=True),
@@ -138,10 +142,13 @@ class Prefetch:
             with self._cv:
                 if msg[0] == "start":
                     self._started.add(msg[1])
+                elif msg[0] == "loaded":
+                    if msg[1] in self._sent:
+                        self._loaded[msg[1]] = msg[2]
                 elif msg[0] == "done":
                     self._started.discard(msg[1])
                     if msg[1] in self._sent:
-                        self._done[msg[1]] = (msg[2], msg[3])
+                        self._done[msg[1]] = (msg[2], msg[3], msg[4])
                 self._cv.notify_all()
 
     def _fail(self) -> None:
@@ -154,7 +161,7 @@ class Prefetch:
         with self._cv:
             if self._broken or kind not in READ or doc_id in self._sent:
                 return
-            self._sent[doc_id] = None
+            self._sent[doc_id] = data
         self._outbox.put(("doc", doc_id, kind, data))
 
     def wait(self, doc_id: bytes, timeout: float | None = None) -> bool:
@@ -162,6 +169,30 @@ class Prefetch:
         with self._cv:
             self._cv.wait_for(lambda: doc_id in self._done or self._broken, timeout)
             return doc_id in self._done
+
+    def loaded(self, doc_id: bytes, data: bytes) -> list[bytes] | None:
+        """The heads the helper loaded `doc_id` with (`binding.Vouched`), if `data` is
+        the very bytes object submitted for it (a second record naming the same
+        document gets nothing): waited for if the helper has started on it; None if
+        it has not (the importer loads it itself), if the bytes did not load, or if
+        the helper failed. Asked once per document."""
+        with self._cv:
+            if self._broken or self._sent.get(doc_id) is not data:
+                return None
+            self._sent[doc_id] = None
+            if doc_id not in self._started and doc_id not in self._done:
+                return None
+            self._cv.wait_for(
+                lambda: doc_id in self._loaded or doc_id in self._done or self._broken
+            )
+            return None if self._broken else self._loaded.pop(doc_id, None)
+
+    def counted(self, doc_id: bytes, heads: list[bytes]) -> int | None:
+        """How many keys the map the helper read of `doc_id` at `heads` had (taken by
+        the index already), or None."""
+        with self._cv:
+            got = self._counted.pop(doc_id, None)
+        return got[1] if got is not None and got[0] == heads else None
 
     def take(self, doc_id: bytes, heads: list[bytes]) -> Any:
         """The document's entries read by the helper at `heads`, or None: then the
@@ -175,9 +206,12 @@ class Prefetch:
                 return None
             self._cv.wait_for(lambda: doc_id in self._done or self._broken)
             self._sent.pop(doc_id)
+            self._loaded.pop(doc_id, None)
             got = self._done.pop(doc_id, None)
-        if got is None or got[0] != heads:
-            return None
+            if got is None or got[0] != heads:
+                return None
+            if got[1] is not None:
+                self._counted[doc_id] = (heads, got[2])
         return got[1]
 
     def close(self) -> None:
@@ -220,6 +254,11 @@ def prefetching(enabled: bool = True) -> Iterator[Prefetch | None]:
 def take(doc_id: bytes, heads: list[bytes]) -> Any:
     """The prefetched entries of a document, if an import is prefetching them."""
     return _active.take(doc_id, heads) if _active is not None else None
+
+
+def counted(doc_id: bytes, heads: list[bytes]) -> int | None:
+    """How many keys the entries `take` gave for this document had, if it gave some."""
+    return _active.counted(doc_id, heads) if _active is not None else None
 
 
 def serve() -> None:

@@ -106,28 +106,32 @@ def _update(db: Any, ref: DocRef, doc: Document, old_heads: list[bytes]) -> None
     elif ref.kind == COMMUNITY:
         _moderation(db, ref, doc)
     elif ref.kind in TOPS:
+        # each top-level map read whole by a big import's helper process, at these heads
+        # (`prefetch`): then nothing here needs the document itself, which may not even
+        # be loaded in this process (`binding.Vouched`)
+        pre = prefetch.take(ref.id, new_heads) if whole else None
         for top in TOPS[ref.kind]:
             keys = {patches.WHOLE} if whole else touched.get(top, set())
             if keys:
-                _entries(db, ref, doc, top, keys)
+                _entries(db, ref, doc, top, keys, None if pre is None else pre.get(top))
     _set_heads(db, ref, pack_heads(new_heads))
 
 
-def _entries(db: Any, ref: DocRef, doc: Document, top: str, keys: set[str]) -> None:
+def _entries(
+    db: Any, ref: DocRef, doc: Document, top: str, keys: set[str], pre: Any = None
+) -> None:
+    """Re-index `keys` of the map `top` (WHOLE: all of it). `pre`: `whole(doc, top)` as
+    the import's helper read it, used when the index holds nothing of this map yet."""
+    indexed = _indexed_keys(db, ref, top) if patches.WHOLE in keys else []
+    if patches.WHOLE in keys and not indexed:
+        _index_whole(db, ref, top, pre if pre is not None else whole(doc, top))
+        return
     obj = get_obj(doc, ROOT, top)
     if patches.WHOLE in keys:
-        indexed = _indexed_keys(db, ref, top)
         keys = set(indexed)
         if obj is not None:
             keys.update(doc.keys(obj))
-        bad_top = obj is None and doc.get(ROOT, top) is not None
-        _mark(db, ref, top, "*", bad_top)
-        if top == "posts" and not indexed and obj is not None:
-            _bulk_posts(db, ref, doc, obj)
-            return
-        if top == "messages" and not indexed and obj is not None:
-            _bulk_messages(db, ref, doc, obj, sorted(keys))
-            return
+        _mark(db, ref, top, "*", obj is None and doc.get(ROOT, top) is not None)
     if top == "posts":
         settle(db)
     for key in sorted(keys):
@@ -136,6 +140,48 @@ def _entries(db: Any, ref: DocRef, doc: Document, top: str, keys: set[str]) -> N
         present = got is not None
         if got is not None:
             value = to_py(doc, got[1]) if isinstance(got[0], ObjType) else got[0][1]
+        ok = _apply(db, ref, top, key, value, present)
+        _mark(db, ref, top, key, not ok)
+
+
+def whole(doc: Document, top: str) -> tuple[bool, Any]:
+    """The map `top` of a document read whole, for an index holding nothing of it yet:
+    (whether `top` is there but not an object, what `_index_whole` stores). Plain data,
+    so the import's helper process reads it (p2p/index/prefetch.py) exactly as this
+    process would."""
+    obj = get_obj(doc, ROOT, top)
+    if obj is None:
+        return doc.get(ROOT, top) is not None, None
+    if top == "posts":
+        return False, post_rows(doc, obj)
+    if top == "messages":
+        read = _read(doc, ObjType.Map, obj)
+        return False, {key: read[key] for key in sorted(doc.keys(obj)) if key in read}
+    every = []
+    for key in sorted(doc.keys(obj)):
+        got = doc.get(obj, key)
+        value: Any = None
+        if got is not None:
+            value = to_py(doc, got[1]) if isinstance(got[0], ObjType) else got[0][1]
+        every.append((key, value, got is not None))
+    return False, every
+
+
+def _index_whole(db: Any, ref: DocRef, top: str, read: tuple[bool, Any]) -> None:
+    """Index a map read by `whole`: posts and messages in bulk, others entry by entry."""
+    bad_top, every = read
+    _mark(db, ref, top, "*", bad_top)
+    if every is None:
+        if top == "posts":
+            settle(db)
+        return
+    if top == "posts":
+        _bulk_posts(db, ref, every)
+        return
+    if top == "messages":
+        _bulk_messages(db, ref, every)
+        return
+    for key, value, present in every:
         ok = _apply(db, ref, top, key, value, present)
         _mark(db, ref, top, key, not ok)
 
@@ -173,14 +219,14 @@ def _add_row(rows: list[tuple], bad: list[str], key: str, value: Any) -> None:
     rows.append((key, ts, parent, text, edited, int(deleted), entries.attachments(value)))
 
 
-def _bulk_posts(db: Any, ref: DocRef, doc: Document, obj: bytes) -> None:
+def _bulk_posts(db: Any, ref: DocRef, read: tuple[list[tuple], list[str]]) -> None:
     """A feed the index holds nothing of yet (first use, rebuild, a new author): its posts
-    in a few set-wise statements instead of a handful per post; same rows as `_put_post`."""
+    (`post_rows`) in a few set-wise statements instead of a handful per post; same rows
+    as `_put_post`."""
     c, owner = ref.community, ref.owner
     cn, an = key_num(db, c), key_num(db, owner)
     prefix = owner[:4].hex()
-    read = prefetch.take(ref.id, doc.get_heads())  # `post_rows` by the import's helper
-    got, bad_keys = post_rows(doc, obj) if read is None else read
+    got, bad_keys = read
     rows = [(cn, an, prefix + r[0], *r[1:]) for r in got]
     bad = [(ref.id, "posts", key) for key in bad_keys]
     db.executemany("INSERT OR IGNORE INTO ix_bad (doc, top, key) VALUES (?, ?, ?)", bad)
@@ -440,18 +486,12 @@ def _insert_posts(db: Any, rows: list[tuple]) -> None:
     _insert_staged(db, "ix_posts", POST_COLUMNS, rows, ", orphan")
 
 
-def _bulk_messages(db: Any, ref: DocRef, doc: Document, obj: bytes, keys: list[str]) -> None:
-    """A chat the index holds nothing of yet: its messages read whole and inserted in one
+def _bulk_messages(db: Any, ref: DocRef, every: Any) -> None:
+    """A chat the index holds nothing of yet: its messages (read whole) inserted in one
     statement; the same rows and marks as `_apply` + `_mark` per message."""
     c, owner = ref.community, ref.owner
-    every = prefetch.take(ref.id, doc.get_heads())
-    if every is None:
-        every = _read(doc, ObjType.Map, obj)
     rows, bad, good = [], [], []
-    for key in keys:
-        if key not in every:
-            continue
-        value: Any = every[key]
+    for key, value in every.items():
         msg = entries.message(value)
         if msg is None:
             bad.append((ref.id, "messages", key))
