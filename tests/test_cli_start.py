@@ -40,7 +40,7 @@ HEAVY = (
 # What `search` and `export --since` must leave alone (their figures in issue #12 are
 # mostly start-up): the acceptance and import code, rich (output to a pipe is plain
 # text), the LAN stack and, for search, keys, attachments and bundles.
-NEVER = ("rich", "zeroconf", "p2p.lan", "noise", "PIL", "p2p.accept", "p2p.cli.cmd_attach")
+NEVER = ("rich", "zeroconf", "p2p.lan", "noise", "PIL", "p2p.accept")
 SEARCH_UNUSED = (*NEVER, "cryptography", "pyrage", "p2p.blobs", "p2p.bundle", "p2p.peers")
 EXPORT_UNUSED = (
     *NEVER,
@@ -106,6 +106,17 @@ def test_everyday_commands_leave_the_lan_stack_bundles_and_pillow_alone(tmp_path
         for unused in ("zeroconf", "p2p.lan", "noise", "PIL", "p2p.bundle"):
             assert unused not in loaded, (argv, unused)
     assert "rich" not in loaded_by(home, "post", cid, "a second post")  # plain click output
+    # without attachments, nor output to a terminal: no attachment store, no rich
+    for argv in (["post", cid, "a third post"], ["feed", cid], ["chat", "show", cid]):
+        loaded = loaded_by(home, *argv, watch=(*HEAVY, "p2p.blobs"))
+        assert "rich" not in loaded and "p2p.blobs" not in loaded, (argv, loaded)
+    # ...while one with attachments gets it (the probe is not blind)
+    photo = tmp_path / "note.txt"
+    photo.write_text("hello")
+    with_file = loaded_by(
+        home, "post", cid, "see file", "--attach", str(photo), watch=("p2p.blobs",)
+    )
+    assert "p2p.blobs.attach" in with_file
 
 
 def test_search_and_incremental_export_load_only_what_their_path_uses(tmp_path: Path) -> None:

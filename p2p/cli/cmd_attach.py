@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from p2p import community as cm
 from p2p import content
-from p2p.blobs import attach
-from p2p.blobs.attach import human
-from p2p.blobs.exchange import Plan, Received
 from p2p.cli.context import Context, console, emit_json, json_option, pass_ctx, plural, say
+
+if TYPE_CHECKING:
+    from p2p.blobs.exchange import Plan, Received
+
+# The attachment store (p2p.blobs) is imported where attachments are handled: `post`,
+# `chat send` and `chat show` use this module, and most of their runs have none.
 
 attach_option = click.option(
     "--attach",
@@ -31,6 +35,7 @@ def entries_for(ctx: Context, c: cm.Community, files: tuple[Path, ...], keep: bo
     """Store FILES for a post in community `c`, within its limits; post entries."""
     if not files:
         return []
+    from p2p.blobs import attach
     from p2p.cli.progress import meter
 
     lim = attach.limits(cm.settings(ctx.home, c))
@@ -61,6 +66,10 @@ def state_part(a: dict) -> tuple[str, str]:
 
 def render(items: list[dict], pad: str = "") -> None:
     """One line per attachment: name, size, state (member text never read as markup)."""
+    if not items:
+        return
+    from p2p.blobs.attach import human
+
     for a in items:
         say(
             f"{pad}  ",
@@ -83,6 +92,8 @@ def attachments_json(r: Received) -> dict:
 
 def attachment_lines(r: Received) -> list[str]:
     """What an import or sync did with attachments, one plain line each."""
+    from p2p.blobs.attach import human
+
     out = []
     if r.chunks:
         done = f"; complete: {', '.join(r.completed[:5])}" if r.completed else ""
@@ -92,6 +103,8 @@ def attachment_lines(r: Received) -> list[str]:
 
 
 def plan_lines(plan: Plan) -> list[str]:
+    from p2p.blobs.attach import human
+
     out = []
     if plan.sent_chunks:
         out.append(
@@ -145,6 +158,8 @@ def attachment_group() -> None:
 @pass_ctx
 def save(ctx: Context, hash_: str, out: Path, force: bool, as_json: bool) -> None:
     """Write an attachment out; refuses one that is incomplete or does not verify."""
+    from p2p.blobs import attach
+
     done = attach.save(ctx.home, hash_, out, force=force)
     if as_json:
         emit_json(done)

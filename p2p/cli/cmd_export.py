@@ -15,6 +15,7 @@ from p2p.blobs.exchange import Plan, known_have, known_wants
 from p2p.bundle import export as ex
 from p2p.bundle.inventories import kept_inventory
 from p2p.bundle.parts import bundle_paths
+from p2p.cli.cmd_attach import plan_lines
 from p2p.cli.context import (
     Context,
     ask_passphrase,
@@ -32,8 +33,7 @@ from p2p.errors import P2PError
 from p2p.exchange import known_by, merge
 
 # Imported where used, on the branches that need them: the peer table (--for), the
-# bundle reader and its keys (--since a bundle this home did not write or import),
-# the attachment lines (only when attachments were sent or left).
+# bundle reader and its keys (--since a bundle this home did not write or import).
 
 bundle_version_option = click.option(
     "--bundle-version",
@@ -183,11 +183,8 @@ def export(
         docs = plural(w["documents"], "document")
         size = plural(w["bytes"], "byte")
         console.print(f"Wrote {w['file']}: {docs}, {size} ({lock})")
-    if any(b.sent_chunks or b.left for b in plans):
-        from p2p.cli.cmd_attach import plan_lines
-
-        for blobs in plans:
-            for line in plan_lines(blobs):
-                say("  ", line)
+    for blobs in plans:
+        for line in plan_lines(blobs):
+            say("  ", line)
     if passphrase:
         warn("anyone who knows the passphrase can read this bundle")
