@@ -24,7 +24,10 @@ import mmap
 import os
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the thread pool loads with the first background write
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 ALIGN = 4096  # a multiple of every logical block size we meet (512, 4096)
 BUFFER = 8 << 20  # bytes per write: large writes keep the device busy
@@ -155,6 +158,8 @@ class DirectWriter:
         while len(self._inflight) >= IN_FLIGHT:
             self._wait_one()
         if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
             self._pool = ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="direct-write")
         self.view = self._free.pop() if self._free else memoryview(mmap.mmap(-1, self.size))
         if rest:
