@@ -22,11 +22,18 @@ import errno
 import fcntl
 import mmap
 import os
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the thread pool loads with the first background write
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 ALIGN = 4096  # a multiple of every logical block size we meet (512, 4096)
 BUFFER = 8 << 20  # bytes per write: large writes keep the device busy
+# background writes on the device at once: two in flight write a GiB in 0.6-0.8 s here,
+# one at a time (8 MiB each) in 1.0-1.1 s (`dd oflag=direct`, one stream against two)
+IN_FLIGHT = 2
 O_DIRECT = getattr(os, "O_DIRECT", 0)
 
 
@@ -65,8 +72,9 @@ class DirectWriter:
     """A write-only file object on `fd` that writes aligned blocks with O_DIRECT.
 
     `write` copies into a page-aligned buffer (never keeps the caller's object);
-    with `background`, a full buffer is written by a helper thread while the
-    caller fills a second one (the write waits on the device, not on the CPU).
+    with `background`, full buffers are written by helper threads (IN_FLIGHT at
+    once, each at its own offset) while the caller fills another (a write waits
+    on the device, not on the CPU).
     `flush` writes what is left, the unaligned tail through the cache; after it
     the file is written in the ordinary way. The caller owns `fd` (it fsyncs and
     closes it); writing starts at its current offset."""
@@ -74,17 +82,18 @@ class DirectWriter:
     def __init__(self, fd: int, buffer: int = BUFFER, *, background: bool = False) -> None:
         self.size = max(ALIGN, buffer - buffer % ALIGN)
         self.view = memoryview(mmap.mmap(-1, self.size))  # page-aligned, as O_DIRECT needs
-        self.spare: memoryview | None = None  # the second buffer (background)
         self.background = background
         self._pool: ThreadPoolExecutor | None = None
-        self._pending: Future[None] | None = None
+        # background writes on the device (at most IN_FLIGHT), each with its buffer
+        self._inflight: deque[tuple[Future[None], memoryview]] = deque()
+        self._free: list[memoryview] = []  # buffers whose write is done
         self._fell_back = False
         self.used = 0
         self.reopen(fd)
 
     def reopen(self, fd: int) -> None:
         """Write another file with the same buffers (the last one must be flushed)."""
-        assert self.used == 0 and self._pending is None, "flush() the previous file first"
+        assert self.used == 0 and not self._inflight, "flush() the previous file first"
         self.fd = fd
         self.offset = os.lseek(fd, 0, os.SEEK_CUR)  # where the next byte goes
         self.direct = _set_direct(fd, True)
@@ -107,13 +116,20 @@ class DirectWriter:
                 self._drain(self.size)
         return n
 
-    def _wait(self) -> None:
-        """Wait for the helper's write (and raise its error, if any)."""
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
+    def _wait_one(self) -> None:
+        """Wait for the oldest background write (and raise its error, if any)."""
+        pending, buf = self._inflight.popleft()
+        try:
             pending.result()
-            if self._fell_back:
-                self.direct = False
+        finally:
+            self._free.append(buf)
+        if self._fell_back:
+            self.direct = False
+
+    def _wait(self) -> None:
+        """Wait for every background write (and raise the first error, if any)."""
+        while self._inflight:
+            self._wait_one()
 
     def _write_block(self, view: memoryview, offset: int) -> None:
         try:
@@ -139,16 +155,18 @@ class DirectWriter:
                 full[:rest] = full[length : self.used]
             self.used = rest
             return
-        self._wait()  # the spare buffer is free again
-        if self.spare is None:
-            self.spare = memoryview(mmap.mmap(-1, self.size))
+        while len(self._inflight) >= IN_FLIGHT:
+            self._wait_one()
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="direct-write")
-        self.view, self.spare = self.spare, full
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="direct-write")
+        self.view = self._free.pop() if self._free else memoryview(mmap.mmap(-1, self.size))
         if rest:
             self.view[:rest] = full[length : self.used]
         self.used = rest
-        self._pending = self._pool.submit(self._write_block, full[:length], offset)
+        pending = self._pool.submit(self._write_block, full[:length], offset)
+        self._inflight.append((pending, full))
 
     def flush(self) -> None:
         """Write everything buffered; afterwards the file is written through the cache."""
@@ -170,9 +188,8 @@ class DirectWriter:
             self.flush()
         finally:
             self.used = 0
-            if self._pending is not None:
-                self._pending.exception()  # an error already raised: let the helper end
-                self._pending = None
+            while self._inflight:  # an error already raised: let the helpers end
+                self._inflight.popleft()[0].exception()
             if self._pool is not None:
                 self._pool.shutdown()
                 self._pool = None

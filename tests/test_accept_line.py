@@ -249,3 +249,34 @@ def test_verify_reports_a_line_whose_head_signature_is_forged(pair, tmp_path: Pa
     hostile.doctor_bundle(bundle, bad, bob.identity, [forged], drop=ours)
     result = verify_bundle([bad])
     assert any("signature does not verify" in f for f in result.faults)
+
+
+@pytest.mark.parametrize(
+    "variant", ["honest", "other signer", "bad signature", "unsigned", "other heads"]
+)
+def test_vouched_bytes_are_judged_as_loaded_ones(pair, tmp_path: Path, variant: str) -> None:
+    """Bytes our prefetch process loaded (`from_record(vouched=heads)`, not loaded here:
+    `binding.Vouched`) are judged exactly as bytes loaded here, hostile ones included."""
+    alice, bob, c = pair
+    carol = make_home(tmp_path / "carol", "Carol")
+    invites.join(carol, invites.write(alice, c))
+    ref = feed_ref(alice, c)
+    whole = exchange.full_record(alice, ref)
+    head, who, sig = whole["sigs"][0]
+    sigs = {
+        "honest": [[head, who, sig]],
+        "other signer": [list(signing.sign(bob.identity, ref.id, head))],
+        "bad signature": [[head, who, bytes([sig[0] ^ 1]) + sig[1:]]],
+        "unsigned": [],
+        "other heads": [[head, who, sig]],
+    }[variant]
+    record = {**whole, "sigs": sigs}
+    heads = [b"\x01" * 32] if variant == "other heads" else [head]
+    vouched = from_record(record, priced=True, vouched=heads)
+    assert isinstance(vouched.loaded, binding.Vouched) == (variant != "other heads")
+    got, want = bob.acceptor().accept([vouched]), carol.acceptor().accept([from_record(record)])
+    assert got.applied == want.applied == (5 if variant in ("honest", "other heads") else 0)
+    assert sorted(r.reason for r in got.rejected) == sorted(r.reason for r in want.rejected)
+    assert texts(bob, c) == texts(carol, c)
+    assert bob.docs.heads(ref.id) == carol.docs.heads(ref.id)
+    carol.close()

@@ -48,6 +48,8 @@ EXPORT_UNUSED = (
     "p2p.bundle.verify",
     "p2p.bundle.source",  # the reader: a bundle this home wrote is known by its name
     "p2p.cli.bundle_keys",
+    "p2p.blobs.store",  # the chunk store (threads, direct I/O): no post names an attachment
+    "p2p.blobs.attach",
 )
 
 
@@ -131,10 +133,11 @@ def test_search_and_incremental_export_load_only_what_their_path_uses(tmp_path: 
     found = loaded_by(home, "search", cid, "river", watch=(*SEARCH_UNUSED, "p2p.index"))
     assert found and all(m.startswith("p2p.index") for m in found), found
 
-    watch = (*EXPORT_UNUSED, "p2p.bundle")
+    watch = (*EXPORT_UNUSED, "p2p.bundle", "p2p.blobs")
     exported = loaded_by(home, "export", "--since", str(full), "--out", str(inc), watch=watch)
     assert inc.stat().st_size > 0
     assert "p2p.bundle.export" in exported  # the probe sees what it does use
+    assert "p2p.blobs.exchange" in exported
     assert [m for m in exported if m.startswith(EXPORT_UNUSED)] == []
     # ...and a command that reads bundles still gets the reader (the probe is not blind)
     assert "p2p.bundle.verify" in loaded_by(home, "verify", str(full), watch=watch)

@@ -31,6 +31,7 @@ class Job:
     result: Any = None
     error: str = ""
     started: float = field(default_factory=time.time)
+    back: str = "/move"  # the page the job was started from
 
 
 Progress = Callable[..., None]  # progress(bytes_done, total=None, step=None)
@@ -48,8 +49,8 @@ class Jobs:
     def _bump(self) -> None:
         self.version += 1
 
-    def start(self, kind: str, label: str, work: Work) -> Job:
-        job = Job(next(self._ids), kind, label)
+    def start(self, kind: str, label: str, work: Work, back: str = "/move") -> Job:
+        job = Job(next(self._ids), kind, label, back=back)
         self.jobs[job.id] = job
         for old in sorted(self.jobs)[:-MAX_KEPT]:
             if self.jobs[old].status != "running":

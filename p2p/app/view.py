@@ -16,7 +16,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from p2p import community as cm
 from p2p.app import i18n
-from p2p.blobs.attach import human
+from p2p.blobs.sizes import human
 from p2p.errors import P2PError
 from p2p.identity import fingerprint
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from p2p import atomic
 from p2p.blobs import entries, media, seal
 from p2p.blobs.entries import Entry, Ref
+from p2p.blobs.sizes import human
 from p2p.blobs.store import BlobStore
 from p2p.direct import DirectWriter
 from p2p.errors import AttachmentRefused, BadAttachment, UnknownAttachment
@@ -22,31 +23,6 @@ from p2p.home import Home
 
 LIMIT_LARGEST = "max_attachment"  # community settings keys (decimal bytes as text)
 LIMIT_MEMBER = "max_member_total"
-
-
-def parse_size(text: str) -> int:
-    """'200M', '1.5G', '64k', '1000' -> bytes."""
-    units = {"k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
-    t = text.strip().lower().removesuffix("b").removesuffix("i")
-    try:
-        if t and t[-1] in units:
-            value = int(float(t[:-1]) * units[t[-1]])
-        else:
-            value = int(t)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a size (try 200M or 2G)") from None
-    if value < 0:
-        raise ValueError("a size cannot be negative")
-    return value
-
-
-def human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,18 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from p2p.blobs import entries
-from p2p.blobs.attach import limits, over_limit
 from p2p.blobs.entries import Ref
 from p2p.blobs.staged import Staged
-from p2p.blobs.store import BlobStore, ReadAhead
 from p2p.errors import BadAttachment
 from p2p.home import Home
+
+# The chunk store (threads, direct I/O, sealing) and the limits are imported where
+# attachments are handled: a text-only export or `export --since` needs neither.
+if TYPE_CHECKING:
+    from p2p.blobs.store import BlobStore, ReadAhead
 
 RECORD_TYPES = frozenset({"blob-have", "blob-want", "blob-manifest", "blob-chunk"})
 MAX_HAVE = 10_000  # attachments per blob-have / blob-want record
@@ -70,6 +74,8 @@ def have(
 ) -> Have:
     """Which attachments named in these communities this home holds, chunk by chunk
     (`refs`: `referenced(home, communities)` when the caller has it already)."""
+    from p2p.blobs.store import BlobStore
+
     store = BlobStore(home)
     out: Have = {}
     for aid in refs if refs is not None else referenced(home, communities):
@@ -86,6 +92,8 @@ def lacking(
     refs: dict[bytes, list[Ref]] | None = None,
 ) -> list[bytes]:
     """Attachments named in these communities that are not whole here."""
+    from p2p.blobs.store import BlobStore
+
     store = BlobStore(home)
     out = []
     for aid in refs if refs is not None else referenced(home, communities):
@@ -131,6 +139,10 @@ def records_for(home: Home, communities: Iterable[bytes], plan: Plan) -> Iterato
     chunks the reader lacks, in budget order (see the module docstring)."""
     ids = list(communities)
     refs = referenced(home, ids)  # once per build: it reads the indexes
+    if not refs:
+        return  # no post names an attachment: nothing held, wanted or sent
+    from p2p.blobs.store import BlobStore
+
     store = BlobStore(home)
     mine = have(home, ids, refs)
     items = sorted(mine.items())
@@ -177,7 +189,7 @@ def _chunk_records(
                 continue
             then = []  # read the next ones meanwhile, those that will fit too
             need = size + extra
-            for nxt in wanted[i + 1 : i + 1 + ReadAhead.DEPTH]:
+            for nxt in wanted[i + 1 : i + 1 + chunks.DEPTH]:
                 need += m.chunk_len(nxt) + RECORD_OVERHEAD
                 if not plan.fits(need):
                     break
@@ -235,6 +247,8 @@ class Receiver:
         self.peer = peer
         self.bundle = bundle  # the bundle's digest: remember which chunks it carries
         self.carried: dict[bytes, bytearray] = {}
+        from p2p.blobs.store import BlobStore
+
         self.store = BlobStore(home)
         self.result = Received()
         self._refs: dict[bytes, list[Ref]] | None = None
@@ -305,6 +319,8 @@ class Receiver:
         c = next((x for x in cm.all_communities(self.home) if x.id == ref.community), None)
         if c is None:
             return None
+        from p2p.blobs.attach import limits, over_limit
+
         lim = limits(cm.settings(self.home, c))
         if lim.largest is None and lim.member_total is None:
             return None

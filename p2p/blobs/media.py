@@ -10,7 +10,6 @@ Pillow does not recognise is kept byte for byte.
 from __future__ import annotations
 
 import io
-import mimetypes
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -44,6 +43,8 @@ class Prepared:
 
 
 def guess_mime(name: str) -> str:
+    import mimetypes  # here: it reads the system's type tables on first use
+
     return mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 

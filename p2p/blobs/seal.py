@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import os
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from p2p.errors import BadAttachment
+
+# cryptography is imported where a key is used: reading which attachments a post
+# names (p2p.blobs.entries needs only KEY) must not cost `export --since` its import
 
 KEY = 32
 
@@ -32,12 +32,16 @@ class Sealer:
     def __init__(self, key: bytes) -> None:
         if len(key) != KEY:
             raise BadAttachment("an attachment's key is malformed")
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         self._aead = AESGCM(key)
 
     def seal(self, index: int, last: bool, plain: bytes) -> bytes:
         return self._aead.encrypt(nonce(index, last), plain, None)
 
     def open(self, index: int, last: bool, sealed: bytes) -> bytes:
+        from cryptography.exceptions import InvalidTag
+
         try:
             return self._aead.decrypt(nonce(index, last), sealed, None)
         except InvalidTag as exc:

@@ -68,7 +68,7 @@ def render(items: list[dict], pad: str = "") -> None:
     """One line per attachment: name, size, state (member text never read as markup)."""
     if not items:
         return
-    from p2p.blobs.attach import human
+    from p2p.blobs.sizes import human
 
     for a in items:
         say(
@@ -92,7 +92,7 @@ def attachments_json(r: Received) -> dict:
 
 def attachment_lines(r: Received) -> list[str]:
     """What an import or sync did with attachments, one plain line each."""
-    from p2p.blobs.attach import human
+    from p2p.blobs.sizes import human
 
     out = []
     if r.chunks:
@@ -103,7 +103,7 @@ def attachment_lines(r: Received) -> list[str]:
 
 
 def plan_lines(plan: Plan) -> list[str]:
-    from p2p.blobs.attach import human
+    from p2p.blobs.sizes import human
 
     out = []
     if plan.sent_chunks:

@@ -9,7 +9,8 @@ import click
 
 from p2p import atomic, invites
 from p2p import community as cm
-from p2p.blobs.attach import LIMIT_LARGEST, LIMIT_MEMBER, parse_size
+from p2p.blobs.attach import LIMIT_LARGEST, LIMIT_MEMBER
+from p2p.blobs.sizes import parse_size
 from p2p.cli import safe
 from p2p.cli.context import (
     Context,

@@ -10,7 +10,6 @@ import click
 
 from p2p import atomic
 from p2p import community as cm
-from p2p.blobs.attach import parse_size
 from p2p.blobs.exchange import Plan, known_have, known_wants
 from p2p.bundle import export as ex
 from p2p.bundle.inventories import kept_inventory
@@ -138,7 +137,12 @@ def export(
         )
     written: list[dict[str, Any]] = []
     with ex.scratch_dir(home) as tmp:
-        budget = parse_size(max_size) if max_size else None
+        if max_size:
+            from p2p.blobs.sizes import parse_size
+
+            budget: int | None = parse_size(max_size)
+        else:
+            budget = None
         plans = []
         for domain in plan:
             blobs = Plan(budget, not no_attachments, blob_have, known_wants(home))

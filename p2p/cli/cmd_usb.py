@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from p2p.blobs.attach import parse_size
+from p2p.blobs.sizes import parse_size
 from p2p.bundle import usb
 from p2p.bundle.stick import DEFAULT_MAX_FILE_SIZE
 from p2p.cli import safe

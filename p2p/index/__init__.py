@@ -11,9 +11,17 @@ from the documents at any time (`p2p index rebuild`).
 from __future__ import annotations
 
 from p2p import documents
-from p2p.index.update import bad_entries, flags, forget_community, observe, rebuild, refresh
+from p2p.index.update import (
+    bad_entries,
+    flags,
+    forget_community,
+    observe,
+    rebuild,
+    refresh,
+    to_read,
+)
 
 if observe not in documents.OBSERVERS:
     documents.OBSERVERS.append(observe)
 
-__all__ = ["bad_entries", "flags", "forget_community", "rebuild", "refresh"]
+__all__ = ["bad_entries", "flags", "forget_community", "rebuild", "refresh", "to_read"]

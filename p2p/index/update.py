@@ -785,6 +785,22 @@ def stale(db: Any, community: bytes) -> list[tuple[bytes, str, bytes, bool]]:
 Progress = Callable[[int, int, int], None]  # (bytes read, bytes in all, documents read)
 
 
+def to_read(docs: Documents, community: bytes) -> int:
+    """Bytes of saved documents `refresh` would read for this community now (0: its
+    indexes are up to date), so a caller can tell a long first indexing (a store an
+    older p2p wrote, with another index layout) from the usual nothing."""
+    db = docs.store.db
+    if _fresh.get(docs, {}).get(community) == _stamp(db):
+        return 0
+    todo = stale(db, community)
+    if not todo:
+        return 0
+    sizes = dict(
+        db.execute("SELECT id, length(snapshot) FROM docs WHERE community = ?", (community,))
+    )
+    return sum(sizes.get(r[0], 0) for r in todo if r[3]) or 1
+
+
 def refresh(docs: Documents, community: bytes, progress: Progress | None = None) -> int:
     """Bring one community's indexes up to date (first use, or after a bypass); how many
     documents were read."""

@@ -11,6 +11,7 @@ from starlette.routing import Route
 from p2p import chat
 from p2p.app.pages.attachments import store_uploads
 from p2p.app.pages.communities import head
+from p2p.app.pages.indexing import first
 from p2p.app.view import EXPECTED, app_state, community, failed, gate, redirect, render
 
 SHOWN = 200
@@ -21,6 +22,8 @@ async def page(request: Request) -> Response:
         return sent
     state = app_state(request)
     c = await community(request)
+    if (indexing := await first(request, c)) is not None:
+        return indexing
     room = request.query_params.get("room", chat.DEFAULT_ROOM)
 
     def load() -> tuple[dict, list[dict], list[dict], str]:

@@ -9,6 +9,7 @@ from starlette.routing import Route
 from p2p import community as cm
 from p2p import dm
 from p2p.app.pages.communities import head
+from p2p.app.pages.indexing import first
 from p2p.app.view import (
     EXPECTED,
     app_state,
@@ -29,6 +30,8 @@ async def page(request: Request) -> Response:
         return sent
     state = app_state(request)
     c = await community(request)
+    if (indexing := await first(request, c)) is not None:
+        return indexing
     with_hex = request.query_params.get("with", "")
 
     def load() -> dict:

@@ -12,6 +12,7 @@ from p2p import content
 from p2p import feed as feed_view
 from p2p.app.pages.attachments import store_uploads
 from p2p.app.pages.communities import head
+from p2p.app.pages.indexing import first
 from p2p.app.view import (
     EXPECTED,
     act,
@@ -54,6 +55,8 @@ async def page(request: Request) -> Response:
         return sent
     state = app_state(request)
     c = await community(request)
+    if (indexing := await first(request, c)) is not None:
+        return indexing
     q = request.query_params.get("q", "").strip()
 
     try:
