@@ -7,9 +7,8 @@ from pathlib import Path
 
 import click
 
-from p2p import atomic, invites
+from p2p import atomic
 from p2p import community as cm
-from p2p.blobs.attach import LIMIT_LARGEST, LIMIT_MEMBER
 from p2p.blobs.sizes import parse_size
 from p2p.cli import safe
 from p2p.cli.context import (
@@ -152,6 +151,8 @@ def invite(
     phrase = ask_passphrase(True, INVITE_ENV, "invite passphrase") if seal else None
     if seal and not phrase:
         raise click.UsageError("an empty invite passphrase is not allowed; use --no-passphrase")
+    from p2p import invites  # invites and joins only: it imports acceptance and exchange
+
     atomic.write_bytes(out, invites.write(ctx.home, c, phrase), force=force)
     if as_json:
         emit_json({"file": str(out), "community": c.hex, "private": c.private, "sealed": seal})
@@ -203,6 +204,8 @@ def key(ctx: Context, community_id: str, out: Path, force: bool, as_json: bool) 
 @pass_ctx
 def join(ctx: Context, file: Path, as_json: bool) -> None:
     """Join a community from an invite FILE (asks its passphrase if it is sealed)."""
+    from p2p import invites
+
     with file.open("rb") as fh:
         data = fh.read(invites.MAX_INVITE + 1)
     phrase = None
@@ -253,6 +256,8 @@ def settings_(
 ) -> None:
     """Change the community's name, description, rules or attachment limits
     (owner and moderators)."""
+    from p2p.blobs.attach import LIMIT_LARGEST, LIMIT_MEMBER  # the attachment module
+
     c = cm.resolve(ctx.home, community_id)
     limits = {
         LIMIT_LARGEST: str(parse_size(max_attachment)) if max_attachment else None,
