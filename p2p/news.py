@@ -14,6 +14,8 @@ from p2p.community import all_communities
 from p2p.docref import CHAT, COMMUNITY, DM, FEED, DocRef
 from p2p.home import Home
 from p2p.index import prefetch
+from p2p.index.patches import WHOLE
+from p2p.index.update import touched_by
 
 ENTRIES = {FEED: "posts", CHAT: "messages", DM: "boxes"}  # kind -> map of entries
 
@@ -45,6 +47,28 @@ def _entries(doc: Document, kind: str, heads: list[bytes] | None = None) -> set[
         return set()
 
 
+def _changed(ref: DocRef, doc: Document, before: list[bytes]) -> set[str] | None:
+    """The entries new since `before`, from the keys the index found changed in that
+    very step (`update.touched_by`): a key is new if it is there now and was not
+    then. None when the index did not look at exactly that step (it read the
+    document whole, or the document changed twice): then every key is compared."""
+    touched = touched_by(ref.id, before, doc.get_heads()) if before else None
+    top = ENTRIES[ref.kind]
+    if touched is None or WHOLE in touched.get(top, ()):
+        return None
+    try:
+        now, then = doc.get(ROOT, top), doc.get(ROOT, top, before)
+        return {
+            key
+            for key in touched.get(top, ())
+            if now is not None
+            and doc.get(now[1], key) is not None
+            and (then is None or doc.get(then[1], key, before) is None)
+        }
+    except Exception:  # noqa: BLE001 - a member may have made "posts" anything
+        return None
+
+
 @dataclass
 class Tracker:
     """Call `before(batch)` before each batch is accepted, `count(report)` at the end
@@ -72,7 +96,9 @@ class Tracker:
             if read is not None:
                 self._seen[ref.id] = (sorted(heads), read)
                 return
-        new = _entries(doc, ref.kind) - _entries(doc, ref.kind, noted[1])
+        new = _changed(ref, doc, noted[1])
+        if new is None:
+            new = _entries(doc, ref.kind) - _entries(doc, ref.kind, noted[1])
         self._seen[ref.id] = (sorted(doc.get_heads()), new if ref.kind == DM else len(new))
 
     def before(self, batch: Iterable[Incoming]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,3 +39,13 @@ def ready(state: AppState, name: str = "Ha-eun") -> None:
 
     state.create_identity(None)
     cm.set_profile(state.home, name, None)
+
+
+def wait_job(client: TestClient, url: str, tries: int = 400) -> str:
+    """The job page at `url` once the job has ended (its text)."""
+    for _ in range(tries):
+        html = client.get(url).text
+        if "Working…" not in html:
+            return html
+        time.sleep(0.05)
+    raise AssertionError("job did not finish")

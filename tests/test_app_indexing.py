@@ -5,12 +5,11 @@ that seems to hang; a small one is indexed as the page loads."""
 from __future__ import annotations
 
 import threading
-import time
 
 from p2p import community as cm
 from p2p import content, index
 from p2p.app.pages import indexing
-from tests.app_helpers import app_client, ready
+from tests.app_helpers import app_client, ready, wait_job
 
 
 def _stale(state, c: cm.Community) -> None:  # noqa: ANN001
@@ -18,15 +17,6 @@ def _stale(state, c: cm.Community) -> None:  # noqa: ANN001
     db = state.home.store.db
     db.execute("DELETE FROM ix_docs WHERE community = ?", (c.id,))
     index.update._fresh.clear()
-
-
-def _wait(client, url: str) -> str:  # noqa: ANN001
-    for _ in range(400):
-        html = client.get(url).text
-        if "Working…" not in html:
-            return html
-        time.sleep(0.05)
-    raise AssertionError("the indexing did not finish")
 
 
 def test_a_long_first_indexing_is_a_job_with_progress(tmp_path, monkeypatch) -> None:
@@ -57,7 +47,7 @@ def test_a_long_first_indexing_is_a_job_with_progress(tmp_path, monkeypatch) -> 
         again = client.get(f"/c/{c.hex}", follow_redirects=False)
         assert again.headers["location"] == job
         gate.set()
-        done = _wait(client, job)
+        done = wait_job(client, job)
         assert f"{n} documents read" in done and "From now on it opens at once." in done
         assert f'href="/c/{c.hex}?show=60"' in done  # back to the page asked for
         page = client.get(f"/c/{c.hex}")

@@ -5,11 +5,10 @@ moderation, export, verify-then-import, a tampered bundle, the USB drop box."""
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
-from tests.app_helpers import app_client, ready
+from tests.app_helpers import app_client, ready, wait_job
 
 
 def _cid(response) -> str:  # noqa: ANN001
@@ -27,15 +26,6 @@ def _id_of(html: str, text: str) -> str:
         if text in body:
             return pid
     raise AssertionError(f"no post shows {text!r}")
-
-
-def _wait_job(client, url: str) -> str:  # noqa: ANN001
-    for _ in range(200):
-        html = client.get(url).text
-        if "Working…" not in html:
-            return html
-        time.sleep(0.05)
-    raise AssertionError("job did not finish")
 
 
 def test_two_people_invite_join_post_and_move_a_bundle(tmp_path):
@@ -74,7 +64,7 @@ def test_two_people_invite_join_post_and_move_a_bundle(tmp_path):
         assert "Seed swap" not in b.get(f"/c/{cid}").text  # nothing applied yet
         ticket = re.search(r'name="ticket" value="([^"]+)"', r.text).group(1)
         r = b.post("/move/import", data={"ticket": ticket})
-        html = _wait_job(b, r.url.path)
+        html = wait_job(b, r.url.path)
         assert "3 new posts" in html and "1 new member" in html
         feed = b.get(f"/c/{cid}").text
         assert "Seed swap on Thursday" in feed and "Bring jars" in feed and "👍 1" in feed
@@ -88,7 +78,7 @@ def test_two_people_invite_join_post_and_move_a_bundle(tmp_path):
         back = b.post("/move/export", data={"community": cid})
         r = a.post("/move/verify", files={"file": ("y.p2p", back.content)})
         ticket = re.search(r'name="ticket" value="([^"]+)"', r.text).group(1)
-        html = _wait_job(a, a.post("/move/import", data={"ticket": ticket}).url.path)
+        html = wait_job(a, a.post("/move/import", data={"ticket": ticket}).url.path)
         assert "1 direct message for you" in html
         assert "I have jars" in a.get(f"/c/{cid}").text
         r = a.get(f"/c/{cid}/dm?with={sb.identity.public_key.hex()}")
@@ -151,12 +141,12 @@ def test_usb_drop_box_through_the_page(tmp_path):
         invite = a.post(f"/c/{cid}/invite", data={"passphrase": ""}).content
         b.post("/communities/join", files={"file": ("i.p2p", invite)})
         a.post(f"/c/{cid}/post", data={"text": "from the bridge"})
-        html = _wait_job(a, a.post("/move/usb", data={"folder": str(stick)}).url.path)
+        html = wait_job(a, a.post("/move/usb", data={"folder": str(stick)}).url.path)
         assert "wrote 1 bundle for the others" in html
         # a damaged bundle left on the stick is set aside; the good one still arrives
         good = next(stick.glob("*.p2p"))
         (stick / "damaged.p2p").write_bytes(good.read_bytes()[:-50])
-        html = _wait_job(b, b.post("/move/usb", data={"folder": str(stick)}).url.path)
+        html = wait_job(b, b.post("/move/usb", data={"folder": str(stick)}).url.path)
         assert "1 new post" in html and "1 bundle imported" in html
         assert "1 bundle set aside because it was damaged" in html
         assert "damaged.p2p" in html

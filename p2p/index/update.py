@@ -101,6 +101,7 @@ def _update(db: Any, ref: DocRef, doc: Document, old_heads: list[bytes]) -> None
             touched = patches.touched(doc.diff(old_heads, new_heads))
         except patches.Unreadable:
             whole = True
+    _remember_touched(ref.id, old_heads, new_heads, None if whole else touched)
     if ref.kind == PROFILE:
         _profile(db, ref, doc)
     elif ref.kind == COMMUNITY:
@@ -115,6 +116,36 @@ def _update(db: Any, ref: DocRef, doc: Document, old_heads: list[bytes]) -> None
             if keys:
                 _entries(db, ref, doc, top, keys, None if pre is None else pre.get(top))
     _set_heads(db, ref, pack_heads(new_heads))
+
+
+# What the last update of a document touched, for `news` to count new entries from
+# these keys instead of every key at both heads (a 20k-post feed: 2 x 20k keys per
+# import it changes). Taken once (`touched_by`); kept small.
+_touched: dict[bytes, tuple[list[bytes], list[bytes], dict[str, set[str]]]] = {}
+TOUCHED_KEPT = 1024
+
+
+def _remember_touched(
+    doc_id: bytes, before: list[bytes], after: list[bytes], touched: dict[str, set[str]] | None
+) -> None:
+    if touched is None:
+        _touched.pop(doc_id, None)
+        return
+    if len(_touched) >= TOUCHED_KEPT:
+        _touched.clear()
+    _touched[doc_id] = (sorted(before), sorted(after), touched)
+
+
+def touched_by(
+    doc_id: bytes, before: list[bytes], after: list[bytes]
+) -> dict[str, set[str]] | None:
+    """The keys per top-level map that the index's last update of this document found
+    changed from `before` to `after` (from Automerge's patches), or None if it did
+    not look at exactly that step (it re-read the document whole, or another step)."""
+    got = _touched.pop(doc_id, None)
+    if got is None or got[0] != sorted(before) or got[1] != sorted(after):
+        return None
+    return got[2]
 
 
 def _entries(
