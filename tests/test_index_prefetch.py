@@ -16,7 +16,6 @@ from automerge.core import ROOT, ObjType
 from p2p import binding, chat, content, invites
 from p2p import community as cm
 from p2p.bundle import export as ex
-from p2p.bundle import importer
 from p2p.bundle.importer import import_bundle
 from p2p.docref import CHAT, FEED, DocRef
 from p2p.documents import get_obj
@@ -94,14 +93,14 @@ def test_prefetched_index_is_the_same(village, monkeypatch) -> None:
     monkeypatch.setattr(prefetch.Prefetch, "take", counting)
     monkeypatch.setattr(prefetch.Prefetch, "loaded", ahead)
     monkeypatch.setattr(binding, "load", loading)
-    monkeypatch.setattr(importer, "PREFETCH_DOC", 0)  # every new document, however small
+    monkeypatch.setattr(prefetch, "PREFETCH_DOC", 0)  # every new document, however small
     first = import_bundle(bob, [bundle])
     helped = {
         ref: bob.docs.data(ref.id) for ref in first.report.new_docs if ref.kind in (FEED, CHAT)
     }
     # the helper loaded the feed and the chat: this process never did
     assert helped and not any(data in loads_here for data in helped.values())
-    monkeypatch.setattr(importer, "PREFETCH_DOC", 1 << 40)  # none: read in process
+    monkeypatch.setattr(prefetch, "PREFETCH_DOC", 1 << 40)  # none: read in process
     second = import_bundle(carol, [bundle])
     assert sum(taken) >= 2  # the feed and the chat went through the helper
     assert _index(bob) == _index(carol)
@@ -200,10 +199,10 @@ def test_a_dead_helper_only_slows_the_import(village, monkeypatch) -> None:
         self._proc.wait()
 
     monkeypatch.setattr(prefetch.Prefetch, "__init__", dying)
-    monkeypatch.setattr(importer, "PREFETCH_DOC", 0)
+    monkeypatch.setattr(prefetch, "PREFETCH_DOC", 0)
     result = import_bundle(bob, [bundle])
     assert not result.report.rejected
-    monkeypatch.setattr(importer, "PREFETCH_DOC", 1 << 40)
+    monkeypatch.setattr(prefetch, "PREFETCH_DOC", 1 << 40)
     import_bundle(carol, [bundle])
     assert _index(bob) == _index(carol)
 
@@ -214,11 +213,11 @@ def test_no_helper_can_start(village, monkeypatch) -> None:
     import sys
 
     _alice, _c, bundle, (bob, carol) = village
-    monkeypatch.setattr(importer, "PREFETCH_DOC", 0)
+    monkeypatch.setattr(prefetch, "PREFETCH_DOC", 0)
     monkeypatch.setattr(sys, "executable", "/nonexistent/python")
     result = import_bundle(bob, [bundle])
     assert not result.report.rejected and result.report.applied
     monkeypatch.undo()
-    monkeypatch.setattr(importer, "PREFETCH_DOC", 1 << 40)
+    monkeypatch.setattr(prefetch, "PREFETCH_DOC", 1 << 40)
     import_bundle(carol, [bundle])
     assert _index(bob) == _index(carol)

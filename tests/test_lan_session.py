@@ -875,3 +875,119 @@ def test_a_busy_server_does_not_cut_off_an_honest_peer_mid_proof(trio) -> None:
     assert stats.failed_preauth == 0 and stats.sessions == 1
     bv = cm.resolve(bob, village.hex)
     assert "while busy" in [p["text"] for p in feed.all_posts(bob, bv)]
+
+
+def test_a_first_sync_loads_new_feeds_on_the_helper_process(trio, monkeypatch, tmp_path) -> None:
+    """A first sync applies new feeds as an import does: the prefetch process loads and
+    reads them (this process does not load them again) and the result is the same."""
+    from p2p import binding
+    from p2p.index import prefetch
+
+    alice, _bob, eve, village, _secret = trio
+    dan = make_home(tmp_path / "dan", "Dan")  # in the same community as Eve, nothing else
+    invites.join(dan, invites.write(alice, village))
+    for i in range(30):
+        content.post(alice, village, f"post {i}")
+    loads: list[bytes] = []
+    real_load = binding.load
+
+    def loading(data, *args, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
+        loads.append(data)
+        return real_load(data, *args, **kw)
+
+    real_loaded = prefetch.Prefetch.loaded
+
+    def ahead(self, doc_id, data):  # noqa: ANN001, ANN202
+        if doc_id in self._sent:
+            self.wait(doc_id, 30)  # the helper is ahead, as in a large first sync
+        return real_loaded(self, doc_id, data)
+
+    monkeypatch.setattr(binding, "load", loading)
+    monkeypatch.setattr(prefetch.Prefetch, "loaded", ahead)
+
+    async def go(home: Home):  # noqa: ANN202
+        server = await serve(alice)
+        try:
+            return await sync_with(home, "127.0.0.1", server.port)
+        finally:
+            await server.close()
+
+    monkeypatch.setattr(prefetch, "PREFETCH_DOC", 0)  # every new document
+    helped = asyncio.run(go(eve))
+    feed_data = eve.docs.data(feed_ref(alice, village).id)
+    assert feed_data is not None and feed_data not in loads  # loaded by the helper only
+    monkeypatch.setattr(prefetch, "PREFETCH_DOC", 1 << 40)  # none: all in process
+    alone = asyncio.run(go(dan))
+    assert feed_data in loads  # ...and here by this process
+    assert feed.thread(eve, cm.resolve(eve, village.hex)) == feed.thread(
+        dan, cm.resolve(dan, village.hex)
+    )
+    # (Dan also gets Eve's profile, which she gave Alice: one member more)
+    assert helped.news.posts == alone.news.posts == 31 and not helped.report.rejected
+    dan.close()
+
+
+def feed_ref(home: Home, c: cm.Community):  # noqa: ANN201
+    from p2p.docref import FEED, DocRef
+
+    return DocRef(c.id, FEED, home.public_key)
+
+
+def test_a_peer_storing_a_large_sync_is_waited_for(trio, monkeypatch, tmp_path) -> None:
+    """The side that received a lot stores it before it speaks again (a first sync of a
+    large community: longer than the silence a peer is otherwise allowed). The other
+    side waits in proportion to what it sent, so the session ends well. Here: Alice
+    serves from a thread of her own, and Bob's storing is slowed (a slow disk,
+    simulated) past the 1 s of silence both allow."""
+    import threading
+    import time as clock
+
+    alice, bob, _eve, village, _secret = trio
+    dan = make_home(tmp_path / "dan", "Dan")  # to show the failure the allowance prevents
+    invites.join(dan, invites.write(alice, village))
+    for i in range(20):
+        content.post(alice, village, f"post {i}")
+    real = session._apply
+
+    def slow(*args, **kw):  # noqa: ANN002, ANN003, ANN202
+        if threading.current_thread() is threading.main_thread():
+            clock.sleep(2.5)  # Bob's side only; it blocks, as storing does
+        return real(*args, **kw)
+
+    monkeypatch.setattr(session, "_apply", slow)
+
+    def sync_once(home: Home) -> object:
+        ready, stop = threading.Event(), threading.Event()
+        port: list[int] = []
+
+        def serve_alice() -> None:
+            async def run() -> None:
+                home = Home(alice.path)
+                server = await serve(home, io_timeout=1.0)
+                port.append(server.port)
+                ready.set()
+                while not stop.is_set():
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(0.5)  # let a session that is ending end
+                await server.close()
+                home.close()
+
+            asyncio.run(run())
+
+        thread = threading.Thread(target=serve_alice)
+        thread.start()
+        try:
+            assert ready.wait(10)
+            return asyncio.run(sync_with(home, "127.0.0.1", port[0], io_timeout=1.0))
+        finally:
+            stop.set()
+            thread.join(10)
+
+    monkeypatch.setattr(session, "SLOWEST_APPLY", 1 << 40)  # no allowance: as before
+    with pytest.raises(LanError, match="phase blobs; the posts and messages it sent were stored"):
+        sync_once(dan)
+    assert len(feed.all_posts(dan, cm.resolve(dan, village.hex))) == 21  # as it says
+    monkeypatch.setattr(session, "SLOWEST_APPLY", 100)  # bytes a second, for this test
+    result = sync_once(bob)
+    assert result.news.posts == 22 and not result.report.rejected  # 21 open, 1 private
+    dan.close()

@@ -51,6 +51,7 @@ from p2p.errors import (
 )
 from p2p.home import Home
 from p2p.identity import verify
+from p2p.index import prefetch
 from p2p.news import News, Tracker
 
 VERSION = 2
@@ -65,6 +66,12 @@ MAX_HEADS = 256  # heads per document in an inventory or want
 MAX_NEW_DOCS = 50_000  # documents a peer may list that this side does not hold
 MAX_INV_HEADS = 200_000  # hashes in a peer's whole inventory
 APPLY_BATCH = 32
+# Bytes of records a slow peer stores per second (a 1M-post first sync, 70 MB, is
+# applied here at 1.5-2.7 MB/s; an old laptop may take several times longer): how
+# much longer than the usual silence we wait for it after sending them, at most
+# MAX_PATIENCE seconds.
+SLOWEST_APPLY = 256 * 1024
+MAX_PATIENCE = 3600.0
 
 
 class Phase(str, Enum):
@@ -82,6 +89,7 @@ class Channel(Protocol):
     peer_key: bytes
     handshake_hash: bytes
     max_message: int
+    io_timeout: float  # seconds of the peer's silence before the session is closed
 
     @property
     def role(self) -> bytes: ...
@@ -193,6 +201,13 @@ class Wire:
         self.sent = 0
         self.received = 0
         self.phase = Phase.MEMBERSHIP
+        self._patience = 0.0
+
+    def be_patient(self, seconds: float) -> None:
+        """Wait up to `seconds` more than the usual silence for the peer's next message:
+        it is storing what we just sent (a first sync of a large community takes
+        longer than the 30 s a silent peer is otherwise given)."""
+        self._patience = seconds
 
     async def send(self, obj: dict) -> None:
         data = _pack(obj)
@@ -200,7 +215,16 @@ class Wire:
         await self.channel.send(data)
 
     async def recv(self, *expect: str) -> dict:
-        data = await self.channel.recv()
+        extra, self._patience = self._patience, 0.0
+        if extra:
+            usual = self.channel.io_timeout
+            self.channel.io_timeout = usual + extra
+            try:
+                data = await self.channel.recv()
+            finally:
+                self.channel.io_timeout = usual
+        else:
+            data = await self.channel.recv()
         self.received += len(data)
         obj = _unpack(data)
         if expect and obj["t"] not in expect:
@@ -219,7 +243,10 @@ def _in(io: Wire, phase: Phase) -> Iterator[None]:
     except LanError as exc:
         if not exc.phase:
             exc.phase = phase.value
-            exc.args = (f"{exc.args[0] if exc.args else exc} (phase {phase.value})",)
+            where = f"phase {phase.value}"
+            if phase is Phase.BLOBS:  # the documents were stored before this phase began
+                where += "; the posts and messages it sent were stored"
+            exc.args = (f"{exc.args[0] if exc.args else exc} ({where})",)
         raise
 
 
@@ -363,8 +390,11 @@ async def run(
                     progress(count, len(want), io.received)
             result.received_records = count
 
+        before = io.sent
         with _in(io, Phase.TRANSFER):
             await _both(send_all(), receive_all())
+        # the peer now stores what we sent before it says anything more
+        io.be_patient(min(MAX_PATIENCE, (io.sent - before) / SLOWEST_APPLY))
         spool.seek(0)
         with _in(io, Phase.APPLY):
             if lock is not None:
@@ -492,12 +522,18 @@ def _apply(
     acceptor = home.acceptor()
     tracker = Tracker(home)
     acceptor.committed = tracker.seen  # news counted without loading each document again
-    with home.store.transaction() as db:
-        batch = []
+
+    def spooled() -> Iterator[dict]:
         while header := spool.read(4):
-            data = spool.read(int.from_bytes(header, "big"))
+            yield _unpack(spool.read(int.from_bytes(header, "big")))
+
+    # a first sync of a large community: new feeds are loaded and read on the second
+    # core while this one judges and stores (as an import does: p2p/index/prefetch.py)
+    with prefetch.Ahead(home) as helper, home.store.transaction() as db:
+        batch = []
+        for record, priced in helper.ahead(spooled()):
             try:
-                batch.append(from_record(_unpack(data)))
+                batch.append(from_record(record, priced=priced, vouched=helper.loaded(record)))
             except ValueError as exc:
                 from p2p.accept import Rejection
 
