@@ -10,7 +10,8 @@ whole `p2p` command in its own process (start-up included; peak RSS is that
 process's own `ru_maxrss` from os.wait4, not RUSAGE_CHILDREN):
 
 - `p2p feed ID` (the latest 30 threads), `p2p feed ID --json --last 0` (all,
-  streamed), `p2p search ID WORD`, `p2p post ID TEXT`, `p2p chat send ID TEXT`;
+  streamed), `p2p search ID WORD`, `p2p post ID TEXT`, `p2p chat send ID TEXT`
+  (each but `--json --last 0` the median of three runs);
 - `p2p index rebuild ID` (reads every document again);
 - the store's size with the indexes and without them (a copy, index rows dropped, VACUUM);
 - the same `p2p feed ID` as the code stood at the start of the work (878248f,
@@ -144,6 +145,12 @@ def run(home: Path, args: list[str], old: Path | None = None) -> tuple[float, in
         return got.seconds, got.rss_kib // 1024, got.cpu
 
 
+def median(home: Path, args: list[str]) -> tuple[float, int, float]:
+    """`run`, the middle of three by wall time: a single 0.2-0.5 s run on a shared
+    machine is off by up to half (the first command after a pause most of all)."""
+    return sorted((run(home, args) for _ in range(3)), key=lambda r: r[0])[1]
+
+
 def old_code() -> Path | None:
     """The package as it stood at the start of the work, unpacked from git (None if absent)."""
     where = CACHE / f"code-{OLD}"
@@ -198,11 +205,11 @@ def main() -> None:
         home, cid = cached_home(posts, a.authors)
         print(f"\n== {posts} posts (home ready in {time.perf_counter() - t:.1f} s)")
         f = {}
-        f["feed"] = run(home, ["feed", cid])
+        f["feed"] = median(home, ["feed", cid])
         f["feed_json_all"] = run(home, ["feed", cid, "--json", "--last", "0"])
-        f["search"] = run(home, ["search", cid, "river", "bridge"])
-        f["post"] = run(home, ["post", cid, f"bench post {time.time()}"])
-        f["chat"] = run(home, ["chat", "send", cid, f"bench chat {time.time()}"])
+        f["search"] = median(home, ["search", cid, "river", "bridge"])
+        f["post"] = median(home, ["post", cid, f"bench post {time.time()}"])
+        f["chat"] = median(home, ["chat", "send", cid, f"bench chat {time.time()}"])
         f["rebuild"] = run(home, ["index", "rebuild", cid])
         f["feed_after_rebuild"] = run(home, ["feed", cid])
         if old is not None:
