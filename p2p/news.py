@@ -13,9 +13,8 @@ from p2p.accept import Incoming, Report
 from p2p.community import all_communities
 from p2p.docref import CHAT, COMMUNITY, DM, FEED, DocRef
 from p2p.home import Home
-from p2p.index import prefetch
 from p2p.index.patches import WHOLE
-from p2p.index.update import touched_by
+from p2p.index.update import last_step
 
 ENTRIES = {FEED: "posts", CHAT: "messages", DM: "boxes"}  # kind -> map of entries
 
@@ -47,14 +46,14 @@ def _entries(doc: Document, kind: str, heads: list[bytes] | None = None) -> set[
         return set()
 
 
-def _changed(ref: DocRef, doc: Document, before: list[bytes]) -> set[str] | None:
+def _changed(
+    doc: Document, kind: str, before: list[bytes], touched: dict[str, set[str]]
+) -> set[str] | None:
     """The entries new since `before`, from the keys the index found changed in that
-    very step (`update.touched_by`): a key is new if it is there now and was not
-    then. None when the index did not look at exactly that step (it read the
-    document whole, or the document changed twice): then every key is compared."""
-    touched = touched_by(ref.id, before, doc.get_heads()) if before else None
-    top = ENTRIES[ref.kind]
-    if touched is None or WHOLE in touched.get(top, ()):
+    very step (`update.Step.touched`): a key is new if it is there now and was not
+    then. None when that is not known for certain: then every key is compared."""
+    top = ENTRIES[kind]
+    if WHOLE in touched.get(top, ()):
         return None
     try:
         now, then = doc.get(ROOT, top), doc.get(ROOT, top, before)
@@ -90,16 +89,20 @@ class Tracker:
         noted = self._before.get(ref.id)
         if noted is None:
             return
-        if not noted[1] and ref.kind in (FEED, CHAT):  # new: all its entries are
-            heads = doc.get_heads()
-            read = prefetch.counted(ref.id, heads)  # by the import's helper
-            if read is not None:
-                self._seen[ref.id] = (sorted(heads), read)
-                return
-        new = _changed(ref, doc, noted[1])
+        heads = doc.get_heads()
+        # what the index learnt of this very step, when it can count for us: a new feed
+        # or chat the import's helper read whole (all its entries are new), or the keys
+        # a step changed
+        step = last_step(ref.id, noted[1], heads)
+        if step is not None and step.entries is not None and not step.before:
+            self._seen[ref.id] = (sorted(heads), step.entries)
+            return
+        new = None
+        if step is not None and step.touched is not None and noted[1]:
+            new = _changed(doc, ref.kind, noted[1], step.touched)
         if new is None:
             new = _entries(doc, ref.kind) - _entries(doc, ref.kind, noted[1])
-        self._seen[ref.id] = (sorted(doc.get_heads()), new if ref.kind == DM else len(new))
+        self._seen[ref.id] = (sorted(heads), new if ref.kind == DM else len(new))
 
     def before(self, batch: Iterable[Incoming]) -> None:
         if self._authors is None:

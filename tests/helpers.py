@@ -43,3 +43,34 @@ def cli(home: Path, *args: str, **extra_env: str) -> subprocess.CompletedProcess
         env=env,
         timeout=120,
     )
+
+
+def loads_in_this_process(monkeypatch) -> list[bytes]:  # noqa: ANN001
+    """Every byte string this process hands to `binding.load` from now on (the list
+    fills as the test runs): to tell what the prefetch helper loaded instead."""
+    from p2p import binding
+
+    loads: list[bytes] = []
+    real = binding.load
+
+    def loading(data, *args, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
+        loads.append(data)
+        return real(data, *args, **kw)
+
+    monkeypatch.setattr(binding, "load", loading)
+    return loads
+
+
+def prefetch_ahead(monkeypatch) -> None:  # noqa: ANN001
+    """`Prefetch.loaded` waits until the helper has read the document, as when it is
+    ahead of the importer in a big import (small test imports would race it)."""
+    from p2p.index import prefetch
+
+    real = prefetch.Prefetch.loaded
+
+    def ahead(self, doc_id, data):  # noqa: ANN001, ANN202
+        if doc_id in self._sent:
+            self.wait(doc_id, 60)
+        return real(self, doc_id, data)
+
+    monkeypatch.setattr(prefetch.Prefetch, "loaded", ahead)

@@ -15,7 +15,8 @@ from p2p.blobs import attach
 from p2p.blobs.manifest import CHUNK
 from p2p.bundle import crypt
 from p2p.bundle import export as ex
-from p2p.bundle.importer import file_digest, import_bundle
+from p2p.bundle.importer import import_bundle
+from p2p.bundle.names import file_digest
 from tests.helpers import make_home
 
 

@@ -13,7 +13,8 @@ from p2p import content, invites
 from p2p.bundle import export as ex
 from p2p.bundle import inventories
 from p2p.bundle.container import read_all
-from p2p.bundle.importer import file_digest, import_bundle
+from p2p.bundle.importer import import_bundle
+from p2p.bundle.names import file_digest
 from p2p.exchange import inventory, known_by, records_for
 from p2p.home import Home
 from tests.helpers import cli, make_home

@@ -16,7 +16,7 @@ from p2p.home import Home
 from p2p.lan import channel as ch
 from p2p.lan import session
 from p2p.lan.server import Server, sync_with
-from tests.helpers import make_home
+from tests.helpers import loads_in_this_process, make_home, prefetch_ahead
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -880,7 +880,6 @@ def test_a_busy_server_does_not_cut_off_an_honest_peer_mid_proof(trio) -> None:
 def test_a_first_sync_loads_new_feeds_on_the_helper_process(trio, monkeypatch, tmp_path) -> None:
     """A first sync applies new feeds as an import does: the prefetch process loads and
     reads them (this process does not load them again) and the result is the same."""
-    from p2p import binding
     from p2p.index import prefetch
 
     alice, _bob, eve, village, _secret = trio
@@ -888,22 +887,8 @@ def test_a_first_sync_loads_new_feeds_on_the_helper_process(trio, monkeypatch, t
     invites.join(dan, invites.write(alice, village))
     for i in range(30):
         content.post(alice, village, f"post {i}")
-    loads: list[bytes] = []
-    real_load = binding.load
-
-    def loading(data, *args, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
-        loads.append(data)
-        return real_load(data, *args, **kw)
-
-    real_loaded = prefetch.Prefetch.loaded
-
-    def ahead(self, doc_id, data):  # noqa: ANN001, ANN202
-        if doc_id in self._sent:
-            self.wait(doc_id, 30)  # the helper is ahead, as in a large first sync
-        return real_loaded(self, doc_id, data)
-
-    monkeypatch.setattr(binding, "load", loading)
-    monkeypatch.setattr(prefetch.Prefetch, "loaded", ahead)
+    loads = loads_in_this_process(monkeypatch)
+    prefetch_ahead(monkeypatch)  # as in a large first sync
 
     async def go(home: Home):  # noqa: ANN202
         server = await serve(alice)

@@ -67,14 +67,10 @@ class Built:
     docs: int
     size: int
     encrypted: bool
-    name: bytes = b""  # BLAKE3 of the file as written: its name (bundles_seen, the stick)
+    # BLAKE3 of the file as written: its name (bundles_seen, the stick), and what a
+    # read-back of it must hash to
+    name: bytes = b""
     inventory: bytes = b""  # digest of the full inventory it describes
-
-    @property
-    def blake3(self) -> bytes:
-        """What a read-back of the file must hash to (BLAKE3): its name."""
-        return self.name
-
     extra: dict = field(default_factory=dict)
 
 
@@ -143,14 +139,11 @@ def build(
     base: bytes | None = None,
     plan: blob_exchange.Plan | None = None,
     out_dir: Path | None = None,
-    readback: bool = False,
     version: int = VERSION,
 ) -> Built | None:
     """Write one domain's bundle into `scratch`; None when the peer lacks nothing.
     `plan`: the attachment budget and what the reader holds (default: send all).
-    `readback` is kept for callers: the file's BLAKE3 (`Built.blake3`, to check a
-    read-back) is its name, always taken. `version`: the container format (1 only
-    for recipients whose p2p predates version 2).
+    `version`: the container format (1 only for recipients whose p2p predates 2).
     `out_dir`: write it under a hidden temporary name in that folder instead (the
     destination's, so that `place` only renames it: the bytes are written once).
 

@@ -25,8 +25,7 @@ from p2p import direct
 from p2p.background_hash import BackgroundHash
 from p2p.bundle import crypt, parts
 from p2p.bundle.container import BundleReader, HeldReader, Stage
-from p2p.bundle.parts import HEAD, part_set
-from p2p.bundle.parts import file_head as _head
+from p2p.bundle.parts import HEAD, file_head, part_set
 from p2p.errors import NotABundle, WrongKey
 
 
@@ -182,7 +181,7 @@ def _decrypting(src: BinaryIO, keys: Keys, passphrase: bool) -> _PipeReader | _A
 
 def payload_head(path: Path, size: int = HEAD) -> bytes:
     """The first `size` bytes of the bundle `path` names (of its first part's payload)."""
-    head = _head(path)
+    head = file_head(path)
     if parts.is_part(head):  # the first part's payload starts the bundle
         first = [p for p in part_set(path) if parts.read_header(p).index == 0]
         if not first:
@@ -377,7 +376,7 @@ def open_bundle(
     may then be None; an encrypted file's ciphertext is not hashed)."""
     keys = keys or Keys()
     first = paths[0]
-    head = _head(first)
+    head = file_head(first)
     if not head:
         raise NotABundle(f"{first.name} is empty, not a bundle")
     files = [first]

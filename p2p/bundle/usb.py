@@ -25,16 +25,10 @@ from p2p.blobs import exchange as blob_exchange
 from p2p.bundle import crypt, filecache, inventories, parts, stick
 from p2p.bundle.container import MAGIC, VERSION
 from p2p.bundle.export import Built, build, domains, scratch_dir, select
-from p2p.bundle.importer import (
-    ImportResult,
-    contents,
-    file_digest,
-    import_bundle,
-    keys_for,
-    learn,
-    legacy_digest,
-)
-from p2p.bundle.source import Keys, part_set
+from p2p.bundle.importer import ImportResult, contents, import_bundle, keys_for, learn
+from p2p.bundle.names import file_digest, legacy_digest
+from p2p.bundle.parts import part_set
+from p2p.bundle.source import Keys
 from p2p.bundle.verify import verify_bundle
 from p2p.community import Community
 from p2p.errors import BundleError, P2PError, WrongKey
@@ -297,7 +291,6 @@ def sync(
                         base=base,
                         plan=plan,
                         out_dir=folder,
-                        readback=True,
                         progress=lambda n, total, docs: update(n, total=total, count=docs),
                         version=version,
                     )
@@ -347,7 +340,7 @@ def _write_one(
         # the bundle as build() wrote it, byte for byte: read back from the stick and
         # compared with the BLAKE3 of every byte written, which is what a failing
         # stick breaks (that our own writer writes valid bundles, the tests prove)
-        paths = [stick.settle(built.path, folder, built.blake3)]
+        paths = [stick.settle(built.path, folder, built.name)]
     for p in paths:
         os.utime(p, (stamp, stamp))
     # one file is the built bundle byte for byte (read back and verified above)

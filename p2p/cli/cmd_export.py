@@ -11,6 +11,7 @@ import click
 from p2p import atomic
 from p2p import community as cm
 from p2p.blobs.exchange import Plan, known_have, known_wants
+from p2p.blobs.sizes import parse_size
 from p2p.bundle import export as ex
 from p2p.bundle.inventories import kept_inventory
 from p2p.bundle.parts import bundle_paths
@@ -137,12 +138,7 @@ def export(
         )
     written: list[dict[str, Any]] = []
     with ex.scratch_dir(home) as tmp:
-        if max_size:
-            from p2p.blobs.sizes import parse_size
-
-            budget: int | None = parse_size(max_size)
-        else:
-            budget = None
+        budget = parse_size(max_size) if max_size else None
         plans = []
         for domain in plan:
             blobs = Plan(budget, not no_attachments, blob_have, known_wants(home))

@@ -119,7 +119,6 @@ class Prefetch:
         self._started: set[bytes] = set()
         self._loaded: dict[bytes, list[bytes]] = {}  # heads the helper loaded, until taken
         self._done: dict[bytes, tuple[list[bytes] | None, Any, int]] = {}
-        self._counted: dict[bytes, tuple[list[bytes], int]] = {}  # taken: (heads, keys)
         self._broken = False  # the helper failed or died: everything is read in process
         self._threads = [
             threading.Thread(target=self._send_all, name="p2p-prefetch-send", daemon=True),
@@ -191,16 +190,10 @@ class Prefetch:
             )
             return None if self._broken else self._loaded.pop(doc_id, None)
 
-    def counted(self, doc_id: bytes, heads: list[bytes]) -> int | None:
-        """How many keys the map the helper read of `doc_id` at `heads` had (taken by
-        the index already), or None."""
-        with self._cv:
-            got = self._counted.pop(doc_id, None)
-        return got[1] if got is not None and got[0] == heads else None
-
-    def take(self, doc_id: bytes, heads: list[bytes]) -> Any:
-        """The document's entries read by the helper at `heads`, or None: then the
-        caller reads them itself (and the helper will not)."""
+    def take(self, doc_id: bytes, heads: list[bytes]) -> tuple[dict[str, Any], int] | None:
+        """The document's top-level maps read by the helper at `heads` (`update.whole`
+        of each) and how many keys its map of entries holds, or None: then the caller
+        reads them itself (and the helper will not)."""
         with self._cv:
             if self._broken or doc_id not in self._sent:
                 return None
@@ -212,11 +205,9 @@ class Prefetch:
             self._sent.pop(doc_id)
             self._loaded.pop(doc_id, None)
             got = self._done.pop(doc_id, None)
-            if got is None or got[0] != heads:
-                return None
-            if got[1] is not None:
-                self._counted[doc_id] = (heads, got[2])
-        return got[1]
+        if got is None or got[0] != heads or got[1] is None:
+            return None
+        return got[1], got[2]
 
     def close(self) -> None:
         self._outbox.put(("stop",))
@@ -255,14 +246,9 @@ def prefetching(enabled: bool = True) -> Iterator[Prefetch | None]:
         helper.close()
 
 
-def take(doc_id: bytes, heads: list[bytes]) -> Any:
-    """The prefetched entries of a document, if an import is prefetching them."""
+def take(doc_id: bytes, heads: list[bytes]) -> tuple[dict[str, Any], int] | None:
+    """The prefetched maps of a document (`Prefetch.take`), if an import is prefetching."""
     return _active.take(doc_id, heads) if _active is not None else None
-
-
-def counted(doc_id: bytes, heads: list[bytes]) -> int | None:
-    """How many keys the entries `take` gave for this document had, if it gave some."""
-    return _active.counted(doc_id, heads) if _active is not None else None
 
 
 PREFETCH_DOC = 256 * 1024  # saved bytes of a new document worth reading on the other core

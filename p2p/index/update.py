@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from automerge.core import ROOT, Document, ObjType
@@ -101,16 +102,20 @@ def _update(db: Any, ref: DocRef, doc: Document, old_heads: list[bytes]) -> None
             touched = patches.touched(doc.diff(old_heads, new_heads))
         except patches.Unreadable:
             whole = True
-    _remember_touched(ref.id, old_heads, new_heads, None if whole else touched)
+    # each top-level map read whole by a big import's helper process, at these heads
+    # (`prefetch`): then nothing here needs the document itself, which may not even be
+    # loaded in this process (`binding.Vouched`)
+    pre, entries_read = None, None
+    if whole and ref.kind in TOPS and (got := prefetch.take(ref.id, new_heads)) is not None:
+        pre, entries_read = got
+    _remember(
+        ref.id, Step(sorted(old_heads), sorted(new_heads), None if whole else touched, entries_read)
+    )
     if ref.kind == PROFILE:
         _profile(db, ref, doc)
     elif ref.kind == COMMUNITY:
         _moderation(db, ref, doc)
     elif ref.kind in TOPS:
-        # each top-level map read whole by a big import's helper process, at these heads
-        # (`prefetch`): then nothing here needs the document itself, which may not even
-        # be loaded in this process (`binding.Vouched`)
-        pre = prefetch.take(ref.id, new_heads) if whole else None
         for top in TOPS[ref.kind]:
             keys = {patches.WHOLE} if whole else touched.get(top, set())
             if keys:
@@ -118,34 +123,38 @@ def _update(db: Any, ref: DocRef, doc: Document, old_heads: list[bytes]) -> None
     _set_heads(db, ref, pack_heads(new_heads))
 
 
-# What the last update of a document touched, for `news` to count new entries from
-# these keys instead of every key at both heads (a 20k-post feed: 2 x 20k keys per
-# import it changes). Taken once (`touched_by`); kept small.
-_touched: dict[bytes, tuple[list[bytes], list[bytes], dict[str, set[str]]]] = {}
-TOUCHED_KEPT = 1024
+@dataclass(frozen=True)
+class Step:
+    """What the index learnt of one stored step of a document, for `news` to count its
+    new entries without listing every key at both heads (a 20k-post feed: 2 x 20k)."""
+
+    before: list[bytes]  # heads, sorted
+    after: list[bytes]
+    touched: dict[str, set[str]] | None  # keys changed per top-level map; None: read whole
+    entries: int | None = None  # read whole by the import's helper: keys in its entry map
 
 
-def _remember_touched(
-    doc_id: bytes, before: list[bytes], after: list[bytes], touched: dict[str, set[str]] | None
-) -> None:
-    if touched is None:
-        _touched.pop(doc_id, None)
+# the last step of each document, taken once (`last_step`); kept small
+_steps: dict[bytes, Step] = {}
+STEPS_KEPT = 1024
+
+
+def _remember(doc_id: bytes, step: Step) -> None:
+    if step.touched is None and step.entries is None:
+        _steps.pop(doc_id, None)  # nothing to count from
         return
-    if len(_touched) >= TOUCHED_KEPT:
-        _touched.clear()
-    _touched[doc_id] = (sorted(before), sorted(after), touched)
+    if len(_steps) >= STEPS_KEPT:
+        _steps.clear()
+    _steps[doc_id] = step
 
 
-def touched_by(
-    doc_id: bytes, before: list[bytes], after: list[bytes]
-) -> dict[str, set[str]] | None:
-    """The keys per top-level map that the index's last update of this document found
-    changed from `before` to `after` (from Automerge's patches), or None if it did
-    not look at exactly that step (it re-read the document whole, or another step)."""
-    got = _touched.pop(doc_id, None)
-    if got is None or got[0] != sorted(before) or got[1] != sorted(after):
+def last_step(doc_id: bytes, before: list[bytes], after: list[bytes]) -> Step | None:
+    """What the index's last update of this document learnt, if that update was exactly
+    the step from `before` to `after` (else None: another step, or none remembered)."""
+    got = _steps.pop(doc_id, None)
+    if got is None or got.before != sorted(before) or got.after != sorted(after):
         return None
-    return got[2]
+    return got
 
 
 def _entries(
@@ -826,10 +835,15 @@ def to_read(docs: Documents, community: bytes) -> int:
     todo = stale(db, community)
     if not todo:
         return 0
-    sizes = dict(
+    sizes = _sizes(db, community)
+    return sum(sizes.get(r[0], 0) for r in todo) or 1
+
+
+def _sizes(db: Any, community: bytes) -> dict[bytes, int]:
+    """Each stored document of a community: the bytes a refresh reads of it."""
+    return dict(
         db.execute("SELECT id, length(snapshot) FROM docs WHERE community = ?", (community,))
     )
-    return sum(sizes.get(r[0], 0) for r in todo if r[3]) or 1
 
 
 def refresh(docs: Documents, community: bytes, progress: Progress | None = None) -> int:
@@ -848,11 +862,7 @@ def refresh(docs: Documents, community: bytes, progress: Progress | None = None)
     n = 0
     with docs.store.transaction() as db:
         todo = stale(db, community)
-        sizes = dict(
-            db.execute(
-                "SELECT id, length(snapshot) FROM docs WHERE community = ?", (community,)
-            ).fetchall()
-        )
+        sizes = _sizes(db, community)
         total, done = sum(sizes.get(r[0], 0) for r in todo), 0
         for doc_id, kind, owner, stored in todo:
             if progress is not None:
