@@ -14,7 +14,7 @@ from typing import BinaryIO
 import pyrage
 from pyrage import x25519
 
-from p2p.errors import BundleCorrupt, WrongKey
+from p2p.errors import BundleCorrupt, P2PError, WrongKey
 
 AGE_MAGIC = b"age-encryption.org/v1\n"
 MAX_PASSPHRASE_BUNDLE = 1024**3
@@ -45,6 +45,20 @@ def opens(head: bytes, identities: list[x25519.Identity]) -> bool:
 
 def encrypt(src: BinaryIO, dst: BinaryIO, recipients: list[str]) -> None:
     pyrage.encrypt_io(src, dst, [x25519.Recipient.from_str(r) for r in recipients])
+
+
+def check_sample(sample: bytes, secrets: list[str]) -> None:
+    """pyrage must open `sample` (an empty age file from our own writer, with the
+    header a bundle is about to get) to nothing, with one of the community's
+    `secrets`: else that writer is wrong, and no bundle is written with it."""
+    try:
+        ok = pyrage.decrypt(sample, [x25519.Identity.from_str(s) for s in secrets]) == b""
+    except pyrage.DecryptError:
+        ok = False
+    if not ok:
+        raise P2PError(
+            "p2p's age writer disagrees with pyrage; nothing was exported (a bug: please report it)"
+        )
 
 
 def decrypt_error(exc: Exception) -> Exception:

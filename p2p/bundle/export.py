@@ -152,7 +152,7 @@ def build(
 
     One pass: the records are packed, hashed (container trailer and the file's
     own BLAKE3, which names it: in version 2 one hash gives both) and, for a
-    private community, encrypted through a queue as they are written, so neither
+    private community, encrypted as they are written, so neither
     a plain copy nor a second read of the file is ever made."""
     docs = chunks = 0
     ids = [c.id for c in domain.communities]
@@ -175,14 +175,19 @@ def build(
         # past the page cache, in large aligned writes (p2p/direct.py); the caller
         # (`place`) fsyncs it before giving it its name
         with closing_fd(fd), DirectWriter(fd, background=True) as direct:
-            if encrypted:  # named by the BLAKE3 of the ciphertext, taken as it is written
+            if passphrase is None and domain.recipient is not None:  # age, written here
+                named = _HashingNow(direct)  # the file's name: the ciphertext's BLAKE3
+                stats = _to_recipient(
+                    home, named, counted(), domain, progress, expected, lambda: docs, version
+                )
+                name = named.hash.digest()
+            elif passphrase is not None:  # named by the BLAKE3 of the ciphertext, as written
                 sink = _Hashing(direct, "blake3")
                 try:
-                    stats = _sealed(
+                    stats = _with_passphrase(
                         home,
                         sink,  # type: ignore[arg-type]
                         counted(),
-                        domain.recipient,
                         passphrase,
                         progress,
                         expected,
@@ -225,31 +230,61 @@ def closing_fd(fd: int) -> Iterator[int]:
         os.close(fd)
 
 
-def _sealed(
+def _to_recipient(
+    home: Home,
+    sink: Writable,
+    records: Iterator[dict],
+    domain: Domain,
+    progress: Progress | None,
+    expected: int | None,
+    docs: Callable[[], int],
+    version: int,
+) -> BundleStats:
+    """Write the container through age (p2p/bundle/agewrite.py) into `sink`, on
+    this thread: the plain bundle never touches the disk and is never copied.
+    Before any of it is written, pyrage (the age every reader uses) opens a
+    one-block file made with the same header and key: a writer that disagreed
+    with it would stop here, not on the reader's side."""
+    from p2p.bundle import agewrite
+
+    assert domain.recipient is not None
+    age = agewrite.AgeWriter(sink, domain.recipient)
+    secrets = [c.secret for c in domain.communities if c.secret]
+    if secrets:
+        crypt.check_sample(age.sample(), secrets)
+    out = _Counting(age, lambda n: progress(n, expected, docs()) if progress else None)
+    stats = write_bundle(
+        out,  # type: ignore[arg-type]
+        home.identity,
+        records,
+        int(time.time()),
+        version=version,
+        name=False,  # the file is the ciphertext: named by its own hash
+    )
+    age.close()
+    return stats
+
+
+def _with_passphrase(
     home: Home,
     sink: BinaryIO,
     records: Iterator[dict],
-    recipient: str | None,
-    passphrase: str | None,
+    passphrase: str,
     progress: Progress | None,
     expected: int | None,
     docs: Callable[[], int],
     version: int = VERSION,
 ) -> BundleStats:
-    """Write the container into a hand-over queue that age (pyrage) encrypts into
-    `sink` on a thread: the plain bundle never touches the disk and is never
-    read back. The queue passes the writer's own buffers (an attachment chunk as
+    """Write the container into a hand-over queue that age (pyrage, scrypt
+    stanza) encrypts into `sink` on a thread: the plain bundle never touches the
+    disk and is never read back. The queue passes the writer's own buffers (an attachment chunk as
     read), not copies through an OS pipe (0.3 s less kernel time per GiB)."""
     handover = HandOver()
     errors: list[BaseException] = []
 
     def seal() -> None:
         try:
-            if passphrase is not None:
-                crypt.encrypt_passphrase(handover, sink, passphrase)  # type: ignore[arg-type]
-            else:
-                assert recipient is not None
-                crypt.encrypt(handover, sink, [recipient])  # type: ignore[arg-type]
+            crypt.encrypt_passphrase(handover, sink, passphrase)  # type: ignore[arg-type]
         except BaseException as exc:  # handed to the writing side
             errors.append(exc)
             handover.refuse()  # the writer's next write raises: it stops
@@ -372,6 +407,25 @@ class _Hashing:
 
     def __init__(self, out: Writable, name: str = "blake3") -> None:
         self.out, self.hash = out, BackgroundHash(name)
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        return self.out.write(data)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
+class _HashingNow:
+    """A file wrapper that hashes what goes through it before passing it on, in
+    the caller's thread (BLAKE3 lets go of the GIL while it hashes): for a
+    writer that reuses its buffer (`agewrite.AgeWriter`), where a helper thread
+    hashing later would need a copy of every byte."""
+
+    def __init__(self, out: Writable) -> None:
+        import blake3
+
+        self.out, self.hash = out, blake3.blake3()
 
     def write(self, data: bytes) -> int:
         self.hash.update(data)

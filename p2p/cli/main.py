@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from p2p import __version__
+from p2p.cli import allocator
 from p2p.cli.context import Context
 
 # One line per top-level command: name -> "module:attribute" (a click command or group).
@@ -103,6 +104,8 @@ def wants_json(argv: list[str]) -> bool:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     as_json = wants_json(args)
+    if allocator.moves_bulk(args):
+        allocator.keep_large_buffers()
     try:
         cli.main(args=args, prog_name="p2p", standalone_mode=False)
     except SystemExit:
