@@ -1,6 +1,7 @@
-"""A private community's bundle, encrypted as it is written (the container handed
-to age on a thread), is a standard age file that opens for members; a failing
-encryption or a failing writer leaves nothing behind and says why."""
+"""A private community's bundle, encrypted as it is written (p2p's age writer;
+pyrage on a thread for a passphrase), is a standard age file that opens for
+members; a failing encryption, a failing writer or a header pyrage refuses
+leaves nothing behind and says why."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from p2p import community as cm
 from p2p import content, invites
 from p2p.blobs import attach
 from p2p.blobs.manifest import CHUNK
-from p2p.bundle import crypt
+from p2p.bundle import agewrite, crypt
 from p2p.bundle import export as ex
 from p2p.bundle.importer import import_bundle
 from p2p.bundle.names import file_digest
+from p2p.errors import P2PError
 from tests.helpers import make_home
 
 
@@ -58,15 +60,53 @@ def test_private_bundle_opens_for_a_member(private, tmp_path: Path) -> None:
 
 def test_failing_encryption_leaves_nothing(private, tmp_path: Path, monkeypatch) -> None:
     ana, _bo, c, _big = private
+    real = agewrite.AgeWriter._seal
+    calls = []
 
-    def broken(src, dst, recipients):  # noqa: ANN001, ANN202
-        src.read(100)
-        raise OSError("age: out of luck")
+    def broken(self, block, last):  # noqa: ANN001, ANN202
+        calls.append(last)
+        if len(calls) == 20:  # a MiB in: the sealing fails (a fault, simulated)
+            raise OSError("age: out of luck")
+        return real(self, block, last)
 
-    monkeypatch.setattr(crypt, "encrypt", broken)
+    monkeypatch.setattr(agewrite.AgeWriter, "_seal", broken)
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(OSError, match="out of luck"):
+        _export(ana, c, out / "b.p2p")
+    assert list(out.iterdir()) == []
+
+
+def test_failing_passphrase_encryption_leaves_nothing(private, tmp_path: Path, monkeypatch) -> None:
+    ana, _bo, c, _big = private
+
+    def broken(src, dst, passphrase):  # noqa: ANN001, ANN202
+        src.read(100)
+        raise OSError("age: out of luck")
+
+    monkeypatch.setattr(crypt, "encrypt_passphrase", broken)
+    out = tmp_path / "out"
+    out.mkdir()
+    with ex.scratch_dir(ana) as tmp, pytest.raises(OSError, match="out of luck"):
+        ex.build(ana, ex.domains([c])[0], Path(tmp), out_dir=out, passphrase="long enough words")
+    assert list(out.iterdir()) == []
+
+
+def test_a_header_pyrage_refuses_is_never_written(private, tmp_path: Path, monkeypatch) -> None:
+    """Our age writer disagreeing with pyrage (a header with a wrong MAC, as a bug
+    would make) stops the export before a byte of the bundle is kept."""
+    ana, _bo, c, _big = private
+    real = agewrite.header
+
+    def wrong_mac(recipient: str, file_key: bytes) -> bytes:
+        head = bytearray(real(recipient, file_key))
+        head[-3] = ord("A") if head[-3] != ord("A") else ord("B")
+        return bytes(head)
+
+    monkeypatch.setattr(agewrite, "header", wrong_mac)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(P2PError, match="disagrees with pyrage"):
         _export(ana, c, out / "b.p2p")
     assert list(out.iterdir()) == []
 
