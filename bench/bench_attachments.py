@@ -319,13 +319,16 @@ def main() -> None:
                 "in_vs_cp": p_in / copy[0],
                 "out_cpu_s": p_out_cpu,
                 "usb_write_vs_cp": steps["usb sync (write)"][0] / copy[0],
+                "export_vs_cp": steps["export"][0] / copy[0],
+                "verify_vs_cp": steps["verify"][0] / copy[0],
             }
             figures[f"ratio:{kind}"] = {k: round(v, 2) for k, v in r.items()}
             print(
                 f"  {kind:8} out {r['out']:.2f}x  verify {r['verify']:.2f}x  in {r['in']:.2f}x"
-                f"  (in+save {r['in+save']:.2f}x);  time vs cp+sync: out {r['out_vs_cp']:.1f}x"
-                f" ({r['out_vs_floor']:.2f}x its 2-copy floor), in {r['in_vs_cp']:.1f}x,"
-                f" usb write {r['usb_write_vs_cp']:.1f}x (target <= 3)"
+                f"  (in+save {r['in+save']:.2f}x);  time vs cp+sync (targets <= 3): export"
+                f" {r['export_vs_cp']:.1f}x, verify {r['verify_vs_cp']:.1f}x, import"
+                f" {r['in_vs_cp']:.1f}x; also out {r['out_vs_cp']:.1f}x ({r['out_vs_floor']:.2f}x"
+                f" its 2-copy floor), usb write {r['usb_write_vs_cp']:.1f}x"
             )
     import resource
 

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 MAGIC = b"age-encryption.org/v1\n"
 BLOCK = 64 * 1024  # age's STREAM chunk of plaintext
 TAG = 16
-_X25519_INFO = b"age-encryption.org/v1/X25519"
+X25519_INFO = b"age-encryption.org/v1/X25519"
 _BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 
 
@@ -34,7 +34,7 @@ class Writable(Protocol):
     def write(self, data: bytes) -> int: ...
 
 
-def _hkdf(ikm: bytes, salt: bytes, info: bytes) -> bytes:
+def hkdf(ikm: bytes, salt: bytes, info: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(ikm)
 
 
@@ -54,19 +54,19 @@ def _polymod(values: list[int]) -> int:
     return chk
 
 
-def recipient_key(recipient: str) -> bytes:
-    """The 32-byte X25519 public key of an `age1...` recipient (Bech32, BIP 173,
-    checksum verified); ValueError for anything else."""
-    text = recipient.strip()
+def bech32_decode(text: str, hrp: str) -> bytes:
+    """The 32 bytes a Bech32 string (BIP 173, checksum verified) with the
+    human-readable part `hrp` holds; ValueError for anything else."""
+    text = text.strip()
     if text.lower() != text and text.upper() != text:
-        raise ValueError("an age recipient is not of mixed case")
+        raise ValueError("Bech32 is not of mixed case")
     text = text.lower()
-    hrp, sep, rest = text.rpartition("1")
-    if hrp != "age" or not sep or len(rest) < 6 or any(c not in _BECH32 for c in rest):
-        raise ValueError("not an age X25519 recipient")
+    got, sep, rest = text.rpartition("1")
+    if got != hrp or not sep or len(rest) < 6 or any(c not in _BECH32 for c in rest):
+        raise ValueError(f"not a Bech32 string of {hrp!r}")
     data = [_BECH32.index(c) for c in rest]
     if _polymod([ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp] + data) != 1:
-        raise ValueError("this age recipient's checksum is wrong")
+        raise ValueError("a Bech32 checksum is wrong")
     acc = bits = 0
     out = bytearray()
     for v in data[:-6]:
@@ -76,8 +76,13 @@ def recipient_key(recipient: str) -> bytes:
             bits -= 8
             out.append(acc >> bits & 0xFF)
     if bits >= 5 or acc & ((1 << bits) - 1) or len(out) != 32:
-        raise ValueError("an age recipient holds 32 bytes")
+        raise ValueError("an age key holds 32 bytes")
     return bytes(out)
+
+
+def recipient_key(recipient: str) -> bytes:
+    """The 32-byte X25519 public key of an `age1...` recipient; ValueError otherwise."""
+    return bech32_decode(recipient, "age")
 
 
 def header(recipient: str, file_key: bytes) -> bytes:
@@ -86,11 +91,11 @@ def header(recipient: str, file_key: bytes) -> bytes:
     ephemeral = X25519PrivateKey.generate()
     share = ephemeral.public_key().public_bytes_raw()
     shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(theirs))  # refuses all-zero
-    wrap = _hkdf(shared, share + theirs, _X25519_INFO)
+    wrap = hkdf(shared, share + theirs, X25519_INFO)
     body = ChaCha20Poly1305(wrap).encrypt(bytes(12), file_key, None)
     # a body of 32 bytes is 43 base64 characters: one line, shorter than 64 columns
     text = MAGIC + b"-> X25519 " + _b64(share) + b"\n" + _b64(body) + b"\n---"
-    mac = hmac.HMAC(_hkdf(file_key, b"", b"header"), hashes.SHA256())
+    mac = hmac.HMAC(hkdf(file_key, b"", b"header"), hashes.SHA256())
     mac.update(text)
     return text + b" " + _b64(mac.finalize()) + b"\n"
 
@@ -112,7 +117,7 @@ class AgeWriter:
         nonce = os.urandom(16)
         self._head = header(recipient, file_key) + nonce
         out.write(self._head)
-        self._aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
+        self._aead = ChaCha20Poly1305(hkdf(file_key, nonce, b"payload"))
         self._counter = 0
         self._pending = bytearray()  # the block that may be the last
         self._sealed = bytearray(self.BATCH * (BLOCK + TAG))

@@ -1,8 +1,9 @@
 """Opening a bundle from disk, whatever layers it has: parts, age, container.
 
 `open_bundle` peels the layers in order: numbered parts are joined, an age
-envelope is decrypted as a stream (through a pipe, so the plaintext of a
-private community never lands on disk), and the container reader is returned.
+envelope is decrypted as a stream (here, or by the age CLI through a pipe: the
+plaintext of a private community never lands on disk), and the container
+reader is returned.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pyrage import x25519
 
 from p2p import direct
 from p2p.background_hash import BackgroundHash
-from p2p.bundle import crypt, parts
+from p2p.bundle import ageread, crypt, parts
 from p2p.bundle.container import BundleReader, HeldReader, Stage
 from p2p.bundle.parts import HEAD, file_head, part_set
 from p2p.errors import NotABundle, WrongKey
@@ -156,7 +157,40 @@ def _widen(fd: int) -> None:
         pass
 
 
-def _decrypting(src: BinaryIO, keys: Keys, passphrase: bool) -> _PipeReader | _AgeReader:
+class _Replay:
+    """`head` (bytes already taken from `src`), then the rest of `src`."""
+
+    def __init__(self, head: bytes, src: BinaryIO) -> None:
+        self._head = memoryview(head)
+        self._src = src
+
+    def read(self, n: int = -1) -> bytes:
+        if not self._head:
+            return self._src.read(n)
+        take = self._head if n is None or n < 0 else self._head[:n]
+        self._head = self._head[len(take) :]
+        return take.tobytes()
+
+    def readinto(self, buf: memoryview) -> int:
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        pass
+
+
+def _decrypting(
+    src: BinaryIO, keys: Keys, passphrase: bool
+) -> _PipeReader | _AgeReader | ageread.AgeReader:
+    """The plaintext of the age file `src`: opened here when it is what p2p
+    writes and one of our keys opens it (p2p/bundle/ageread.py), else by the
+    age CLI or pyrage, which also say what is wrong with a file that does not open."""
+    if not passphrase and keys.identities:
+        try:
+            return ageread.AgeReader(src, keys.identities)
+        except ageread.NotForUs as refused:
+            src = _Replay(refused.head, src)  # type: ignore[assignment]
     if AGE and not passphrase:
         return _AgeReader(src, keys.identities)
     r, w = big_pipe()
