@@ -1,15 +1,16 @@
 """age v1 encryption to one X25519 recipient, written as a stream at disk speed.
 
-Why not pyrage here: pyrage (which still reads every age file p2p opens, and
-writes the passphrase bundles) pulls its plaintext through Python 8 KiB at a
-time and holds the GIL while it encrypts: 1.2 s of one core per GiB, the
-critical path of exporting a private community's film. This writer takes the
-container's own buffers and seals each 64 KiB block with `cryptography`'s
-ChaCha20-Poly1305 (0.55 s per GiB here), exactly as age-encryption.org/v1
-specifies for an X25519 recipient. Nothing in it is new cryptography: it is the
-published format on `cryptography`'s primitives, and every file it writes is
-read by pyrage (in the tests, and its header at every export: `crypt.opens`)
-and by the age CLI (tests).
+Why not pyrage here: pyrage (which still writes the passphrase bundles, and
+opens whatever p2p/bundle/ageread.py hands back) pulls its plaintext through
+Python 8 KiB at a time and holds the GIL while it encrypts: 1.2 s of one core
+per GiB, the critical path of exporting a private community's film. This
+writer takes the container's own buffers and seals each 64 KiB block with
+`cryptography`'s ChaCha20-Poly1305 (0.55 s per GiB here), exactly as
+age-encryption.org/v1 specifies for an X25519 recipient. Nothing in it is new
+cryptography: it is the published format on `cryptography`'s primitives, and
+what it writes is read by pyrage (a sample with the same header and key at
+every export, `crypt.check_sample`; whole files in the tests) and by the age
+CLI (tests).
 """
 
 from __future__ import annotations
