@@ -252,17 +252,31 @@ def _to_recipient(
     secrets = [c.secret for c in domain.communities if c.secret]
     if secrets:
         crypt.check_sample(age.sample(), secrets)
-    out = _Counting(age, lambda n: progress(n, expected, docs()) if progress else None)
-    stats = write_bundle(
-        out,  # type: ignore[arg-type]
+    stats = _encrypted_container(home, age, records, progress, expected, docs, version)
+    age.close()
+    return stats
+
+
+def _encrypted_container(
+    home: Home,
+    out: Writable,
+    records: Iterator[dict],
+    progress: Progress | None,
+    expected: int | None,
+    docs: Callable[[], int],
+    version: int,
+) -> BundleStats:
+    """The container, written into the stream `out` that encrypts it, with progress;
+    no name of its own: the file is the ciphertext, named by its own hash."""
+    counted = _Counting(out, lambda n: progress(n, expected, docs()) if progress else None)
+    return write_bundle(
+        counted,  # type: ignore[arg-type]
         home.identity,
         records,
         int(time.time()),
         version=version,
-        name=False,  # the file is the ciphertext: named by its own hash
+        name=False,
     )
-    age.close()
-    return stats
 
 
 def _with_passphrase(
@@ -277,8 +291,9 @@ def _with_passphrase(
 ) -> BundleStats:
     """Write the container into a hand-over queue that age (pyrage, scrypt
     stanza) encrypts into `sink` on a thread: the plain bundle never touches the
-    disk and is never read back. The queue passes the writer's own buffers (an attachment chunk as
-    read), not copies through an OS pipe (0.3 s less kernel time per GiB)."""
+    disk and is never read back. The queue passes the writer's own buffers (an
+    attachment chunk as read), not copies through an OS pipe (0.3 s less kernel
+    time per GiB)."""
     handover = HandOver()
     errors: list[BaseException] = []
 
@@ -292,15 +307,7 @@ def _with_passphrase(
     thread = threading.Thread(target=seal, name="seal", daemon=True)
     thread.start()
     try:
-        out = _Counting(handover, lambda n: progress(n, expected, docs()) if progress else None)
-        stats = write_bundle(
-            out,  # type: ignore[arg-type]
-            home.identity,
-            records,
-            int(time.time()),
-            version=version,
-            name=False,  # the file is the ciphertext: named by its own hash
-        )
+        stats = _encrypted_container(home, handover, records, progress, expected, docs, version)
         handover.close()
     except BrokenPipeError:
         thread.join()  # the encrypting side stopped first: its error is the one
