@@ -13,12 +13,13 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import pyrage
 import pytest
+from pyrage import x25519
 
 from p2p import community as cm
 from p2p import content, invites
 from p2p import identity as ident
-from p2p.bundle import crypt
 from p2p.home import Home
 from tests.helpers import cli, make_home
 
@@ -63,7 +64,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     ok(cli(root / "alice", "export", private_c.id.hex(), "--out", str(private)))
     to_bob = root / "to-bob.p2p"  # a bundle only Bob's own identity key opens
     with plain.open("rb") as src, to_bob.open("wb") as dst:
-        crypt.encrypt(src, dst, [recipient])
+        pyrage.encrypt_io(src, dst, [x25519.Recipient.from_str(recipient)])
     return {
         "bob": root / "bob",
         "plain": plain,

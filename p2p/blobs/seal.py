@@ -25,6 +25,7 @@ def new_key() -> bytes:
 
 
 def nonce(index: int, last: bool) -> bytes:
+    """age's STREAM nonce (also what p2p/bundle/agewrite.py and ageread.py use)."""
     return index.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
 
 

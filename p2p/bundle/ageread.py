@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac as std_hmac
-from collections import deque
 from collections.abc import Iterable
 from typing import BinaryIO
 
@@ -30,16 +29,15 @@ from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
+from p2p.blobs.seal import nonce
+from p2p.bundle import crypt
 from p2p.bundle.agewrite import BLOCK, MAGIC, TAG, X25519_INFO, bech32_decode, hkdf
-from p2p.errors import BundleCorrupt
+from p2p.gather import Pieces
 
 MAX_HEADER = 64 * 1024  # p2p writes one stanza (pyrage adds one grease stanza): ~200 bytes
 MAX_STANZAS = 16
 CHUNK = BLOCK + TAG
-BATCH = 16  # blocks opened per refill: a MiB
-
-
-_CUT = "this encrypted bundle is damaged or cut short; nothing was imported"
+BATCH = 16  # blocks of ciphertext read at once: a MiB
 
 
 class NotForUs(Exception):
@@ -148,82 +146,31 @@ class AgeReader:
             raise NotForUs(head, str(exc)) from None
         if len(head) < at + 16:
             raise NotForUs(head, "no payload nonce")
-        nonce = head[at : at + 16]
-        self._aead = ChaCha20Poly1305(hkdf(key, nonce, b"payload"))
-        self._src = src
-        rest = memoryview(head)[at + 16 :]
-        self._raw: deque[memoryview] = deque([rest] if rest else [])  # not yet opened
-        self._have = len(rest)
-        self._eof = False
+        self._aead = ChaCha20Poly1305(hkdf(key, head[at : at + 16], b"payload"))
+        # the ciphertext as read (a block is copied only when it straddles two reads)
+        self._sealed = Pieces(lambda: src.read(BATCH * CHUNK) or None, head[at + 16 :])
+        self._plain = Pieces(self._open_next)
         self._counter = 0
-        self._plain: deque[memoryview] = deque()
         self._done = False
 
-    def _take(self, n: int) -> memoryview:
-        """The next `n` ciphertext bytes as read (a copy only for a block that
-        straddles two reads); fewer only at the end of the file."""
-        while not self._eof and self._have < n + CHUNK:  # and one more: is it the last?
-            more = self._src.read(BATCH * CHUNK)
-            if not more:
-                self._eof = True
-            else:
-                self._raw.append(memoryview(more))
-                self._have += len(more)
-        first = self._raw[0] if self._raw else memoryview(b"")
-        if len(first) >= n:
-            out = first[:n]
-            rest = first[n:]
-            if rest:
-                self._raw[0] = rest
-            elif self._raw:
-                self._raw.popleft()
-        else:
-            joined = bytearray()
-            while self._raw and len(joined) < n:
-                piece = self._raw.popleft()
-                need = n - len(joined)
-                joined += piece[:need]
-                if len(piece) > need:
-                    self._raw.appendleft(piece[need:])
-            out = memoryview(bytes(joined))
-        self._have -= len(out)
-        return out
-
-    def _fill(self) -> None:
-        """Open the next blocks; the last one only once the end of the file shows."""
-        for _ in range(BATCH):
-            block = self._take(CHUNK)
-            last = self._eof and self._have == 0
-            if len(block) < TAG or (last and len(block) == TAG and self._counter):
-                raise BundleCorrupt(_CUT)
-            n = self._counter.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
-            try:
-                self._plain.append(memoryview(self._aead.decrypt(n, block, None)))
-            except InvalidTag:
-                raise BundleCorrupt(_CUT) from None
-            self._counter += 1
-            if last:
-                self._done = True
-                return
+    def _open_next(self) -> bytes | None:
+        """The next block opened; the last one is the one the end of the file follows."""
+        if self._done:
+            return None
+        block = self._sealed.take(CHUNK)
+        last = self._sealed.ended()
+        if len(block) < TAG or (last and len(block) == TAG and self._counter):
+            raise crypt.damaged()  # cut inside a tag, or an empty last block after others
+        try:
+            plain = self._aead.decrypt(nonce(self._counter, last), block, None)
+        except InvalidTag:
+            raise crypt.damaged() from None
+        self._counter += 1
+        self._done = last
+        return plain
 
     def read(self, n: int = -1) -> bytes:
-        want = n if n is not None and n >= 0 else 1 << 62
-        parts: list[memoryview] = []
-        while want > 0:
-            if not self._plain:
-                if self._done:
-                    break
-                self._fill()
-                continue
-            piece = self._plain[0]
-            if len(piece) <= want:
-                parts.append(self._plain.popleft())
-                want -= len(piece)
-            else:
-                parts.append(piece[:want])
-                self._plain[0] = piece[want:]
-                want = 0
-        return parts[0].tobytes() if len(parts) == 1 else b"".join(parts)
+        return self._plain.read(n)
 
     def close(self) -> None:
-        self._plain.clear()
+        self._done = True

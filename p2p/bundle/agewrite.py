@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from p2p.blobs.seal import nonce
+
 MAGIC = b"age-encryption.org/v1\n"
 BLOCK = 64 * 1024  # age's STREAM chunk of plaintext
 TAG = 16
@@ -115,14 +117,13 @@ class AgeWriter:
     def __init__(self, out: Writable, recipient: str) -> None:
         self.out = out
         file_key = os.urandom(16)
-        nonce = os.urandom(16)
-        self._head = header(recipient, file_key) + nonce
+        payload_nonce = os.urandom(16)
+        self._head = header(recipient, file_key) + payload_nonce
         out.write(self._head)
-        self._aead = ChaCha20Poly1305(hkdf(file_key, nonce, b"payload"))
+        self._aead = ChaCha20Poly1305(hkdf(file_key, payload_nonce, b"payload"))
         self._counter = 0
         self._pending = bytearray()  # the block that may be the last
-        self._sealed = bytearray(self.BATCH * (BLOCK + TAG))
-        self._view = memoryview(self._sealed)
+        self._view = memoryview(bytearray(self.BATCH * (BLOCK + TAG)))
         self._used = 0
         self._closed = False
 
@@ -130,15 +131,14 @@ class AgeWriter:
         """A whole age file of an empty plaintext under this stream's header, nonce
         and key (its one block is the last, numbered 0): for another
         implementation to read back (`crypt.check_sample`)."""
-        return self._head + self._aead.encrypt(bytes(11) + b"\x01", b"", None)
+        return self._head + self._aead.encrypt(nonce(0, last=True), b"", None)
 
     def _seal(self, block: bytes | bytearray | memoryview, last: bool) -> None:
-        if self._used + len(block) + TAG > len(self._sealed):
+        if self._used + len(block) + TAG > len(self._view):
             self._hand_over()
-        nonce = self._counter.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
+        into = self._view[self._used : self._used + len(block) + TAG]
+        self._used += self._aead.encrypt_into(nonce(self._counter, last), block, None, into)
         self._counter += 1
-        end = self._used + len(block) + TAG
-        self._used += self._aead.encrypt_into(nonce, block, None, self._view[self._used : end])
 
     def _hand_over(self) -> None:
         if self._used:

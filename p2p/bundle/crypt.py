@@ -43,10 +43,6 @@ def opens(head: bytes, identities: list[x25519.Identity]) -> bool:
     return True
 
 
-def encrypt(src: BinaryIO, dst: BinaryIO, recipients: list[str]) -> None:
-    pyrage.encrypt_io(src, dst, [x25519.Recipient.from_str(r) for r in recipients])
-
-
 def check_sample(sample: bytes, secrets: list[str]) -> None:
     """pyrage must open `sample` (an empty age file from our own writer, with the
     header a bundle is about to get) to nothing, with one of the community's
@@ -68,6 +64,11 @@ def decrypt_error(exc: Exception) -> Exception:
         return WrongKey()
     if "passphrase" in text or "decryption failed" in text and "header" in text:
         return WrongKey("the passphrase does not open this bundle")
+    return damaged()
+
+
+def damaged() -> BundleCorrupt:
+    """A damaged or cut-short envelope, whichever reader found it."""
     return BundleCorrupt("this encrypted bundle is damaged or cut short; nothing was imported")
 
 

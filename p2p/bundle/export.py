@@ -19,7 +19,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
+
+import blake3
 
 from p2p import atomic, exchange
 from p2p.background_hash import BackgroundHash
@@ -30,7 +32,7 @@ from p2p.bundle.records import community_record, inventory_records
 from p2p.community import Community, all_communities
 from p2p.direct import DirectWriter
 from p2p.exchange import Inventory
-from p2p.gather import Gather
+from p2p.gather import Gather, Pieces
 from p2p.home import Home
 
 Progress = Callable[[int, int | None, int], None]  # (bytes written, bytes expected, documents)
@@ -176,13 +178,13 @@ def build(
         # (`place`) fsyncs it before giving it its name
         with closing_fd(fd), DirectWriter(fd, background=True) as direct:
             if passphrase is None and domain.recipient is not None:  # age, written here
-                named = _HashingNow(direct)  # the file's name: the ciphertext's BLAKE3
+                named = _Hashing(direct, blake3.blake3())  # the name: the ciphertext's BLAKE3
                 stats = _to_recipient(
                     home, named, counted(), domain, progress, expected, lambda: docs, version
                 )
                 name = named.hash.digest()
             elif passphrase is not None:  # named by the BLAKE3 of the ciphertext, as written
-                sink = _Hashing(direct, "blake3")
+                sink = _Hashing(direct, BackgroundHash("blake3"))
                 try:
                     stats = _with_passphrase(
                         home,
@@ -335,8 +337,7 @@ class HandOver:
     def __init__(self, depth: int = 8) -> None:
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._gather = Gather(self._put)
-        self._cur = memoryview(b"")
-        self._eof = False
+        self._pieces = Pieces(self._next)
         self._refused = False
 
     # the writing side
@@ -381,25 +382,14 @@ class HandOver:
             except queue.Empty:
                 return
 
+    def _next(self) -> bytes | None:
+        item = self._queue.get()
+        if item is self._ABORT:
+            raise OSError("the bundle being encrypted was not finished")
+        return None if item is self._END else item  # type: ignore[return-value]
+
     def read(self, n: int | None = -1) -> bytes:
-        want = n if n is not None and n >= 0 else 1 << 62
-        parts: list[memoryview] = []
-        while want > 0:
-            if not self._cur:
-                if self._eof:
-                    break
-                item = self._queue.get()
-                if item is self._END:
-                    self._eof = True
-                    break
-                if item is self._ABORT:
-                    raise OSError("the bundle being encrypted was not finished")
-                self._cur = memoryview(item)  # type: ignore[arg-type]
-            take = self._cur[:want]
-            self._cur = self._cur[len(take) :]
-            parts.append(take)
-            want -= len(take)
-        return parts[0].tobytes() if len(parts) == 1 else b"".join(parts)
+        return self._pieces.read(n)
 
 
 class Writable(Protocol):
@@ -409,30 +399,14 @@ class Writable(Protocol):
 
 
 class _Hashing:
-    """A file wrapper that hashes what goes through it (the file's name, on a
-    helper thread: p2p/background_hash.py)."""
+    """A file wrapper that hashes what goes through it (the file's name) before
+    passing it on. `hash`: a `BackgroundHash` (on a helper thread: for a writer
+    that hands over bytes it never changes) or a BLAKE3 (in this thread, which it
+    lets go of while hashing: for `agewrite.AgeWriter`, which reuses its buffer;
+    a helper thread would need a copy of every byte)."""
 
-    def __init__(self, out: Writable, name: str = "blake3") -> None:
-        self.out, self.hash = out, BackgroundHash(name)
-
-    def write(self, data: bytes) -> int:
-        self.hash.update(data)
-        return self.out.write(data)
-
-    def flush(self) -> None:
-        self.out.flush()
-
-
-class _HashingNow:
-    """A file wrapper that hashes what goes through it before passing it on, in
-    the caller's thread (BLAKE3 lets go of the GIL while it hashes): for a
-    writer that reuses its buffer (`agewrite.AgeWriter`), where a helper thread
-    hashing later would need a copy of every byte."""
-
-    def __init__(self, out: Writable) -> None:
-        import blake3
-
-        self.out, self.hash = out, blake3.blake3()
+    def __init__(self, out: Writable, hash: Any) -> None:
+        self.out, self.hash = out, hash
 
     def write(self, data: bytes) -> int:
         self.hash.update(data)
